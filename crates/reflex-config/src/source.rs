@@ -1,0 +1,131 @@
+//! `[source]`: where samples come from and how their frames are encoded (SPEC §2, §4).
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A serial device (or a pseudo-terminal).
+    #[default]
+    Serial,
+    /// A recorded log fed through the same decoder.
+    Replay,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrameFormat {
+    /// Comma-separated decimals, one sample per line.
+    #[default]
+    Csv,
+    /// `A5 5A | n | counter | n × f32 | crc16`.
+    Binary,
+    /// WitMotion's 11-byte packets (acceleration + angular velocity: 6 channels).
+    Witmotion,
+}
+
+/// Replay pace: `"max"`, `"realtime"` or a factor of real time such as `4.0`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Speed {
+    Max,
+    #[default]
+    Realtime,
+    Factor(f64),
+}
+
+impl<'de> Deserialize<'de> for Speed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        let bad = || {
+            serde::de::Error::custom(
+                "speed must be \"max\", \"realtime\" or a positive factor such as 4.0",
+            )
+        };
+        match Raw::deserialize(d).map_err(|_: D::Error| bad())? {
+            Raw::Number(f) if f.is_finite() && f > 0.0 => Ok(Speed::Factor(f)),
+            Raw::Text(s) if s == "max" => Ok(Speed::Max),
+            Raw::Text(s) if s == "realtime" => Ok(Speed::Realtime),
+            Raw::Text(s) => s
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite() && *f > 0.0)
+                .map(Speed::Factor)
+                .ok_or_else(bad),
+            Raw::Number(_) => Err(bad()),
+        }
+    }
+}
+
+fn default_baud_rate() -> u32 {
+    115_200
+}
+
+/// `[source]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `"serial"` or `"replay"`.
+    #[serde(default)]
+    pub kind: SourceKind,
+    /// The serial device, or the log to replay (relative to the config file).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Serial line speed; ignored by pseudo-terminals.
+    #[serde(default = "default_baud_rate")]
+    pub baud_rate: u32,
+    /// How samples are framed on the wire.
+    #[serde(default)]
+    pub format: FrameFormat,
+    /// Values per sample.
+    pub channels: usize,
+    /// csv only: the first field of each line is a timestamp in seconds.
+    #[serde(default)]
+    pub time_column: bool,
+    /// Replay only: how fast to feed the log.
+    #[serde(default)]
+    pub speed: Speed,
+}
+
+impl SourceConfig {
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut p = Vec::new();
+        if self.channels == 0 {
+            p.push("channels must be at least 1".to_string());
+        }
+        if self.channels > 255 && self.format == FrameFormat::Binary {
+            p.push(format!(
+                "channels = {}: the binary format carries at most 255 values per frame",
+                self.channels
+            ));
+        }
+        if self.format == FrameFormat::Witmotion && self.channels != 6 {
+            p.push(format!(
+                "channels = {}: the witmotion format gives exactly 6 (ax ay az wx wy wz)",
+                self.channels
+            ));
+        }
+        if self.time_column && self.format != FrameFormat::Csv {
+            p.push("time_column applies to format = \"csv\" only".to_string());
+        }
+        if self.baud_rate == 0 {
+            p.push("baud_rate must be positive".to_string());
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(p)
+        }
+    }
+
+    pub(crate) fn resolve_paths(&mut self, base: &Path) {
+        if let Some(p) = &mut self.path {
+            crate::resolve(base, p);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+use super::*;
+use proptest::prelude::*;
+
+const GOOD: &str = r#"
+[source]
+channels = 6
+[window]
+length = 16
+hop = 4
+[model]
+weights = "w.safetensors"
+[[model.layers]]
+name = "c1"
+plugin = "conv_standard"
+out_channels = 4
+kernel_size = 3
+[output]
+kind = "classify"
+labels = ["a", "b"]
+[[sinks]]
+kind = "udp"
+target = "127.0.0.1:9000"
+"#;
+
+fn parse_str(text: &str) -> Result<Config, Problems> {
+    parse(Path::new("/etc/reflex/reflex.toml"), text, Vec::new())
+}
+
+#[test]
+fn a_good_config_loads_with_paths_resolved() {
+    let c = parse_str(GOOD).unwrap();
+    assert_eq!(
+        c.model.weights.as_deref(),
+        Some(Path::new("/etc/reflex/w.safetensors"))
+    );
+    assert_eq!(c.model.layers[0].params["out_channels"], 4);
+    assert!(!c.model.layers[0].params.contains_key("name"));
+    assert_eq!(c.window.queue, 32);
+    assert!(matches!(c.sinks[0].kind, SinkKind::Udp { .. }));
+}
+
+#[test]
+fn environment_overrides_keys() {
+    let env = vec![("REFLEX__WINDOW__HOP".to_string(), "2".to_string())];
+    let c = parse(Path::new("r.toml"), GOOD, env).unwrap();
+    assert_eq!(c.window.hop, 2);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_naming_section_and_key() {
+    let text = GOOD
+        .replace("hop = 4", "hop = 4\nhpo = 3")
+        .replace("[output]", "[output]\ncolour = 1")
+        .replace("channels = 6", "channels = 6\nformat = \"morse\"");
+    let p = parse_str(&text).unwrap_err();
+    assert_eq!(p.0.len(), 3, "{p}");
+    assert!(
+        p.0.iter()
+            .any(|l| l.contains("[window]") && l.contains("hpo")),
+        "{p}"
+    );
+    assert!(
+        p.0.iter()
+            .any(|l| l.contains("[output]") && l.contains("colour")),
+        "{p}"
+    );
+    assert!(
+        p.0.iter()
+            .any(|l| l.contains("[source] format") && l.contains("morse")),
+        "{p}"
+    );
+    assert!(p
+        .0
+        .iter()
+        .all(|l| l.starts_with("/etc/reflex/reflex.toml: ") && !l.contains('\n')));
+}
+
+#[test]
+fn toml_syntax_errors_give_line_and_column() {
+    let p = parse_str("[source]\nchannels = = 6\n").unwrap_err();
+    assert_eq!(p.0.len(), 1);
+    assert!(p.0[0].starts_with("/etc/reflex/reflex.toml:2:"), "{p}");
+}
+
+#[test]
+fn semantic_checks_name_the_key() {
+    let text = GOOD
+        .replace("hop = 4", "hop = 0\nstd = [1.0, 0.0]")
+        .replace("labels = [\"a\", \"b\"]", "");
+    let p = parse_str(&text).unwrap_err();
+    let all = p.to_string();
+    assert!(all.contains("hop must be at least 1"), "{all}");
+    assert!(
+        all.contains("std has 2 entries but source.channels is 6"),
+        "{all}"
+    );
+    assert!(all.contains("std holds 0"), "{all}");
+    assert!(all.contains("needs labels"), "{all}");
+}
+
+#[test]
+fn layers_need_a_name_and_a_plugin() {
+    let text = GOOD.replace("plugin = \"conv_standard\"", "");
+    let p = parse_str(&text).unwrap_err();
+    assert!(
+        p.to_string().contains("layer c1: missing key `plugin`"),
+        "{p}"
+    );
+}
+
+#[test]
+fn sinks_reject_unknown_keys_and_bad_targets() {
+    let p = parse_str(&GOOD.replace(
+        "target = \"127.0.0.1:9000\"",
+        "target = \"nowhere\"\nport = 3",
+    ))
+    .unwrap_err();
+    assert!(p.to_string().contains("port"), "{p}");
+    let p = parse_str(&GOOD.replace("target = \"127.0.0.1:9000\"", "target = \"nowhere\""))
+        .unwrap_err();
+    assert!(p.to_string().contains("not host:port"), "{p}");
+}
+
+#[test]
+fn speed_accepts_words_and_factors() {
+    let c = parse_str(&GOOD.replace("channels = 6", "channels = 6\nspeed = 4.0")).unwrap();
+    assert_eq!(c.source.speed, Speed::Factor(4.0));
+    let c = parse_str(&GOOD.replace("channels = 6", "channels = 6\nspeed = \"max\"")).unwrap();
+    assert_eq!(c.source.speed, Speed::Max);
+    assert!(parse_str(&GOOD.replace("channels = 6", "channels = 6\nspeed = -1")).is_err());
+}
+
+proptest! {
+    // The loader's contract for `check`: whatever the bytes, an answer and never a panic.
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+        let _ = parse_str(&text);
+    }
+
+    #[test]
+    fn mutated_configs_never_panic(cut in 0usize..GOOD.len(), insert in "[\\[\\]=\"a-z0-9.\\n -]{0,12}") {
+        let mut text = GOOD.to_string();
+        let at = (0..=cut).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        text.insert_str(at, &insert);
+        let _ = parse_str(&text);
+    }
+}

@@ -1,0 +1,65 @@
+//! `[window]`: how the sample stream is cut into the model's input windows.
+
+use serde::Deserialize;
+
+fn one() -> usize {
+    1
+}
+fn default_queue() -> usize {
+    32
+}
+
+/// `[window]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Samples per window: the model's input length L.
+    pub length: usize,
+    /// Samples between the starts of consecutive windows.
+    #[serde(default = "one")]
+    pub hop: usize,
+    /// Windows waiting for inference; when full the oldest is dropped and counted (live only).
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Per-channel mean subtracted before the model (default 0).
+    #[serde(default)]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation divided by (default 1); every entry must be positive.
+    #[serde(default)]
+    pub std: Option<Vec<f32>>,
+}
+
+impl WindowConfig {
+    pub fn validate(&self, channels: usize) -> Result<(), Vec<String>> {
+        let mut p = Vec::new();
+        for (key, v) in [
+            ("length", self.length),
+            ("hop", self.hop),
+            ("queue", self.queue),
+        ] {
+            if v == 0 {
+                p.push(format!("{key} must be at least 1"));
+            }
+        }
+        for (key, values) in [("mean", &self.mean), ("std", &self.std)] {
+            let Some(values) = values else { continue };
+            if values.len() != channels {
+                p.push(format!(
+                    "{key} has {} entries but source.channels is {channels}",
+                    values.len()
+                ));
+            }
+            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                p.push(format!("{key} holds {v}"));
+            }
+        }
+        if let Some(v) = self.std.iter().flatten().find(|v| **v <= 0.0) {
+            p.push(format!("std holds {v}: every entry must be positive"));
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(p)
+        }
+    }
+}

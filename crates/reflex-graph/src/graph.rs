@@ -1,0 +1,511 @@
+//! Building a graph from `[model]` (every problem collected) and running it (nothing allocated).
+
+use crate::builtin::ADD;
+use crate::weights::Weights;
+use reflex_config::{LayerConfig, ModelConfig, Problems};
+use reflex_kernels::{add_assign, Activation};
+use reflex_plugin_host::{LayerInstance, Origin, Registry};
+use reflex_plugin_sdk::conv::{default_negative_slope, ActivationName};
+use reflex_plugin_sdk::Shape;
+use serde::Deserialize;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The name of the graph's own input in `input = "…"`.
+pub const INPUT: &str = "input";
+
+/// What `inspect` shows of one layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerSummary {
+    pub name: String,
+    pub plugin: String,
+    pub version: String,
+    pub origin: Origin,
+    pub input: Shape,
+    pub output: Shape,
+    pub params: u64,
+    pub macs: u64,
+    /// Input samples one output position sees; `None` once the time axis is gone.
+    pub receptive_field: Option<u64>,
+}
+
+/// A forward pass failed for one window.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    #[error("the window has {got} values, the graph takes {expected}")]
+    InputLength { expected: usize, got: usize },
+    #[error("layer {layer}: {message}")]
+    Layer { layer: String, message: String },
+}
+
+/// Keys of `add`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddKeys {
+    /// Applied to the sum.
+    #[serde(default)]
+    activation: ActivationName,
+    /// Slope of `leaky_relu` for negative inputs.
+    #[serde(default = "default_negative_slope")]
+    negative_slope: f32,
+}
+
+enum Op {
+    Layer(LayerInstance),
+    Add(Activation),
+}
+
+struct Node {
+    op: Op,
+    /// Indices into `Graph::values`; always below this node's own output index.
+    inputs: Vec<usize>,
+    scratch_len: usize,
+}
+
+/// A built graph: every layer configured and loaded, every buffer allocated.
+pub struct Graph {
+    nodes: Vec<Node>,
+    /// `values[0]` is the input window, `values[i + 1]` node i's output.
+    values: Vec<Vec<f32>>,
+    scratch: Vec<f32>,
+    summary: Vec<LayerSummary>,
+}
+
+/// Per-value facts known while building; `None` where an upstream layer failed.
+#[derive(Clone, Copy)]
+struct Known {
+    shape: Shape,
+    /// (span, jump) in input samples, or `None` once the time axis is gone.
+    rf: Option<(u64, u64)>,
+}
+
+impl Graph {
+    /// Builds the graph for windows of `input` shape. Returns every problem found, each one
+    /// line naming the layer and the key or tensor.
+    pub fn build(
+        model: &ModelConfig,
+        input: Shape,
+        registry: &mut Registry,
+        plugin_dir: &Path,
+    ) -> Result<Graph, Problems> {
+        let mut problems = Problems::default();
+        let weights = match &model.weights {
+            Some(path) => match Weights::open(path) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    problems.push(e.to_string());
+                    None
+                }
+            },
+            None => Some(Weights::default()),
+        };
+        let weights_missing = weights.is_none();
+        let weights_file = model.weights.as_ref().map(|p| p.display().to_string());
+        let mut used = BTreeSet::new();
+        let mut failed_prefixes = Vec::new();
+
+        // Value index and facts per name; facts are None when an upstream layer failed.
+        let mut index: HashMap<&str, (usize, Option<Known>)> = HashMap::new();
+        index.insert(
+            INPUT,
+            (
+                0,
+                Some(Known {
+                    shape: input,
+                    rf: Some((1, 1)),
+                }),
+            ),
+        );
+        let mut nodes = Vec::new();
+        let mut summary = Vec::new();
+        let mut shapes = vec![input];
+
+        for (i, layer) in model.layers.iter().enumerate() {
+            let name = layer.name.as_str();
+            let fail = |problems: &mut Problems, m: String| {
+                problems.push(format!("layer {name} ({}): {m}", layer.plugin))
+            };
+            let value = i + 1;
+            if index.contains_key(name) {
+                let why = if name == INPUT {
+                    "is reserved for the graph's input"
+                } else {
+                    "is used twice"
+                };
+                fail(&mut problems, format!("the name `{name}` {why}"));
+                failed_prefixes.push(format!("{name}."));
+                continue;
+            }
+            let sources = match input_names(layer, i, model) {
+                Ok(s) => s,
+                Err(m) => {
+                    fail(&mut problems, m);
+                    index.insert(name, (value, None));
+                    failed_prefixes.push(format!("{name}."));
+                    continue;
+                }
+            };
+            let mut inputs = Vec::new();
+            let mut known = Vec::new();
+            for s in &sources {
+                match index.get(s.as_str()) {
+                    Some((idx, k)) => {
+                        inputs.push(*idx);
+                        known.push(*k);
+                    }
+                    None => {
+                        fail(
+                            &mut problems,
+                            format!("input `{s}` is not an earlier layer (or `{INPUT}`)"),
+                        );
+                        known.push(None);
+                    }
+                }
+            }
+            let upstream: Option<Vec<Known>> = known.into_iter().collect();
+
+            let mut errors = Vec::new();
+            let built = if layer.plugin == ADD {
+                build_add(layer, upstream.as_deref(), &mut errors)
+            } else {
+                let ctx = LayerCtx {
+                    weights: weights.as_ref(),
+                    weights_file: weights_file.as_deref(),
+                    used: &mut used,
+                };
+                build_layer(
+                    layer,
+                    upstream.as_ref().map(|u| u[0]),
+                    registry,
+                    plugin_dir,
+                    ctx,
+                    &mut errors,
+                )
+            };
+            for m in errors {
+                fail(&mut problems, m);
+            }
+            // A layer whose shape is known keeps the shape checks of the layers after it going,
+            // even when its own tensors are wrong.
+            index.insert(name, (value, built.known));
+            match (built.node, built.known) {
+                (Some((op, scratch_len, s)), Some(known)) => {
+                    summary.push(LayerSummary {
+                        receptive_field: known.rf.map(|r| r.0),
+                        ..s
+                    });
+                    shapes.push(known.shape);
+                    nodes.push(Node {
+                        op,
+                        inputs,
+                        scratch_len,
+                    });
+                }
+                _ => failed_prefixes.push(format!("{name}.")),
+            }
+        }
+
+        if let (Some(w), false) = (&weights, weights_missing) {
+            for n in w.unused(&used) {
+                if !failed_prefixes.iter().any(|p| n.starts_with(p.as_str())) {
+                    problems.push(format!(
+                        "tensor `{n}` in {} is not used by any layer",
+                        weights_file.as_deref().unwrap_or("the weights file")
+                    ));
+                }
+            }
+        }
+        if let Some(last) = model.layers.last() {
+            if let Some((_, Some(k))) = index.get(last.name.as_str()) {
+                if let Shape::Seq { .. } = k.shape {
+                    problems.push(format!(
+                        "layer {} ({}): the final layer outputs {}, but the model's output must be 1-D: end with global_avg_pool, flatten or linear",
+                        last.name, last.plugin, k.shape
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let values = shapes.iter().map(|s| vec![0.0; s.len()]).collect();
+        let scratch = vec![0.0; nodes.iter().map(|n| n.scratch_len).max().unwrap_or(0)];
+        Ok(Graph {
+            nodes,
+            values,
+            scratch,
+            summary,
+        })
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.values[0].len()
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.values.last().map_or(0, Vec::len)
+    }
+
+    /// One entry per layer, in order.
+    pub fn layers(&self) -> &[LayerSummary] {
+        &self.summary
+    }
+
+    /// Runs one window (`[C, L]` row-major) and returns the final layer's values.
+    pub fn run(&mut self, window: &[f32]) -> Result<&[f32], RunError> {
+        self.run_inner(window, None)
+    }
+
+    /// Like [`Graph::run`], adding each layer's time to `times` (one entry per layer).
+    pub fn run_timed(
+        &mut self,
+        window: &[f32],
+        times: &mut [Duration],
+    ) -> Result<&[f32], RunError> {
+        self.run_inner(window, Some(times))
+    }
+
+    fn run_inner(
+        &mut self,
+        window: &[f32],
+        mut times: Option<&mut [Duration]>,
+    ) -> Result<&[f32], RunError> {
+        let expected = self.values[0].len();
+        if window.len() != expected {
+            return Err(RunError::InputLength {
+                expected,
+                got: window.len(),
+            });
+        }
+        self.values[0].copy_from_slice(window);
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            let start = times.is_some().then(Instant::now);
+            let (done, rest) = self.values.split_at_mut(i + 1);
+            let out = &mut rest[0];
+            match &mut node.op {
+                Op::Layer(layer) => {
+                    let scratch = &mut self.scratch[..node.scratch_len];
+                    layer
+                        .forward(&done[node.inputs[0]], out, scratch)
+                        .map_err(|e| RunError::Layer {
+                            layer: self.summary[i].name.clone(),
+                            message: e.to_string(),
+                        })?;
+                }
+                Op::Add(activation) => {
+                    out.copy_from_slice(&done[node.inputs[0]]);
+                    for &j in &node.inputs[1..] {
+                        add_assign(out, &done[j]);
+                    }
+                    activation.apply(out);
+                }
+            }
+            if let (Some(t), Some(start)) = (times.as_deref_mut(), start) {
+                t[i] += start.elapsed();
+            }
+        }
+        Ok(self.values.last().map_or(&[][..], |v| &v[..]))
+    }
+}
+
+/// The names a layer reads: `inputs` for add, else `input` or the previous layer.
+fn input_names(layer: &LayerConfig, i: usize, model: &ModelConfig) -> Result<Vec<String>, String> {
+    let previous = || {
+        if i == 0 {
+            INPUT.to_string()
+        } else {
+            model.layers[i - 1].name.clone()
+        }
+    };
+    if layer.plugin == ADD {
+        if layer.input.is_some() {
+            return Err("`add` takes `inputs = [\"A\", \"B\"]`, not `input`".into());
+        }
+        match &layer.inputs {
+            Some(v) if v.len() >= 2 => Ok(v.clone()),
+            _ => Err("`add` needs `inputs` naming at least two layers".into()),
+        }
+    } else {
+        if layer.inputs.is_some() {
+            return Err("`inputs` is for `add`; name one layer with `input`".into());
+        }
+        Ok(vec![layer.input.clone().unwrap_or_else(previous)])
+    }
+}
+
+/// What building one layer established: its output facts when its shape is known, and the
+/// runnable node when everything (tensors included) is right.
+struct Built {
+    known: Option<Known>,
+    node: Option<(Op, usize, LayerSummary)>,
+}
+
+const UNKNOWN: Built = Built {
+    known: None,
+    node: None,
+};
+
+fn build_add(layer: &LayerConfig, upstream: Option<&[Known]>, errors: &mut Vec<String>) -> Built {
+    let keys: AddKeys =
+        match serde_json::from_value(serde_json::Value::Object(layer.params.clone())) {
+            Ok(k) => k,
+            Err(e) => {
+                errors.push(trim_json_position(&e.to_string()));
+                return UNKNOWN;
+            }
+        };
+    let Some(up) = upstream else { return UNKNOWN };
+    let shape = up[0].shape;
+    if let Some(other) = up.iter().find(|k| k.shape != shape) {
+        errors.push(format!(
+            "inputs have different shapes: {} and {}",
+            shape, other.shape
+        ));
+        return UNKNOWN;
+    }
+    let rf = up
+        .iter()
+        .map(|k| k.rf)
+        .try_fold((0, u64::MAX), |(span, jump), r| {
+            r.map(|(s, j)| (span.max(s), jump.min(j)))
+        });
+    let known = Known { shape, rf };
+    let summary = LayerSummary {
+        name: layer.name.clone(),
+        plugin: ADD.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        origin: Origin::Static,
+        input: shape,
+        output: shape,
+        params: 0,
+        macs: 0,
+        receptive_field: None,
+    };
+    Built {
+        known: Some(known),
+        node: Some((
+            Op::Add(keys.activation.with(keys.negative_slope)),
+            0,
+            summary,
+        )),
+    }
+}
+
+struct LayerCtx<'a> {
+    weights: Option<&'a Weights>,
+    weights_file: Option<&'a str>,
+    used: &'a mut BTreeSet<String>,
+}
+
+fn build_layer(
+    layer: &LayerConfig,
+    upstream: Option<Known>,
+    registry: &mut Registry,
+    plugin_dir: &Path,
+    ctx: LayerCtx<'_>,
+    errors: &mut Vec<String>,
+) -> Built {
+    let plugin = match registry.resolve(&layer.plugin, plugin_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            errors.push(e.to_string());
+            return UNKNOWN;
+        }
+    };
+    let params = serde_json::Value::Object(layer.params.clone()).to_string();
+    let mut inst = match plugin.create(&params) {
+        Ok(i) => i,
+        Err(e) => {
+            errors.push(trim_json_position(&e.to_string()));
+            return UNKNOWN;
+        }
+    };
+    let Some(up) = upstream else { return UNKNOWN };
+    let info = match inst.configure(up.shape) {
+        Ok(i) => i,
+        Err(e) => {
+            errors.push(e.to_string());
+            return UNKNOWN;
+        }
+    };
+    let rf = match (up.rf, info.rf_span) {
+        (Some((span, jump)), Some(s)) => Some((span + (s - 1) * jump, jump * info.rf_stride)),
+        _ => None,
+    };
+    let known = Some(Known {
+        shape: info.output,
+        rf,
+    });
+    let specs = match inst.tensor_specs() {
+        Ok(s) => s,
+        Err(e) => {
+            errors.push(e.to_string());
+            return Built { known, node: None };
+        }
+    };
+
+    let before = errors.len();
+    let mut tensors: Vec<&[f32]> = Vec::new();
+    for spec in &specs {
+        let full = format!("{}.{}", layer.name, spec.name);
+        match (ctx.weights, ctx.weights_file) {
+            (None, _) => {}
+            (Some(_), None) => errors.push(format!(
+                "needs tensor `{full}` but [model] names no weights file"
+            )),
+            (Some(w), Some(file)) => match w.get(&full) {
+                None => errors.push(format!(
+                    "tensor `{full}` {:?} is missing from {file}",
+                    spec.dims
+                )),
+                Some(t) if t.shape != spec.dims => errors.push(format!(
+                    "tensor `{full}` in {file} has shape {:?}, expected {:?}",
+                    t.shape, spec.dims
+                )),
+                Some(t) => tensors.push(&t.data),
+            },
+        }
+        ctx.used.insert(full);
+    }
+    if ctx.weights.is_none() || errors.len() > before {
+        return Built { known, node: None };
+    }
+    if let Err(e) = inst.load(&tensors) {
+        errors.push(e.to_string());
+        return Built { known, node: None };
+    }
+    let summary = summarize(layer, inst.plugin(), up.shape, &info);
+    Built {
+        known,
+        node: Some((Op::Layer(inst), info.scratch_len, summary)),
+    }
+}
+
+fn summarize(
+    layer: &LayerConfig,
+    plugin: &Arc<reflex_plugin_host::Plugin>,
+    input: Shape,
+    info: &reflex_plugin_sdk::LayerInfo,
+) -> LayerSummary {
+    LayerSummary {
+        name: layer.name.clone(),
+        plugin: plugin.name.clone(),
+        version: plugin.version.clone(),
+        origin: plugin.origin.clone(),
+        input,
+        output: info.output,
+        params: info.params,
+        macs: info.macs,
+        receptive_field: None,
+    }
+}
+
+/// serde_json appends a position inside JSON the user never wrote.
+fn trim_json_position(s: &str) -> String {
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}

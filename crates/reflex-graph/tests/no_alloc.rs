@@ -1,0 +1,48 @@
+//! The forward pass allocates nothing once the graph is built: counted with a global allocator
+//! on every fixture and benchmark model (plugins linked statically, so their allocations count).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        System.realloc(ptr, layout, new)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+// The only test in this binary, so no other thread allocates while it counts.
+#[test]
+fn running_a_window_allocates_nothing() {
+    let bench = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bench");
+    let mut dirs = common::fixtures();
+    dirs.extend(["standard", "dilated", "depthwise", "grouped", "residual"].map(|v| bench.join(v)));
+    for dir in dirs {
+        let (_, mut graph) = common::build(&dir.join("reflex.toml")).unwrap();
+        let (inputs, _) = common::io(&dir);
+        graph.run(&inputs[0]).unwrap();
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        for _ in 0..10 {
+            for x in &inputs {
+                graph.run(x).unwrap();
+            }
+        }
+        let n = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        assert_eq!(n, 0, "{}: {n} allocations in 10 passes", dir.display());
+    }
+}

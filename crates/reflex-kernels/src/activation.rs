@@ -1,0 +1,401 @@
+//! Activation functions with PyTorch semantics.
+
+use crate::kernels::{kernels, KernelSet};
+
+/// Activation functions of SPEC §3, with PyTorch semantics.
+///
+/// [`apply_scalar`](Activation::apply_scalar) is the reference (libm,
+/// exact erf / exp); [`apply`](Activation::apply) runs the selected kernel
+/// set, whose transcendental activations use branch-free polynomial
+/// approximations (a few ulp; absolute error below 1e-6) so that they
+/// vectorise.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    None,
+    Relu,
+    Relu6,
+    LeakyRelu { negative_slope: f32 },
+    Elu { alpha: f32 },
+    Silu,
+    Gelu,
+    Tanh,
+    Sigmoid,
+    Hardswish,
+}
+
+impl Activation {
+    /// Parses an activation name of the config file (`none`, `relu`, `relu6`,
+    /// `leaky_relu`, `elu`, `silu`, `gelu`, `tanh`, `sigmoid`, `hardswish`).
+    /// `negative_slope` is used by `leaky_relu`; `elu` gets alpha 1.
+    pub fn from_name(name: &str, negative_slope: f32) -> Option<Activation> {
+        Some(match name {
+            "none" => Activation::None,
+            "relu" => Activation::Relu,
+            "relu6" => Activation::Relu6,
+            "leaky_relu" => Activation::LeakyRelu { negative_slope },
+            "elu" => Activation::Elu { alpha: 1.0 },
+            "silu" => Activation::Silu,
+            "gelu" => Activation::Gelu,
+            "tanh" => Activation::Tanh,
+            "sigmoid" => Activation::Sigmoid,
+            "hardswish" => Activation::Hardswish,
+            _ => return None,
+        })
+    }
+
+    /// The config-file name of this activation.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::None => "none",
+            Activation::Relu => "relu",
+            Activation::Relu6 => "relu6",
+            Activation::LeakyRelu { .. } => "leaky_relu",
+            Activation::Elu { .. } => "elu",
+            Activation::Silu => "silu",
+            Activation::Gelu => "gelu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Hardswish => "hardswish",
+        }
+    }
+
+    /// Applies the activation in place with the selected kernel set.
+    pub fn apply(self, x: &mut [f32]) {
+        self.apply_with(kernels(), x)
+    }
+
+    /// Applies the activation in place with an explicit kernel set.
+    pub fn apply_with(self, ks: &KernelSet, x: &mut [f32]) {
+        if self != Activation::None {
+            (ks.activation)(self, x)
+        }
+    }
+
+    /// The reference definition for one value.
+    pub fn apply_scalar(self, x: f32) -> f32 {
+        match self {
+            Activation::None => x,
+            Activation::Relu => relu(x),
+            Activation::Relu6 => relu6(x),
+            Activation::LeakyRelu { negative_slope } => leaky(x, negative_slope),
+            Activation::Elu { alpha } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    alpha * libm::expm1f(x)
+                }
+            }
+            Activation::Silu => x * sigmoid_ref(x),
+            Activation::Gelu => {
+                let xd = f64::from(x);
+                (0.5 * xd * (1.0 + libm::erf(xd * std::f64::consts::FRAC_1_SQRT_2))) as f32
+            }
+            Activation::Tanh => libm::tanhf(x),
+            Activation::Sigmoid => sigmoid_ref(x),
+            Activation::Hardswish => hardswish(x),
+        }
+    }
+}
+
+// The comparisons are written so that NaN propagates, as in PyTorch.
+#[inline(always)]
+fn relu(x: f32) -> f32 {
+    if x < 0.0 {
+        0.0
+    } else {
+        x
+    }
+}
+
+#[inline(always)]
+fn relu6(x: f32) -> f32 {
+    if x < 0.0 {
+        0.0
+    } else if x > 6.0 {
+        6.0
+    } else {
+        x
+    }
+}
+
+#[inline(always)]
+fn leaky(x: f32, slope: f32) -> f32 {
+    if x > 0.0 {
+        x
+    } else {
+        x * slope
+    }
+}
+
+#[inline(always)]
+fn hardswish(x: f32) -> f32 {
+    x * relu6(x + 3.0) / 6.0
+}
+
+/// Never forms `exp` of a large positive number, so no inf/inf.
+fn sigmoid_ref(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + libm::expf(-x))
+    } else {
+        let e = libm::expf(x);
+        e / (1.0 + e)
+    }
+}
+
+/// `exp` without libm calls or branches, so loops over it vectorise.
+/// Cephes' `expf` reduction and polynomial (about 1 ulp); the argument is
+/// clamped to [-87, 88] so `2^n` stays a normal float: callers get a tiny or
+/// huge finite value where the true result would underflow or overflow,
+/// which every formula below turns into the right limit.
+#[inline(always)]
+fn exp_fast(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and removing 1.5 * 2^23 rounds to the nearest integer without
+    // SSE4.1's `round` instruction.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 5.000_000_1e-1;
+    let y = p * r * r + r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    y * scale
+}
+
+#[inline(always)]
+fn sigmoid_fast(x: f32) -> f32 {
+    1.0 / (1.0 + exp_fast(-x))
+}
+
+#[inline(always)]
+fn tanh_fast(x: f32) -> f32 {
+    let a = x.abs();
+    // Near zero `1 - 2/(e^2a + 1)` cancels; Cephes' tanhf odd polynomial there.
+    let z = x * x;
+    let small =
+        ((((-5.704_988_7e-3 * z + 2.063_908_9e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
+            - 3.333_328_2e-1)
+            * z
+            * x
+            + x;
+    let big = 1.0 - 2.0 / (exp_fast(2.0 * a) + 1.0);
+    let big = if x < 0.0 { -big } else { big };
+    if a < 0.625 {
+        small
+    } else {
+        big
+    }
+}
+
+/// Exact-erf GELU via Abramowitz & Stegun 7.1.26 (|erf error| <= 1.5e-7).
+/// For x < 0 it forms `1 + erf(x) = erfc(|x|)` directly, avoiding the
+/// cancellation of `1 - (1 - erfc)` in the negative tail.
+#[inline(always)]
+fn gelu_fast(x: f32) -> f32 {
+    let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * z);
+    let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t
+        + 0.254_829_6)
+        * t;
+    let erfc = poly * exp_fast(-z * z);
+    let one_plus_erf = if x < 0.0 { erfc } else { 2.0 - erfc };
+    0.5 * x * one_plus_erf
+}
+
+#[inline(always)]
+fn map(x: &mut [f32], f: impl Fn(f32) -> f32) {
+    for v in x.iter_mut() {
+        *v = f(*v);
+    }
+}
+
+/// The vectorisable body shared by the blocked kernel sets.
+#[inline(always)]
+pub(crate) fn apply_blocked(a: Activation, x: &mut [f32]) {
+    match a {
+        Activation::None => {}
+        Activation::Relu => map(x, relu),
+        Activation::Relu6 => map(x, relu6),
+        Activation::LeakyRelu { negative_slope } => map(x, |v| leaky(v, negative_slope)),
+        Activation::Elu { alpha } => map(x, |v| {
+            let e = alpha * (exp_fast(v) - 1.0);
+            if v > 0.0 {
+                v
+            } else {
+                e
+            }
+        }),
+        Activation::Silu => map(x, |v| v * sigmoid_fast(v)),
+        Activation::Gelu => map(x, gelu_fast),
+        Activation::Tanh => map(x, tanh_fast),
+        Activation::Sigmoid => map(x, sigmoid_fast),
+        Activation::Hardswish => map(x, hardswish),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::variants;
+
+    const ALL: [Activation; 12] = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::LeakyRelu {
+            negative_slope: 0.01,
+        },
+        Activation::LeakyRelu {
+            negative_slope: 0.2,
+        },
+        Activation::Elu { alpha: 1.0 },
+        Activation::Elu { alpha: 0.5 },
+        Activation::Silu,
+        Activation::Gelu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Hardswish,
+    ];
+
+    fn points() -> Vec<f32> {
+        let mut p: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.005).collect();
+        p.extend((-400..=400).map(|i| i as f32 * 0.25));
+        p.extend([
+            -1e30, -1e6, -1000.0, -89.0, -88.5, -87.5, -50.0, -3.0, -1e-3, -1e-6, -1e-30, -0.0,
+            0.0, 1e-30, 1e-6, 1e-3, 3.0, 6.0, 50.0, 87.5, 88.5, 89.0, 1000.0, 1e6, 1e30, -3.0001,
+            -2.9999, 2.9999, 3.0001, 5.9999, 6.0001,
+        ]);
+        p
+    }
+
+    fn f64_ref(a: Activation, x: f64) -> f64 {
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        match a {
+            Activation::None => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Relu6 => x.clamp(0.0, 6.0),
+            Activation::LeakyRelu { negative_slope } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    x * f64::from(negative_slope)
+                }
+            }
+            Activation::Elu { alpha } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    f64::from(alpha) * x.exp_m1()
+                }
+            }
+            Activation::Silu => x * sig(x),
+            Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => sig(x),
+            Activation::Hardswish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        }
+    }
+
+    #[test]
+    fn scalar_matches_f64_definitions() {
+        for a in ALL {
+            for &x in &points() {
+                let got = a.apply_scalar(x);
+                let want = f64_ref(a, f64::from(x));
+                let tol = 1e-6 * (1.0 + want.abs());
+                assert!(
+                    (f64::from(got) - want).abs() <= tol,
+                    "{a:?}({x}) = {got}, want {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_variant_matches_scalar() {
+        let p = points();
+        for ks in variants() {
+            for a in ALL {
+                let mut y = p.clone();
+                a.apply_with(ks, &mut y);
+                for (&x, &got) in p.iter().zip(&y) {
+                    let want = a.apply_scalar(x);
+                    assert!(got.is_finite(), "{} {a:?}({x}) = {got}", ks.name);
+                    let err = (got - want).abs();
+                    assert!(
+                        err <= 1e-6 + 2e-6 * want.abs(),
+                        "{} {a:?}({x}) = {got}, want {want} (err {err:e})",
+                        ks.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn known_values() {
+        for ks in variants() {
+            let check = |a: Activation, x: f32, want: f32| {
+                let mut v = [x];
+                a.apply_with(ks, &mut v);
+                assert!(
+                    (v[0] - want).abs() <= 2e-7,
+                    "{} {a:?}({x}) = {}, want {want}",
+                    ks.name,
+                    v[0]
+                );
+                assert!(
+                    (a.apply_scalar(x) - want).abs() <= 1e-7,
+                    "scalar {a:?}({x})"
+                );
+            };
+            check(Activation::Gelu, 1.0, 0.841_344_7);
+            check(Activation::Gelu, -1.0, -0.158_655_26);
+            check(Activation::Gelu, 0.0, 0.0);
+            check(Activation::Elu { alpha: 1.0 }, -1.0, -0.632_120_56);
+            check(Activation::Elu { alpha: 1.0 }, 2.0, 2.0);
+            check(Activation::Hardswish, -3.0, 0.0);
+            check(Activation::Hardswish, 3.0, 3.0);
+            check(Activation::Hardswish, 1.0, 0.666_666_7);
+            check(Activation::Hardswish, -4.0, 0.0);
+            check(Activation::Relu6, 7.0, 6.0);
+            check(
+                Activation::LeakyRelu {
+                    negative_slope: 0.01,
+                },
+                -2.0,
+                -0.02,
+            );
+            check(Activation::Sigmoid, 0.0, 0.5);
+            check(Activation::Sigmoid, 1000.0, 1.0);
+            check(Activation::Sigmoid, -1000.0, 0.0);
+            check(Activation::Silu, 1.0, 0.731_058_6);
+            check(Activation::Tanh, 1.0, 0.761_594_2);
+            check(Activation::Tanh, -100.0, -1.0);
+        }
+    }
+
+    #[test]
+    fn nan_propagates_through_relu() {
+        for ks in variants() {
+            let mut v = [f32::NAN, -1.0];
+            Activation::Relu.apply_with(ks, &mut v);
+            assert!(v[0].is_nan(), "{}", ks.name);
+            assert_eq!(v[1], 0.0);
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for a in ALL {
+            let back = Activation::from_name(a.name(), 0.01).map(Activation::name);
+            assert_eq!(back, Some(a.name()));
+        }
+        assert_eq!(Activation::from_name("swish", 0.01), None);
+    }
+}

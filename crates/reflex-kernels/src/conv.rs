@@ -1,0 +1,325 @@
+//! 1-D convolution (PyTorch `conv1d`, N = 1) over a zero-padded input.
+
+use crate::kernels::{kernels, KernelSet, Tile, MR, SLACK};
+
+/// Geometry of one PyTorch `Conv1d` (N = 1, layout `[C, L]` row-major,
+/// channels first). Padding is explicit per side, so PyTorch's
+/// `padding="same"` with an even kernel and causal padding are both expressible.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub groups: usize,
+    pub kernel_size: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    pub pad_left: usize,
+    pub pad_right: usize,
+    pub in_len: usize,
+}
+
+impl ConvGeometry {
+    /// `floor((in_len + pad_left + pad_right - dilation*(k-1) - 1) / stride) + 1`,
+    /// or `None` when the padded input is shorter than the dilated kernel, a
+    /// field other than the paddings is zero, or the channel counts are not
+    /// divisible by `groups`.
+    pub fn out_len(&self) -> Option<usize> {
+        let g = self;
+        if [
+            g.in_channels,
+            g.out_channels,
+            g.groups,
+            g.kernel_size,
+            g.stride,
+            g.dilation,
+            g.in_len,
+        ]
+        .contains(&0)
+            || g.in_channels % g.groups != 0
+            || g.out_channels % g.groups != 0
+        {
+            return None;
+        }
+        let padded = g.in_len.checked_add(g.pad_left)?.checked_add(g.pad_right)?;
+        let span = g.dilation.checked_mul(g.kernel_size - 1)?.checked_add(1)?;
+        let room = padded.checked_sub(span)?;
+        Some(room / g.stride + 1)
+    }
+
+    /// `out_channels * out_len * (in_channels / groups) * kernel_size`: taps on
+    /// padding included, 0 for an invalid geometry.
+    pub fn macs(&self) -> u64 {
+        match self.out_len() {
+            Some(l) => [
+                self.out_channels,
+                l,
+                self.in_channels / self.groups,
+                self.kernel_size,
+            ]
+            .iter()
+            .fold(1u64, |acc, &v| acc.saturating_mul(v as u64)),
+            None => 0,
+        }
+    }
+
+    /// Length of the zero-padded input.
+    fn padded_len(&self) -> usize {
+        self.in_len + self.pad_left + self.pad_right
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum TileKind {
+    /// Up to MR output channels at once (`rows` of them real).
+    Panel { rows: usize },
+    /// A single output channel: depthwise convolutions, and the last
+    /// channel of a group whose size leaves a remainder of one.
+    Row,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct TilePlan {
+    kind: TileKind,
+    /// First output channel.
+    out_ch: usize,
+    /// Start of the group's input rows in scratch.
+    x_base: usize,
+    /// Start of the packed weights and of the (padded) biases.
+    w_base: usize,
+    b_base: usize,
+}
+
+/// A convolution with its weights packed for the kernels at construction.
+///
+/// `run` copies the input into scratch, zero-padded and, for a stride `s > 1`,
+/// split into `s` phases (`phase[p][m] = xpad[p + s*m]`) so that every
+/// kernel reads contiguous rows. Every output is then
+/// `b[o] + sum_{c,t} W[o,c,t] * scratch[off(c,t) + j]`: a small GEMM over a
+/// table of row offsets. Output channels are processed in panels of 4
+/// (register-blocked over positions); depthwise convolutions and odd
+/// single channels use a one-row kernel so that no work is wasted on padding
+/// rows.
+#[derive(Clone, Debug)]
+pub struct Conv1d {
+    geom: ConvGeometry,
+    out_len: usize,
+    ks: &'static KernelSet,
+    /// Offset in a group's scratch of each reduction step `(c, t)` (c-major).
+    offsets: Vec<usize>,
+    packed: Vec<f32>,
+    biases: Vec<f32>,
+    tiles: Vec<TilePlan>,
+    /// Length of one phase row; `stride` phase rows per channel.
+    phase_len: usize,
+    scratch_len: usize,
+}
+
+impl Conv1d {
+    /// `weight` in PyTorch layout `[out, in/groups, k]`, `bias` `[out]` or
+    /// `None`. Returns a description of the problem if the geometry is
+    /// invalid or the slice lengths do not match.
+    pub fn new(geom: ConvGeometry, weight: &[f32], bias: Option<&[f32]>) -> Result<Conv1d, String> {
+        let out_len = geom
+            .out_len()
+            .ok_or_else(|| format!("invalid convolution geometry {geom:?}: no output position (kernel longer than padded input, a zero size, or channels not divisible by groups)"))?;
+        let ipg = geom.in_channels / geom.groups;
+        let opg = geom.out_channels / geom.groups;
+        let k = geom.kernel_size;
+        let steps = ipg
+            .checked_mul(k)
+            .ok_or_else(|| "convolution too large".to_string())?;
+        let expect = geom
+            .out_channels
+            .checked_mul(steps)
+            .ok_or_else(|| "convolution too large".to_string())?;
+        if weight.len() != expect {
+            return Err(format!(
+                "weight has {} elements, expected {expect} = [out {}, in/groups {ipg}, k {k}]",
+                weight.len(),
+                geom.out_channels
+            ));
+        }
+        if let Some(b) = bias {
+            if b.len() != geom.out_channels {
+                return Err(format!(
+                    "bias has {} elements, expected out_channels = {}",
+                    b.len(),
+                    geom.out_channels
+                ));
+            }
+        }
+        let s = geom.stride;
+        let phase_len = geom.padded_len().div_ceil(s);
+        let chan_stride = phase_len
+            .checked_mul(s)
+            .ok_or_else(|| "convolution too large".to_string())?;
+        let scratch_len = chan_stride
+            .checked_mul(geom.in_channels)
+            .and_then(|v| v.checked_add(SLACK))
+            .ok_or_else(|| "convolution too large".to_string())?;
+
+        let mut offsets = Vec::with_capacity(steps);
+        for c in 0..ipg {
+            for t in 0..k {
+                let tap = t * geom.dilation;
+                offsets.push(c * chan_stride + (tap % s) * phase_len + tap / s);
+            }
+        }
+
+        let mut packed = Vec::new();
+        let mut biases = Vec::new();
+        let mut tiles = Vec::new();
+        for g in 0..geom.groups {
+            let x_base = g * ipg * chan_stride;
+            let mut o = g * opg;
+            let end = (g + 1) * opg;
+            while o < end {
+                let rows = (end - o).min(MR);
+                let plan = TilePlan {
+                    kind: if rows == 1 {
+                        TileKind::Row
+                    } else {
+                        TileKind::Panel { rows }
+                    },
+                    out_ch: o,
+                    x_base,
+                    w_base: packed.len(),
+                    b_base: biases.len(),
+                };
+                let width = if rows == 1 { 1 } else { MR };
+                for step in 0..steps {
+                    for m in 0..width {
+                        packed.push(if m < rows {
+                            weight[(o + m) * steps + step]
+                        } else {
+                            0.0
+                        });
+                    }
+                }
+                for m in 0..width {
+                    biases.push(match bias {
+                        Some(b) if m < rows => b[o + m],
+                        _ => 0.0,
+                    });
+                }
+                tiles.push(plan);
+                o += rows;
+            }
+        }
+
+        Ok(Conv1d {
+            geom,
+            out_len,
+            ks: kernels(),
+            offsets,
+            packed,
+            biases,
+            tiles,
+            phase_len,
+            scratch_len,
+        })
+    }
+
+    pub fn geometry(&self) -> &ConvGeometry {
+        &self.geom
+    }
+
+    pub fn out_len(&self) -> usize {
+        self.out_len
+    }
+
+    /// f32 elements of scratch `run` needs: the padded (phase-split) input
+    /// plus slack for the over-reading vector tails.
+    pub fn scratch_len(&self) -> usize {
+        self.scratch_len
+    }
+
+    /// `input`: `[in_channels, in_len]`; `output`: `[out_channels, out_len]`,
+    /// overwritten (bias included); `scratch`: at least `scratch_len()`.
+    /// Never allocates.
+    ///
+    /// # Panics
+    /// If a slice has the wrong length.
+    pub fn run(&self, input: &[f32], output: &mut [f32], scratch: &mut [f32]) {
+        self.run_with(self.ks, input, output, scratch)
+    }
+
+    /// [`run`](Conv1d::run) with an explicit kernel set.
+    pub fn run_with(&self, ks: &KernelSet, input: &[f32], output: &mut [f32], scratch: &mut [f32]) {
+        let g = &self.geom;
+        assert_eq!(input.len(), g.in_channels * g.in_len, "conv1d input length");
+        assert_eq!(
+            output.len(),
+            g.out_channels * self.out_len,
+            "conv1d output length"
+        );
+        assert!(
+            scratch.len() >= self.scratch_len,
+            "conv1d scratch too short"
+        );
+        let scratch = &mut scratch[..self.scratch_len];
+        self.prepare_input(input, scratch);
+        let scratch = &*scratch;
+        let n = self.out_len;
+        let steps = self.offsets.len();
+        for tile in &self.tiles {
+            let out = &mut output[tile.out_ch * n..];
+            match tile.kind {
+                TileKind::Panel { rows } => (ks.panel)(
+                    &Tile {
+                        x: &scratch[tile.x_base..],
+                        offs: &self.offsets,
+                        w: &self.packed[tile.w_base..tile.w_base + steps * MR],
+                        bias: &self.biases[tile.b_base..tile.b_base + MR],
+                    },
+                    out,
+                    n,
+                    rows,
+                    n,
+                ),
+                TileKind::Row => (ks.row)(
+                    &Tile {
+                        x: &scratch[tile.x_base..],
+                        offs: &self.offsets,
+                        w: &self.packed[tile.w_base..tile.w_base + steps],
+                        bias: &self.biases[tile.b_base..tile.b_base + 1],
+                    },
+                    &mut out[..n],
+                ),
+            }
+        }
+    }
+
+    /// Writes the zero-padded input, phase-split for strides > 1, and zeroes
+    /// the slack (its values never reach an output, but stale NaNs would make
+    /// debugging confusing).
+    fn prepare_input(&self, input: &[f32], scratch: &mut [f32]) {
+        let g = &self.geom;
+        let s = g.stride;
+        let chan_stride = self.phase_len * s;
+        let (rows, slack) = scratch.split_at_mut(chan_stride * g.in_channels);
+        slack.fill(0.0);
+        for (dst, src) in rows
+            .chunks_exact_mut(chan_stride)
+            .zip(input.chunks_exact(g.in_len))
+        {
+            if s == 1 {
+                let (left, rest) = dst.split_at_mut(g.pad_left);
+                let (mid, right) = rest.split_at_mut(g.in_len);
+                left.fill(0.0);
+                mid.copy_from_slice(src);
+                right.fill(0.0);
+            } else {
+                for (p, phase) in dst.chunks_exact_mut(self.phase_len).enumerate() {
+                    for (m, v) in phase.iter_mut().enumerate() {
+                        let i = p + s * m;
+                        *v = match i.checked_sub(g.pad_left) {
+                            Some(i) if i < g.in_len => src[i],
+                            _ => 0.0,
+                        };
+                    }
+                }
+            }
+        }
+    }
+}

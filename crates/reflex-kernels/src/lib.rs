@@ -1,0 +1,48 @@
+//! Numeric kernels of Reflex: PyTorch-exact 1-D convolution, activations,
+//! batch norm, pooling, linear, softmax and channel shuffle on `[C, L]`
+//! row-major f32 data (PyTorch `NCL` with `N = 1`).
+//!
+//! This crate never sees a graph, a config or a plugin. Everything that
+//! depends on the shapes (packed weights, offset tables) is prepared when a
+//! [`Conv1d`] is built; the `run` functions and the free kernels never
+//! allocate.
+//!
+//! The hot loops come in several [`KernelSet`]s (scalar reference, portable
+//! auto-vectorised, AVX2+FMA on x86-64), chosen once per process by
+//! [`kernels`]; set `REFLEX_KERNELS=scalar` (or `portable`, `avx2+fma`) to
+//! force one. One conformance suite runs against every [`variants`] entry.
+//!
+//! ```
+//! use reflex_kernels::{Activation, Conv1d, ConvGeometry};
+//!
+//! // One input channel, one output channel, k = 3, PyTorch padding="same".
+//! let geom = ConvGeometry {
+//!     in_channels: 1, out_channels: 1, groups: 1, kernel_size: 3,
+//!     stride: 1, dilation: 1, pad_left: 1, pad_right: 1, in_len: 4,
+//! };
+//! let conv = Conv1d::new(geom, &[1.0, 2.0, -1.0], Some(&[0.5])).unwrap();
+//! let mut out = vec![0.0; conv.out_len()];
+//! let mut scratch = vec![0.0; conv.scratch_len()];
+//! conv.run(&[1.0, 2.0, 3.0, 4.0], &mut out, &mut scratch);
+//! // out[j] = 0.5 + 1*x[j-1] + 2*x[j] - 1*x[j+1]
+//! assert_eq!(out, [0.5, 2.5, 4.5, 11.5]);
+//!
+//! Activation::Relu.apply(&mut out);
+//! assert_eq!(geom.macs(), 12);
+//! ```
+
+mod activation;
+mod conv;
+mod kernels;
+mod ops;
+
+#[cfg(test)]
+mod conformance;
+
+pub use activation::Activation;
+pub use conv::{Conv1d, ConvGeometry};
+pub use kernels::{kernel_set_by_name, kernels, variants, KernelSet};
+pub use ops::{
+    add_assign, avg_pool, batch_norm_scale_shift, channel_shuffle, fold_batch_norm,
+    global_avg_pool, global_max_pool, linear, max_pool, scale_shift, softmax,
+};

@@ -1,0 +1,188 @@
+//! The plugin boundary: everything that crosses between the host and a layer plugin.
+//!
+//! Only `#[repr(C)]` plain data and `extern "C"` function pointers cross it; no Rust type with a
+//! layout the compiler may change (String, Vec, Box<dyn …>, Result) ever does, so a plugin built
+//! with another compiler version still loads.
+//!
+//! Versioning: the host reads [`DescriptorHeader`] first and refuses anything whose `magic` is
+//! not [`MAGIC`] or whose `abi_major` differs from [`ABI_MAJOR`] before touching any function
+//! pointer. A minor bump may only append fields at the end of [`PluginDescriptor`]; the host reads
+//! an appended field only when the plugin's `abi_minor` says it is there.
+//!
+//! The life of one layer instance:
+//! `create(params)` → `configure(input shape)` → `tensor_spec(i)` for each tensor →
+//! `load(tensors)` → `forward(…)` per window, any number of times → `destroy`.
+
+use std::ffi::c_void;
+
+/// Bumped when a change breaks plugins built against the previous version.
+pub const ABI_MAJOR: u32 = 1;
+/// Bumped when fields are appended to [`PluginDescriptor`].
+pub const ABI_MINOR: u32 = 0;
+/// First bytes of every descriptor: a library exporting the symbol by accident is still refused.
+pub const MAGIC: [u8; 8] = *b"REFLEXPL";
+/// The exported symbol is `reflex_plugin_<name>`, so that several plugins can be linked
+/// statically into one test binary without clashing.
+pub const SYMBOL_PREFIX: &str = "reflex_plugin_";
+
+/// Status codes returned by every fallible entry point.
+pub type Status = i32;
+pub const STATUS_OK: Status = 0;
+/// The layer's keys are wrong (unknown key, bad value, missing key).
+pub const STATUS_CONFIG: Status = 1;
+/// The input shape does not fit the layer.
+pub const STATUS_SHAPE: Status = 2;
+/// A tensor's contents are unusable (e.g. a negative BatchNorm variance).
+pub const STATUS_TENSOR: Status = 3;
+/// The forward pass failed for this window.
+pub const STATUS_RUNTIME: Status = 4;
+/// The plugin panicked; the panic was caught at the boundary.
+pub const STATUS_PANIC: Status = 5;
+/// The host broke the protocol (wrong lengths, wrong order of calls).
+pub const STATUS_MISUSE: Status = 6;
+
+/// A borrowed UTF-8 string; who owns it is stated where it is used.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RxStr {
+    pub ptr: *const u8,
+    pub len: usize,
+}
+
+// Descriptors are immutable statics that point at 'static string literals.
+unsafe impl Sync for RxStr {}
+unsafe impl Send for RxStr {}
+
+impl RxStr {
+    pub const fn from_static(s: &'static str) -> RxStr {
+        RxStr {
+            ptr: s.as_ptr(),
+            len: s.len(),
+        }
+    }
+
+    /// # Safety
+    /// `ptr` must point at `len` bytes that stay valid for `'a`.
+    pub unsafe fn as_bytes<'a>(&self) -> &'a [u8] {
+        if self.len == 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts(self.ptr, self.len)
+        }
+    }
+}
+
+/// A host-owned buffer the plugin writes an error message into (truncated to `cap`).
+#[repr(C)]
+#[derive(Debug)]
+pub struct RxError {
+    pub buf: *mut u8,
+    pub cap: usize,
+    pub len: usize,
+}
+
+/// A tensor shape: rank 1 is `[features]`, rank 2 is `[channels, length]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxShape {
+    pub rank: u32,
+    pub dims: [u64; 2],
+}
+
+/// One tensor the layer wants from the weights file. `name` is relative to the layer
+/// (`weight`, `bn.running_var`, `pointwise.bias`) and owned by the instance.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RxTensorSpec {
+    pub name: RxStr,
+    pub rank: u32,
+    pub dims: [u64; 4],
+}
+
+/// A tensor handed to `load`: f32, row-major, host-owned, valid only during the call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RxTensor {
+    pub data: *const f32,
+    pub len: usize,
+}
+
+/// What the host needs to plan and describe the layer, filled in by `configure`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RxLayerInfo {
+    pub output: RxShape,
+    /// f32 elements of scratch memory `forward` needs.
+    pub scratch_len: u64,
+    /// Weight elements loaded (BatchNorm statistics included).
+    pub params: u64,
+    /// Multiply-accumulates per window.
+    pub macs: u64,
+    /// Input samples one output position sees; 0 when the layer removes the time axis.
+    pub rf_span: u64,
+    /// Input samples between neighbouring output positions.
+    pub rf_stride: u64,
+    pub tensor_count: u32,
+}
+
+/// Opaque per-layer state owned by the plugin.
+pub type Instance = *mut c_void;
+
+/// The part of the descriptor that never changes, whatever the ABI version.
+#[repr(C)]
+#[derive(Debug)]
+pub struct DescriptorHeader {
+    pub magic: [u8; 8],
+    pub abi_major: u32,
+    pub abi_minor: u32,
+}
+
+/// What a plugin library exports, through `extern "C" fn reflex_plugin_<name>() -> *const PluginDescriptor`.
+#[repr(C)]
+pub struct PluginDescriptor {
+    pub header: DescriptorHeader,
+    /// The name a config file uses in `plugin = "…"`.
+    pub name: RxStr,
+    /// The plugin's own version (its crate version).
+    pub version: RxStr,
+    /// Parses the layer's keys (a JSON object, without the host's keys `name`, `plugin`,
+    /// `input`, `inputs`). On success `*out` holds a new instance.
+    pub create:
+        unsafe extern "C" fn(params_json: RxStr, out: *mut Instance, err: *mut RxError) -> Status,
+    /// Checks the input shape and fills `info`; must be called once, before anything below.
+    pub configure: unsafe extern "C" fn(
+        inst: Instance,
+        input: *const RxShape,
+        info: *mut RxLayerInfo,
+        err: *mut RxError,
+    ) -> Status,
+    /// Describes tensor `index` (< `info.tensor_count`).
+    pub tensor_spec:
+        unsafe extern "C" fn(inst: Instance, index: u32, out: *mut RxTensorSpec) -> Status,
+    /// Hands over every tensor, in `tensor_spec` order, each with exactly the announced size.
+    pub load: unsafe extern "C" fn(
+        inst: Instance,
+        tensors: *const RxTensor,
+        count: u32,
+        err: *mut RxError,
+    ) -> Status,
+    /// Runs one window: `input` and `output` sized by the shapes from `configure`, `scratch`
+    /// at least `info.scratch_len` elements. Must not allocate.
+    #[allow(clippy::type_complexity)]
+    pub forward: unsafe extern "C" fn(
+        inst: Instance,
+        input: *const f32,
+        input_len: usize,
+        output: *mut f32,
+        output_len: usize,
+        scratch: *mut f32,
+        scratch_len: usize,
+        err: *mut RxError,
+    ) -> Status,
+    pub destroy: unsafe extern "C" fn(inst: Instance),
+}
+
+unsafe impl Sync for PluginDescriptor {}
+
+/// The type of the exported symbol.
+pub type DescriptorFn = unsafe extern "C" fn() -> *const PluginDescriptor;

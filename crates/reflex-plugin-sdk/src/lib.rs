@@ -1,0 +1,252 @@
+//! Write a Reflex layer plugin as a safe Rust type.
+//!
+//! A plugin is a [`Layer`]: its keys are a serde struct, `configure` checks the input shape,
+//! `tensors` names what it needs from the weights file, `load` receives them and `forward` runs
+//! one window. [`export_plugin!`] turns it into a shared library the daemon loads by name; every
+//! call across the boundary is wrapped in `catch_unwind`, so a panic inside a plugin becomes an
+//! error for that call, never an unwind into the host.
+//!
+//! ```
+//! use reflex_plugin_sdk::{Error, Layer, LayerInfo, Shape, TensorSpec};
+//!
+//! /// Multiplies every value by a constant.
+//! pub struct Scale { factor: f32, shape: Shape }
+//!
+//! #[derive(serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! pub struct ScaleParams {
+//!     /// The constant.
+//!     factor: f32,
+//! }
+//!
+//! impl Layer for Scale {
+//!     const NAME: &'static str = "scale";
+//!     const VERSION: &'static str = "0.1.0";
+//!     type Params = ScaleParams;
+//!     fn configure(p: ScaleParams, input: Shape) -> Result<Self, Error> {
+//!         Ok(Scale { factor: p.factor, shape: input })
+//!     }
+//!     fn info(&self) -> LayerInfo { LayerInfo::elementwise(self.shape) }
+//!     fn tensors(&self) -> Vec<TensorSpec> { Vec::new() }
+//!     fn load(&mut self, _: &[&[f32]]) -> Result<(), Error> { Ok(()) }
+//!     fn forward(&self, x: &[f32], y: &mut [f32], _: &mut [f32]) -> Result<(), Error> {
+//!         y.iter_mut().zip(x).for_each(|(y, x)| *y = x * self.factor);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! reflex_plugin_sdk::export_plugin!(scale, Scale);
+//! ```
+
+pub mod abi;
+pub mod conv;
+mod export;
+
+pub use export::descriptor_for;
+pub use reflex_kernels as kernels;
+pub use serde;
+
+use std::fmt;
+
+/// The shape of the tensor flowing between layers (batch size 1, channels first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shape {
+    /// `[features]`: after a global pool, flatten or linear layer.
+    Flat(usize),
+    /// `[channels, length]`.
+    Seq { channels: usize, length: usize },
+}
+
+impl Shape {
+    pub fn len(&self) -> usize {
+        match *self {
+            Shape::Flat(n) => n,
+            Shape::Seq { channels, length } => channels * length,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `(channels, length)`, or an error naming what the layer expected.
+    pub fn seq(&self) -> Result<(usize, usize), Error> {
+        match *self {
+            Shape::Seq { channels, length } => Ok((channels, length)),
+            Shape::Flat(_) => Err(Error::shape(format!(
+                "expects an input [channels, length], got {self}"
+            ))),
+        }
+    }
+
+    pub fn flat(&self) -> Result<usize, Error> {
+        match *self {
+            Shape::Flat(n) => Ok(n),
+            Shape::Seq { .. } => Err(Error::shape(format!(
+                "expects a 1-D input [features], got {self} (add a global pool or flatten first)"
+            ))),
+        }
+    }
+
+    pub fn to_abi(self) -> abi::RxShape {
+        match self {
+            Shape::Flat(n) => abi::RxShape {
+                rank: 1,
+                dims: [n as u64, 0],
+            },
+            Shape::Seq { channels, length } => abi::RxShape {
+                rank: 2,
+                dims: [channels as u64, length as u64],
+            },
+        }
+    }
+
+    pub fn from_abi(s: &abi::RxShape) -> Option<Shape> {
+        let d = |i: usize| usize::try_from(s.dims[i]).ok();
+        match s.rank {
+            1 => Some(Shape::Flat(d(0)?)),
+            2 => Some(Shape::Seq {
+                channels: d(0)?,
+                length: d(1)?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shape::Flat(n) => write!(f, "[{n}]"),
+            Shape::Seq { channels, length } => write!(f, "[{channels}, {length}]"),
+        }
+    }
+}
+
+/// What went wrong, sorted by who has to fix it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The layer's keys in the config file.
+    Config,
+    /// The layer's input shape.
+    Shape,
+    /// A tensor's values.
+    Tensor,
+    /// One window's forward pass.
+    Runtime,
+}
+
+/// A plugin error: a kind (which becomes the ABI status code) and one line of text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Error {
+    pub fn config(m: impl Into<String>) -> Self {
+        Error {
+            kind: ErrorKind::Config,
+            message: m.into(),
+        }
+    }
+    pub fn shape(m: impl Into<String>) -> Self {
+        Error {
+            kind: ErrorKind::Shape,
+            message: m.into(),
+        }
+    }
+    pub fn tensor(m: impl Into<String>) -> Self {
+        Error {
+            kind: ErrorKind::Tensor,
+            message: m.into(),
+        }
+    }
+    pub fn runtime(m: impl Into<String>) -> Self {
+        Error {
+            kind: ErrorKind::Runtime,
+            message: m.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A tensor the layer needs: `name` is relative to the layer (`weight`, `bn.running_var`), the
+/// host looks up `{layer}.{name}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dims: Vec<usize>,
+}
+
+impl TensorSpec {
+    pub fn new(name: impl Into<String>, dims: &[usize]) -> Self {
+        TensorSpec {
+            name: name.into(),
+            dims: dims.to_vec(),
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.dims.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the host learns about a configured layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    pub output: Shape,
+    /// f32 elements of scratch `forward` needs.
+    pub scratch_len: usize,
+    /// Weight elements (BatchNorm statistics included).
+    pub params: u64,
+    /// Multiply-accumulates per window (SPEC §3: convolutions and linear layers only).
+    pub macs: u64,
+    /// Input samples one output position sees; `None` when the time axis is gone.
+    pub rf_span: Option<u64>,
+    /// Input samples between neighbouring output positions.
+    pub rf_stride: u64,
+}
+
+impl LayerInfo {
+    /// A layer that keeps its input's shape and looks at one sample at a time.
+    pub fn elementwise(shape: Shape) -> Self {
+        LayerInfo {
+            output: shape,
+            scratch_len: 0,
+            params: 0,
+            macs: 0,
+            rf_span: Some(1),
+            rf_stride: 1,
+        }
+    }
+}
+
+/// A layer type. One value of it is one configured layer of a graph.
+///
+/// `forward` takes `&self` and the host's scratch memory: it must not allocate, and it may be
+/// called from a different thread than the one that configured the layer.
+pub trait Layer: Sized + Send + 'static {
+    /// The name a config file gives in `plugin = "…"`.
+    const NAME: &'static str;
+    /// The plugin's version, usually `env!("CARGO_PKG_VERSION")`.
+    const VERSION: &'static str;
+    /// The layer's keys. Use `#[serde(deny_unknown_fields)]` so typos are reported.
+    type Params: serde::de::DeserializeOwned;
+
+    fn configure(params: Self::Params, input: Shape) -> Result<Self, Error>;
+    fn info(&self) -> LayerInfo;
+    fn tensors(&self) -> Vec<TensorSpec>;
+    /// `tensors` in the order of [`Layer::tensors`], each with exactly the announced size.
+    fn load(&mut self, tensors: &[&[f32]]) -> Result<(), Error>;
+    fn forward(&self, input: &[f32], output: &mut [f32], scratch: &mut [f32]) -> Result<(), Error>;
+}

@@ -1,0 +1,130 @@
+//! `reflexd bench`: latency of one window through the graph, per layer and in total.
+//!
+//! Runs on the calling thread, after a warm-up, for about two seconds of windows.
+
+use reflex_graph::Graph;
+use serde::Serialize;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const WARMUP: Duration = Duration::from_millis(300);
+const BUDGET: Duration = Duration::from_secs(2);
+const MIN_WINDOWS: usize = 200;
+const MAX_WINDOWS: usize = 100_000;
+
+#[derive(Serialize)]
+struct Stat {
+    median_us: f64,
+    p99_us: f64,
+}
+
+#[derive(Serialize)]
+struct LayerStat {
+    name: String,
+    #[serde(flatten)]
+    stat: Stat,
+}
+
+#[derive(Serialize)]
+struct Report {
+    total: Stat,
+    layers: Vec<LayerStat>,
+    windows_per_s: f64,
+}
+
+/// A fixed pseudo-random window, so runs compare like with like.
+fn window(len: usize) -> Vec<f32> {
+    let mut s: u32 = 0x9E37_79B9;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn stat(samples: &mut [f64]) -> Stat {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Stat {
+        median_us: at(0.5),
+        p99_us: at(0.99),
+    }
+}
+
+fn measure(graph: &mut Graph) -> anyhow::Result<Report> {
+    let input = window(graph.input_len());
+    let names: Vec<String> = graph.layers().iter().map(|l| l.name.clone()).collect();
+    let mut times = vec![Duration::ZERO; names.len()];
+    let start = Instant::now();
+    while start.elapsed() < WARMUP {
+        graph.run(&input)?;
+    }
+    let mut totals = Vec::with_capacity(MAX_WINDOWS);
+    let mut per_layer: Vec<Vec<f64>> = names
+        .iter()
+        .map(|_| Vec::with_capacity(MAX_WINDOWS))
+        .collect();
+    let start = Instant::now();
+    while totals.len() < MIN_WINDOWS || (start.elapsed() < BUDGET && totals.len() < MAX_WINDOWS) {
+        times.iter_mut().for_each(|t| *t = Duration::ZERO);
+        let t0 = Instant::now();
+        graph.run_timed(&input, &mut times)?;
+        totals.push(t0.elapsed().as_secs_f64() * 1e6);
+        for (v, t) in per_layer.iter_mut().zip(&times) {
+            v.push(t.as_secs_f64() * 1e6);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let windows = totals.len();
+    Ok(Report {
+        total: stat(&mut totals),
+        layers: names
+            .into_iter()
+            .zip(per_layer.iter_mut())
+            .map(|(name, v)| LayerStat {
+                name,
+                stat: stat(v),
+            })
+            .collect(),
+        windows_per_s: windows as f64 / elapsed,
+    })
+}
+
+pub fn run(path: &Path, json: bool) -> anyhow::Result<()> {
+    let mut loaded = crate::model::load(path)?;
+    let report = measure(&mut loaded.graph)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let width = report
+        .layers
+        .iter()
+        .map(|l| l.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    println!(
+        "{}: one window of [{}, {}] on one thread, kernels {}",
+        path.display(),
+        loaded.config.source.channels,
+        loaded.config.window.length,
+        reflex_kernels::kernels().name
+    );
+    println!("{:<width$}  {:>10}  {:>10}", "layer", "median µs", "p99 µs");
+    for l in &report.layers {
+        println!(
+            "{:<width$}  {:>10.2}  {:>10.2}",
+            l.name, l.stat.median_us, l.stat.p99_us
+        );
+    }
+    println!(
+        "{:<width$}  {:>10.2}  {:>10.2}",
+        "total", report.total.median_us, report.total.p99_us
+    );
+    println!("{:.0} windows/s", report.windows_per_s);
+    Ok(())
+}

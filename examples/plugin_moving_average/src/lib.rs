@@ -1,0 +1,81 @@
+//! An example of a layer plugin written outside Reflex, against the SDK only.
+//!
+//! `moving_average` smooths every channel with a causal moving average of `length` samples
+//! (shorter at the start of the window, where fewer samples exist). Build it as a `cdylib`,
+//! put `libmoving_average.so` in `model.plugin_dir`, and name it in the config:
+//!
+//! ```toml
+//! [[model.layers]]
+//! name = "smooth"
+//! plugin = "moving_average"
+//! length = 4
+//! ```
+
+use reflex_plugin_sdk::{export_plugin, Error, Layer, LayerInfo, Shape, TensorSpec};
+use serde::Deserialize;
+
+/// Keys of `moving_average`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Samples averaged, ending at the output's own position.
+    pub length: usize,
+}
+
+pub struct MovingAverage {
+    channels: usize,
+    len: usize,
+    n: usize,
+}
+
+impl Layer for MovingAverage {
+    const NAME: &'static str = "moving_average";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    type Params = Params;
+
+    fn configure(p: Params, input: Shape) -> Result<Self, Error> {
+        let (channels, len) = input.seq()?;
+        if p.length == 0 {
+            return Err(Error::config("length must be at least 1"));
+        }
+        Ok(MovingAverage {
+            channels,
+            len,
+            n: p.length,
+        })
+    }
+
+    fn info(&self) -> LayerInfo {
+        LayerInfo {
+            rf_span: Some(self.n as u64),
+            ..LayerInfo::elementwise(Shape::Seq {
+                channels: self.channels,
+                length: self.len,
+            })
+        }
+    }
+
+    fn tensors(&self) -> Vec<TensorSpec> {
+        Vec::new()
+    }
+
+    fn load(&mut self, _: &[&[f32]]) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn forward(&self, x: &[f32], y: &mut [f32], _: &mut [f32]) -> Result<(), Error> {
+        for (xs, ys) in x.chunks_exact(self.len).zip(y.chunks_exact_mut(self.len)) {
+            let mut sum = 0.0f64;
+            for t in 0..self.len {
+                sum += xs[t] as f64;
+                if t >= self.n {
+                    sum -= xs[t - self.n] as f64;
+                }
+                ys[t] = (sum / (t + 1).min(self.n) as f64) as f32;
+            }
+        }
+        Ok(())
+    }
+}
+
+export_plugin!(moving_average, MovingAverage);
