@@ -112,9 +112,15 @@ pub fn parse(
             .map(|s| line_col(text, s.start))
             .map(|(l, c)| format!(":{l}:{c}"))
             .unwrap_or_default();
+        let message: Vec<&str> = e
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         return Err(Problems(vec![format!(
             "{shown}{at}: {}",
-            e.message().trim()
+            message.join(", ")
         )]));
     }
     let env: config::Map<String, String> = env

@@ -5,7 +5,7 @@
 //! a one-line GFLOP/s summary per case is printed first.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use reflex_kernels::{variants, Conv1d, ConvGeometry};
+use reflex_kernels::{variants, Activation, Conv1d, ConvGeometry};
 use std::time::Instant;
 
 fn cases() -> Vec<(&'static str, ConvGeometry)> {
@@ -75,8 +75,47 @@ fn summary() {
     }
 }
 
+/// Activations over one 64 x 128 feature map, in ns per element.
+fn activation_summary() {
+    let acts = [
+        Activation::Relu,
+        Activation::Hardswish,
+        Activation::Elu { alpha: 1.0 },
+        Activation::Silu,
+        Activation::Gelu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+    ];
+    let x: Vec<f32> = (0..64 * 128)
+        .map(|i| (i % 613) as f32 * 0.02 - 6.0)
+        .collect();
+    let mut y = x.clone();
+    for a in acts {
+        for ks in variants() {
+            let iters = 200;
+            let mut best = f64::INFINITY;
+            for _ in 0..5 {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    y.copy_from_slice(&x);
+                    a.apply_with(ks, black_box(&mut y));
+                }
+                best = best.min(t.elapsed().as_secs_f64() / iters as f64);
+            }
+            println!(
+                "{:<18} {:<9} {:>8.2} us {:>7.3} ns/elem",
+                a.name(),
+                ks.name,
+                best * 1e6,
+                best * 1e9 / x.len() as f64
+            );
+        }
+    }
+}
+
 fn bench(c: &mut Criterion) {
     summary();
+    activation_summary();
     for (name, geom) in cases() {
         let (conv, x, mut y, mut s) = build(geom);
         let mut group = c.benchmark_group(name);

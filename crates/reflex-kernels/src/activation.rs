@@ -109,13 +109,7 @@ fn relu(x: f32) -> f32 {
 
 #[inline(always)]
 fn relu6(x: f32) -> f32 {
-    if x < 0.0 {
-        0.0
-    } else if x > 6.0 {
-        6.0
-    } else {
-        x
-    }
+    x.clamp(0.0, 6.0)
 }
 
 #[inline(always)]
@@ -152,18 +146,20 @@ fn exp_fast(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding and removing 1.5 * 2^23 rounds to the nearest integer without
-    // SSE4.1's `round` instruction.
+    // Adding 1.5 * 2^23 rounds to the nearest integer n (no SSE4.1 `round`
+    // needed) and leaves n in the low mantissa bits, so 2^n is built with
+    // integer ops: a float-to-int `as` cast would saturate and not vectorise.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
     y * scale
 }
 
@@ -178,8 +174,8 @@ fn tanh_fast(x: f32) -> f32 {
     // Near zero `1 - 2/(e^2a + 1)` cancels; Cephes' tanhf odd polynomial there.
     let z = x * x;
     let small =
-        ((((-5.704_988_7e-3 * z + 2.063_908_9e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
-            - 3.333_328_2e-1)
+        ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
+            - 3.333_328e-1)
             * z
             * x
             + x;

@@ -119,9 +119,12 @@ impl Conv1d {
     /// `None`. Returns a description of the problem if the geometry is
     /// invalid or the slice lengths do not match.
     pub fn new(geom: ConvGeometry, weight: &[f32], bias: Option<&[f32]>) -> Result<Conv1d, String> {
-        let out_len = geom
-            .out_len()
-            .ok_or_else(|| format!("invalid convolution geometry {geom:?}: no output position (kernel longer than padded input, a zero size, or channels not divisible by groups)"))?;
+        let out_len = geom.out_len().ok_or_else(|| {
+            format!(
+                "invalid convolution geometry {geom:?}: no output position (kernel longer \
+                     than the padded input, a zero size, or channels not divisible by groups)"
+            )
+        })?;
         let ipg = geom.in_channels / geom.groups;
         let opg = geom.out_channels / geom.groups;
         let k = geom.kernel_size;

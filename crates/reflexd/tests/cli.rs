@@ -1,0 +1,326 @@
+//! `reflexd inspect`, `check` and `bench` driven as a user runs them: the real binary, the real
+//! plugin libraries loaded with dlopen from the directory holding `reflexd` (cargo builds them
+//! there with `cargo test --workspace`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn reflexd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reflexd"))
+        .args(args)
+        .output()
+        .expect("run reflexd")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bench_model(variant: &str) -> String {
+    repo()
+        .join("examples/bench")
+        .join(variant)
+        .join("reflex.toml")
+        .display()
+        .to_string()
+}
+
+/// Where `reflexd` looks for plugins by default. `cargo test` compiles the plugin libraries but
+/// leaves them in `deps/`; only `cargo build` puts them beside `reflexd`, hence the README's
+/// `cargo build --workspace && cargo test --workspace`.
+fn exe_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_reflexd"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    for plugin in [
+        "conv_standard",
+        "conv_dilated",
+        "conv_depthwise",
+        "conv_grouped",
+        "residual",
+        "moving_average",
+    ] {
+        let lib = dir.join(format!("lib{plugin}.so"));
+        assert!(
+            lib.exists(),
+            "{} is missing: run `cargo build --workspace` before the tests",
+            lib.display()
+        );
+    }
+    dir
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A user error: exit status 1, stderr exactly one `error:` line containing `needle`, no panic.
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains(needle),
+        "expected {needle:?} in {err}"
+    );
+}
+
+/// (params, MACs, receptive field) of one layer in `inspect`'s table.
+fn inspect_row(table: &str, layer: &str) -> (u64, u64, String) {
+    let row = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(layer))
+        .unwrap_or_else(|| panic!("no row {layer}:\n{table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    let n = |s: &str| s.replace(',', "").parse::<u64>().unwrap();
+    // layer plugin input(2 words) output(2 or 1 words) params MACs rf
+    let len = cells.len();
+    (
+        n(cells[len - 3]),
+        n(cells[len - 2]),
+        cells[len - 1].to_string(),
+    )
+}
+
+#[test]
+fn check_accepts_every_bundled_model() {
+    exe_dir();
+    for v in ["standard", "dilated", "depthwise", "grouped", "residual"] {
+        let out = reflexd(&["check", "--config", &bench_model(v)]);
+        assert!(out.status.success(), "{v}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("OK: 8 layers"),
+            "{v}: {}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn inspect_counts_macs_params_and_receptive_field_by_the_textbook() {
+    exe_dir();
+    let std = reflexd(&["inspect", "--config", &bench_model("standard")]);
+    assert!(std.status.success(), "{}", text(&std.stderr));
+    let std = text(&std.stdout);
+    // conv2: out·L·in·k = 64·128·64·5; params 64·64·5 + 64 bias + 4·64 BatchNorm.
+    assert_eq!(
+        inspect_row(&std, "conv2"),
+        (64 * 64 * 5 + 64 + 256, 64 * 128 * 64 * 5, "9".into())
+    );
+    // Six k = 5 layers: 1 + 6·4 samples.
+    assert_eq!(inspect_row(&std, "conv6").2, "25");
+    assert_eq!(inspect_row(&std, "pool").2, "-");
+    assert_eq!(inspect_row(&std, "fc"), (64 * 4 + 4, 64 * 4, "-".into()));
+    assert!(std.contains("libconv_standard.so (sha256 "), "{std}");
+
+    let dw = text(&reflexd(&["inspect", "--config", &bench_model("depthwise")]).stdout);
+    // Depthwise 64·128·1·5 plus pointwise 64·128·64·1: about k times fewer than standard.
+    let (_, dw_macs, _) = inspect_row(&dw, "conv2");
+    assert_eq!(dw_macs, 64 * 128 * 5 + 64 * 128 * 64);
+    let saving = (64 * 128 * 64 * 5) as f64 / dw_macs as f64;
+    assert!(saving > 4.0 && saving < 5.0, "{saving}");
+
+    let dil = text(&reflexd(&["inspect", "--config", &bench_model("dilated")]).stdout);
+    // Dilations 1, 2, 4, 8, 1, 2 with k = 5: 1 + 4·(1+2+4+8+1+2).
+    assert_eq!(inspect_row(&dil, "conv6").2, "73");
+
+    let grp = text(&reflexd(&["inspect", "--config", &bench_model("grouped")]).stdout);
+    // groups = 8: out·L·(in/g)·k.
+    assert_eq!(inspect_row(&grp, "conv2").1, 64 * 128 * 8 * 5);
+}
+
+#[test]
+fn bench_json_has_the_documented_shape() {
+    exe_dir();
+    let out = reflexd(&["bench", "--json", "--config", &bench_model("residual")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let total = &v["total"];
+    assert!(total["median_us"].as_f64().unwrap() > 0.0);
+    assert!(total["p99_us"].as_f64().unwrap() >= total["median_us"].as_f64().unwrap());
+    let layers = v["layers"].as_array().unwrap();
+    let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["res1", "res2", "res3", "res4", "res5", "res6", "pool", "fc"]
+    );
+    assert!(layers
+        .iter()
+        .all(|l| l["median_us"].as_f64().unwrap() >= 0.0));
+    assert!(v["windows_per_s"].as_f64().unwrap() > 0.0);
+
+    let table = reflexd(&["bench", "--config", &bench_model("residual")]);
+    let table = text(&table.stdout);
+    assert!(table.lines().any(|l| l.starts_with("total")), "{table}");
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+fn config_with(plugin_dir: &Path, plugin: &str, keys: &str) -> String {
+    format!(
+        "[source]\nchannels = 2\n[window]\nlength = 16\n[model]\nplugin_dir = \"{}\"\n\
+         [[model.layers]]\nname = \"l\"\nplugin = \"{plugin}\"\n{keys}\n\
+         [[model.layers]]\nname = \"f\"\nplugin = \"flatten\"\n",
+        plugin_dir.display()
+    )
+}
+
+#[test]
+fn a_third_party_plugin_loads_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "r.toml",
+        &config_with(&exe_dir(), "moving_average", "length = 4"),
+    );
+    let out = reflexd(&["inspect", "--config", &cfg]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("libmoving_average.so"), "{table}");
+    assert_eq!(inspect_row(&table, "l").2, "4");
+}
+
+#[test]
+fn user_errors_are_one_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml").display().to_string();
+    assert_one_line_error(
+        &reflexd(&["check", "--config", &missing]),
+        "nope.toml: cannot read",
+    );
+    assert_one_line_error(
+        &reflexd(&["bench", "--config", &missing]),
+        "nope.toml: cannot read",
+    );
+
+    let cfg = write(dir.path(), "bad.toml", "[source]\nchannels = 2\n[window]\nlength = 16\n[model]\nweights = \"missing.safetensors\"\n[[model.layers]]\nname = \"f\"\nplugin = \"flatten\"\n");
+    assert_one_line_error(
+        &reflexd(&["inspect", "--config", &cfg]),
+        "missing.safetensors: cannot read",
+    );
+
+    let cfg = write(dir.path(), "syntax.toml", "[source\nchannels = 2\n");
+    assert_one_line_error(&reflexd(&["check", "--config", &cfg]), "syntax.toml:1:");
+
+    let cfg = write(
+        dir.path(),
+        "plugin.toml",
+        &config_with(&exe_dir(), "conv_nonesuch", ""),
+    );
+    assert_one_line_error(
+        &reflexd(&["check", "--config", &cfg]),
+        "layer l (conv_nonesuch): plugin `conv_nonesuch` not found",
+    );
+}
+
+#[test]
+fn check_lists_every_problem_one_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = repo().join("examples/bench/standard/weights.safetensors");
+    let text_cfg = std::fs::read_to_string(bench_model("standard"))
+        .unwrap()
+        .replace(
+            "weights = \"weights.safetensors\"",
+            &format!("weights = \"{}\"", weights.display()),
+        )
+        .replacen("kernel_size = 5", "kernel_size = 3", 1)
+        .replacen("padding = \"same\"", "padding = \"same\"\ndilation = 2", 1)
+        .replace(
+            "labels = [\"walk\", \"stairs_up\", \"stairs_down\", \"stand\"]",
+            "labels = [\"walk\"]",
+        );
+    let cfg = write(dir.path(), "r.toml", &text_cfg);
+    let out = reflexd(&["check", "--config", &cfg]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("error: ") && l.contains("r.toml: ")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("layer conv1 (conv_standard): unknown field `dilation`")),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A shared library that is not a Reflex plugin, a plugin built for another ABI major, and
+/// plugins that someone else could have modified are all refused, naming the file.
+#[test]
+fn foreign_and_insecure_libraries_are_refused() {
+    let plugins = tempfile::tempdir().unwrap();
+    let dir = plugins.path();
+    // A real Rust cdylib, under a name whose symbol it does not export.
+    std::fs::copy(
+        exe_dir().join("libconv_standard.so"),
+        dir.join("libimpostor.so"),
+    )
+    .unwrap();
+    // Real shared libraries built from C: one claims ABI 99, one has the wrong magic.
+    let c = "struct h { char magic[8]; unsigned major, minor; };\n\
+             static const struct h future = { {'R','E','F','L','E','X','P','L'}, 99, 0 };\n\
+             static const struct h other = { {'N','O','T','R','E','F','L','X'}, 1, 0 };\n\
+             const void *reflex_plugin_future(void) { return &future; }\n\
+             const void *reflex_plugin_other(void) { return &other; }\n";
+    let src = dir.join("fake.c");
+    std::fs::write(&src, c).unwrap();
+    for name in ["future", "other"] {
+        let status = Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(dir.join(format!("lib{name}.so")))
+            .arg(&src)
+            .status()
+            .expect("a C compiler (cc) builds the fake plugins");
+        assert!(status.success());
+    }
+    let cfgs = tempfile::tempdir().unwrap();
+    let check = |plugin: &str| {
+        let cfg = write(
+            cfgs.path(),
+            &format!("{plugin}.toml"),
+            &config_with(dir, plugin, ""),
+        );
+        reflexd(&["check", "--config", &cfg])
+    };
+    assert_one_line_error(
+        &check("impostor"),
+        "libimpostor.so: not a Reflex plugin (no symbol `reflex_plugin_impostor`)",
+    );
+    assert_one_line_error(&check("future"), "libfuture.so: built for plugin ABI 99.0");
+    assert_one_line_error(
+        &check("other"),
+        "libother.so: not a Reflex plugin (its descriptor has the wrong magic number)",
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("libimpostor.so"),
+        std::fs::Permissions::from_mode(0o757),
+    )
+    .unwrap();
+    assert_one_line_error(
+        &check("impostor"),
+        "libimpostor.so: refused: it is writable by every user",
+    );
+    std::fs::set_permissions(
+        dir.join("libimpostor.so"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_one_line_error(&check("future"), "refused: it is writable by every user");
+}
