@@ -1,6 +1,6 @@
 //! Activation functions with PyTorch semantics.
 
-use crate::kernels::{kernels, KernelSet};
+use crate::kernels::{kernels, madd, KernelSet};
 
 /// Activation functions of SPEC §3, with PyTorch semantics.
 ///
@@ -98,27 +98,27 @@ impl Activation {
 }
 
 // The comparisons are written so that NaN propagates, as in PyTorch.
+//
+// No arm returns the input unchanged (`x + 0.0`, `x * 1.0`): otherwise LLVM
+// drops the store of an unchanged element and vectorises the in-place loop
+// with masked stores, which are microcoded and several times slower on AMD.
 #[inline(always)]
 fn relu(x: f32) -> f32 {
     if x < 0.0 {
         0.0
     } else {
-        x
+        x + 0.0
     }
 }
 
 #[inline(always)]
 fn relu6(x: f32) -> f32 {
-    x.clamp(0.0, 6.0)
+    (x + 0.0).clamp(0.0, 6.0)
 }
 
 #[inline(always)]
 fn leaky(x: f32, slope: f32) -> f32 {
-    if x > 0.0 {
-        x
-    } else {
-        x * slope
-    }
+    x * if x > 0.0 { 1.0 } else { slope }
 }
 
 #[inline(always)]
@@ -136,13 +136,23 @@ fn sigmoid_ref(x: f32) -> f32 {
     }
 }
 
+/// Polynomial `c[0]*x^(N-1) + ... + c[N-1]` by Horner's rule.
+#[inline(always)]
+fn horner<const FMA: bool, const N: usize>(x: f32, c: [f32; N]) -> f32 {
+    let mut acc = c[0];
+    for &ci in &c[1..] {
+        acc = madd::<FMA>(acc, x, ci);
+    }
+    acc
+}
+
 /// `exp` without libm calls or branches, so loops over it vectorise.
 /// Cephes' `expf` reduction and polynomial (about 1 ulp); the argument is
 /// clamped to [-87, 88] so `2^n` stays a normal float: callers get a tiny or
 /// huge finite value where the true result would underflow or overflow,
 /// which every formula below turns into the right limit.
 #[inline(always)]
-fn exp_fast(x: f32) -> f32 {
+fn exp_fast<const FMA: bool>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -151,35 +161,48 @@ fn exp_fast(x: f32) -> f32 {
     // integer ops: a float-to-int `as` cast would saturate and not vectorise.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let t = x * LOG2E + ROUND;
+    let t = madd::<FMA>(x, LOG2E, ROUND);
     let n = t - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let y = p * r * r + r + 1.0;
+    let r = madd::<FMA>(-n, LN2_HI, x);
+    let r = madd::<FMA>(-n, LN2_LO, r);
+    let p = horner::<FMA, 6>(
+        r,
+        [
+            1.987_569_1e-4,
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ],
+    );
+    let y = madd::<FMA>(p, r * r, r) + 1.0;
     let scale = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
     y * scale
 }
 
 #[inline(always)]
-fn sigmoid_fast(x: f32) -> f32 {
-    1.0 / (1.0 + exp_fast(-x))
+fn sigmoid_fast<const FMA: bool>(x: f32) -> f32 {
+    1.0 / (1.0 + exp_fast::<FMA>(-x))
 }
 
 #[inline(always)]
-fn tanh_fast(x: f32) -> f32 {
+fn tanh_fast<const FMA: bool>(x: f32) -> f32 {
     let a = x.abs();
     // Near zero `1 - 2/(e^2a + 1)` cancels; Cephes' tanhf odd polynomial there.
     let z = x * x;
-    let small =
-        ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
-            - 3.333_328e-1)
-            * z
-            * x
-            + x;
-    let big = 1.0 - 2.0 / (exp_fast(2.0 * a) + 1.0);
+    let p = horner::<FMA, 5>(
+        z,
+        [
+            -5.704_988_7e-3,
+            2.063_909e-2,
+            -5.373_971_6e-2,
+            1.333_144_2e-1,
+            -3.333_328e-1,
+        ],
+    );
+    let small = madd::<FMA>(p * z, x, x);
+    let big = 1.0 - 2.0 / (exp_fast::<FMA>(2.0 * a) + 1.0);
     let big = if x < 0.0 { -big } else { big };
     if a < 0.625 {
         small
@@ -192,13 +215,21 @@ fn tanh_fast(x: f32) -> f32 {
 /// For x < 0 it forms `1 + erf(x) = erfc(|x|)` directly, avoiding the
 /// cancellation of `1 - (1 - erfc)` in the negative tail.
 #[inline(always)]
-fn gelu_fast(x: f32) -> f32 {
+fn gelu_fast<const FMA: bool>(x: f32) -> f32 {
     let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
-    let t = 1.0 / (1.0 + 0.327_591_1 * z);
-    let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t
-        + 0.254_829_6)
-        * t;
-    let erfc = poly * exp_fast(-z * z);
+    let t = 1.0 / madd::<FMA>(0.327_591_1, z, 1.0);
+    let poly = horner::<FMA, 6>(
+        t,
+        [
+            1.061_405_4,
+            -1.453_152_1,
+            1.421_413_8,
+            -0.284_496_74,
+            0.254_829_6,
+            0.0,
+        ],
+    );
+    let erfc = poly * exp_fast::<FMA>(-z * z);
     let one_plus_erf = if x < 0.0 { erfc } else { 2.0 - erfc };
     0.5 * x * one_plus_erf
 }
@@ -210,26 +241,27 @@ fn map(x: &mut [f32], f: impl Fn(f32) -> f32) {
     }
 }
 
-/// The vectorisable body shared by the blocked kernel sets.
+/// The vectorisable body shared by the blocked kernel sets; `FMA` as for
+/// the convolution kernels.
 #[inline(always)]
-pub(crate) fn apply_blocked(a: Activation, x: &mut [f32]) {
+pub(crate) fn apply_blocked<const FMA: bool>(a: Activation, x: &mut [f32]) {
     match a {
         Activation::None => {}
         Activation::Relu => map(x, relu),
         Activation::Relu6 => map(x, relu6),
         Activation::LeakyRelu { negative_slope } => map(x, |v| leaky(v, negative_slope)),
         Activation::Elu { alpha } => map(x, |v| {
-            let e = alpha * (exp_fast(v) - 1.0);
+            let e = alpha * (exp_fast::<FMA>(v) - 1.0);
             if v > 0.0 {
-                v
+                v + 0.0
             } else {
                 e
             }
         }),
-        Activation::Silu => map(x, |v| v * sigmoid_fast(v)),
-        Activation::Gelu => map(x, gelu_fast),
-        Activation::Tanh => map(x, tanh_fast),
-        Activation::Sigmoid => map(x, sigmoid_fast),
+        Activation::Silu => map(x, |v| v * sigmoid_fast::<FMA>(v)),
+        Activation::Gelu => map(x, gelu_fast::<FMA>),
+        Activation::Tanh => map(x, tanh_fast::<FMA>),
+        Activation::Sigmoid => map(x, sigmoid_fast::<FMA>),
         Activation::Hardswish => map(x, hardswish),
     }
 }

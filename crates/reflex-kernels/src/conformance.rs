@@ -449,3 +449,95 @@ fn channel_shuffle_matches_view_transpose_reshape() {
         }
     }
 }
+
+// ---- no allocation on the inference path ----
+
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static COUNT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Counts allocations per thread, so parallel tests do not interfere.
+    pub struct Counting;
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // `try_with`: the counter may already be gone while a thread exits.
+            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+            System.alloc(layout)
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            System.dealloc(ptr, layout)
+        }
+    }
+
+    pub fn allocations() -> usize {
+        COUNT.with(Cell::get)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
+
+#[test]
+fn inference_path_never_allocates() {
+    let cases = [
+        geom(64, 64, 1, 5, 1, 1, (2, 2), 128),
+        geom(64, 64, 64, 5, 2, 2, (4, 4), 128),
+        geom(10, 14, 2, 4, 3, 1, (1, 2), 37),
+    ];
+    for g in cases {
+        let mut rng = Lcg(11);
+        let conv = Conv1d::new(
+            g,
+            &rng.vec(g.out_channels * g.in_channels / g.groups * g.kernel_size),
+            None,
+        )
+        .expect("valid geometry");
+        let x = rng.vec(g.in_channels * g.in_len);
+        let mut y = vec![0.0; g.out_channels * conv.out_len()];
+        let mut s = vec![0.0; conv.scratch_len()];
+        let mut pooled = vec![0.0; g.out_channels];
+        let mut shuffled = y.clone();
+        let mut logits = vec![0.0; 3];
+        let w = rng.vec(3 * g.out_channels);
+        let (scale, shift) = batch_norm_scale_shift(&pooled, &pooled, &pooled, &pooled, 1e-5);
+        let _ = variants();
+        let before = counting::allocations();
+        for ks in variants() {
+            conv.run_with(ks, &x, &mut y, &mut s);
+        }
+        conv.run(&x, &mut y, &mut s);
+        scale_shift(&mut y, g.out_channels, conv.out_len(), &scale, &shift);
+        Activation::Gelu.apply(&mut y);
+        Activation::Relu.apply(&mut y);
+        add_assign(&mut shuffled, &y);
+        channel_shuffle(&y, &mut shuffled, 2, g.out_channels, conv.out_len());
+        max_pool(
+            &y,
+            g.out_channels,
+            conv.out_len(),
+            2,
+            &mut shuffled[..g.out_channels * (conv.out_len() / 2)],
+        );
+        global_avg_pool(&y, g.out_channels, conv.out_len(), &mut pooled);
+        global_max_pool(&y, g.out_channels, conv.out_len(), &mut pooled);
+        linear(&w, None, &pooled, &mut logits);
+        softmax(&mut logits);
+        assert_eq!(
+            counting::allocations(),
+            before,
+            "allocation on the inference path for {g:?}"
+        );
+    }
+}
+
+#[test]
+fn conv_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Conv1d>();
+    check::<&'static KernelSet>();
+}

@@ -66,6 +66,17 @@ impl ConvGeometry {
     fn padded_len(&self) -> usize {
         self.in_len + self.pad_left + self.pad_right
     }
+
+    /// f32 elements of scratch a [`Conv1d`] of this geometry needs: known before its
+    /// weights are, so a graph can plan its memory first. `None` if it overflows.
+    pub fn scratch_len(&self) -> Option<usize> {
+        let s = self.stride.max(1);
+        self.padded_len()
+            .div_ceil(s)
+            .checked_mul(s)?
+            .checked_mul(self.in_channels)?
+            .checked_add(SLACK)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -156,9 +167,8 @@ impl Conv1d {
         let chan_stride = phase_len
             .checked_mul(s)
             .ok_or_else(|| "convolution too large".to_string())?;
-        let scratch_len = chan_stride
-            .checked_mul(geom.in_channels)
-            .and_then(|v| v.checked_add(SLACK))
+        let scratch_len = geom
+            .scratch_len()
             .ok_or_else(|| "convolution too large".to_string())?;
 
         let mut offsets = Vec::with_capacity(steps);

@@ -150,7 +150,7 @@ mod scalar {
 /// Multiply-add that becomes one fused instruction where the target has one
 /// and stays a plain multiply and add where `mul_add` would be a libm call.
 #[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
         a.mul_add(b, c)
     } else {
@@ -257,8 +257,8 @@ pub(crate) mod blocked {
     }
 
     #[inline(always)]
-    pub(crate) fn activation(a: Activation, x: &mut [f32]) {
-        crate::activation::apply_blocked(a, x);
+    pub(crate) fn activation<const FMA: bool>(a: Activation, x: &mut [f32]) {
+        crate::activation::apply_blocked::<FMA>(a, x);
     }
 
     #[inline(always)]
@@ -304,7 +304,7 @@ mod portable {
         blocked::row::<NR_ROW, FMA>(t, out)
     }
     pub(super) fn activation(a: Activation, x: &mut [f32]) {
-        blocked::activation(a, x)
+        blocked::activation::<FMA>(a, x)
     }
     pub(super) fn add(dst: &mut [f32], src: &[f32]) {
         blocked::add(dst, src)
@@ -343,7 +343,7 @@ mod avx2 {
     }
     #[target_feature(enable = "avx2,fma")]
     unsafe fn activation_tf(a: Activation, x: &mut [f32]) {
-        blocked::activation(a, x)
+        blocked::activation::<true>(a, x)
     }
     #[target_feature(enable = "avx2,fma")]
     unsafe fn add_tf(dst: &mut [f32], src: &[f32]) {

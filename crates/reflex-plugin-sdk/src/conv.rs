@@ -275,10 +275,7 @@ impl ConvStage {
     }
 
     pub fn scratch_len(&self) -> usize {
-        self.conv
-            .as_ref()
-            .map_or(0, Conv1d::scratch_len)
-            .max(conv_scratch_estimate(&self.geom))
+        self.geom.scratch_len().unwrap_or(0)
     }
 
     /// Takes this stage's tensors (in `specs` order) from the front of `tensors`.
@@ -328,13 +325,6 @@ fn stage_label(prefix: &str) -> String {
     } else {
         format!("{}: ", prefix.trim_end_matches('.'))
     }
-}
-
-/// Scratch is planned at configure time, before the weights (and so the kernel) exist: ask the
-/// kernels crate with a zero-weight kernel of the same geometry.
-fn conv_scratch_estimate(geom: &ConvGeometry) -> usize {
-    let w = vec![0.0; geom.out_channels * (geom.in_channels / geom.groups) * geom.kernel_size];
-    Conv1d::new(*geom, &w, None).map_or(0, |c| c.scratch_len())
 }
 
 /// Everything about a single convolution layer (standard, dilated or grouped).

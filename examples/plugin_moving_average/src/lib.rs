@@ -79,3 +79,28 @@ impl Layer for MovingAverage {
 }
 
 export_plugin!(moving_average, MovingAverage);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reflex_plugin_host::Plugin;
+    use std::sync::Arc;
+
+    #[test]
+    fn averages_the_last_samples_of_each_channel() {
+        let p = Arc::new(Plugin::from_static(&DESCRIPTOR));
+        let mut l = p.create(r#"{"length": 2}"#).unwrap();
+        let info = l
+            .configure(Shape::Seq {
+                channels: 2,
+                length: 4,
+            })
+            .unwrap();
+        assert_eq!(info.rf_span, Some(2));
+        l.load(&[]).unwrap();
+        let mut y = [0.0; 8];
+        l.forward(&[1.0, 3.0, 5.0, 7.0, 0.0, 2.0, 0.0, 2.0], &mut y, &mut [])
+            .unwrap();
+        assert_eq!(y, [1.0, 2.0, 4.0, 6.0, 0.0, 1.0, 1.0, 1.0]);
+    }
+}
