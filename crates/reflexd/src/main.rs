@@ -4,6 +4,7 @@
 //! 1 for a problem with the config, weights, plugins or input; 2 for a bad command line.
 
 mod commands;
+mod daemon;
 mod model;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,21 @@ struct ConfigArg {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The daemon: source → windows → layer graph → sinks, until SIGINT/SIGTERM.
+    Run(ConfigArg),
+    /// Feed a recorded log through the same pipeline, losslessly.
+    Replay {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// max, realtime, or a factor of real time such as 4.
+        #[arg(long, default_value = "max", value_parser = commands::replay::parse_speed)]
+        speed: reflex_config::Speed,
+        /// Write the prediction records here (JSON lines) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The log: csv (decoded with the config's [source] settings).
+        log: PathBuf,
+    },
     /// Print the layer graph: shapes, parameters, MACs per window, receptive field.
     Inspect(ConfigArg),
     /// Validate config, plugins and weights; print every problem.
@@ -44,9 +60,29 @@ enum Command {
     },
 }
 
+/// Logs go to stderr, one line per event; `RUST_LOG` sets the level (default `info`).
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
+        Command::Run(c) => commands::run::run(&c.config),
+        Command::Replay {
+            config,
+            speed,
+            out,
+            log,
+        } => commands::replay::run(&config.config, speed, out.as_deref(), &log),
         Command::Inspect(c) => commands::inspect::run(&c.config),
         Command::Check(c) => commands::check::run(&c.config),
         Command::Bench { config, json } => commands::bench::run(&config.config, json),

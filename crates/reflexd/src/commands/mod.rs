@@ -1,6 +1,8 @@
 pub mod bench;
 pub mod check;
 pub mod inspect;
+pub mod replay;
+pub mod run;
 
 /// `1234567` → `1,234,567`.
 pub fn thousands(n: u64) -> String {

@@ -1,0 +1,187 @@
+//! Sinks: where prediction records go. Each sink has its own thread and its own bounded
+//! drop-oldest queue, so a slow, failing or absent actuator never stalls the graph or the
+//! other sinks; what a sink drops or fails to write is counted.
+
+mod file;
+mod serial;
+mod stdout;
+mod udp;
+
+use crate::queue::{drop_oldest, DropOldest};
+use crate::record::{Formatter, Prediction};
+use reflex_config::{SinkConfig, SinkKind};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Records waiting per sink before the oldest is dropped.
+const QUEUE: usize = 256;
+
+/// Where one sink's bytes go.
+trait Output: Send {
+    /// Whether each JSON or CSV record ends with a newline (not for datagrams).
+    fn lines(&self) -> bool {
+        true
+    }
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Per-sink counters.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    /// Records dropped because the sink's queue was full.
+    pub dropped: AtomicU64,
+    /// Records the output failed to take.
+    pub failed: AtomicU64,
+    /// Records written.
+    pub written: AtomicU64,
+}
+
+struct Handle {
+    queue: DropOldest<Arc<Prediction>>,
+    thread: JoinHandle<()>,
+    stats: Arc<SinkStats>,
+}
+
+/// Every configured sink, running.
+pub struct Sinks {
+    handles: Vec<Handle>,
+}
+
+impl Sinks {
+    /// Opens every sink (files, sockets); `outputs` is the number of values per record. Errors
+    /// are one line each, naming the sink.
+    pub fn start(configs: &[SinkConfig], outputs: usize) -> Result<Sinks, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut handles = Vec::new();
+        for (i, cfg) in configs.iter().enumerate() {
+            let name = format!("sinks[{i}] ({})", describe(&cfg.kind));
+            match open(cfg, outputs)
+                .and_then(|(formatter, output)| spawn(name.clone(), formatter, output))
+            {
+                Ok(h) => handles.push(h),
+                Err(e) => problems.push(format!("[{name}]: {e}")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Sinks { handles })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Hands a record to every sink; never blocks.
+    pub fn send(&self, record: &Arc<Prediction>) {
+        for h in &self.handles {
+            match h.queue.send(record.clone()) {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => {
+                    h.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Records dropped or failed, over all sinks.
+    pub fn lost(&self) -> u64 {
+        self.handles
+            .iter()
+            .map(|h| {
+                h.stats.dropped.load(Ordering::Relaxed) + h.stats.failed.load(Ordering::Relaxed)
+            })
+            .sum()
+    }
+
+    /// Lets every sink write what it has queued and flush, waiting until `deadline` at most.
+    /// Returns whether all finished in time.
+    pub fn close(self, deadline: Instant) -> bool {
+        let threads: Vec<JoinHandle<()>> = self
+            .handles
+            .into_iter()
+            .map(|h| {
+                drop(h.queue);
+                h.thread
+            })
+            .collect();
+        while Instant::now() < deadline {
+            if threads.iter().all(JoinHandle::is_finished) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        threads.iter().all(JoinHandle::is_finished)
+    }
+}
+
+fn describe(kind: &SinkKind) -> String {
+    match kind {
+        SinkKind::Stdout => "stdout".into(),
+        SinkKind::File { path } => format!("file {}", path.display()),
+        SinkKind::Udp { target } => format!("udp {target}"),
+        SinkKind::Serial { path, .. } => format!("serial {}", path.display()),
+    }
+}
+
+fn open(cfg: &SinkConfig, outputs: usize) -> Result<(Formatter, Box<dyn Output>), String> {
+    let formatter = Formatter::new(cfg.format, cfg.template.as_deref(), outputs)?;
+    let output: Box<dyn Output> = match &cfg.kind {
+        SinkKind::Stdout => Box::new(stdout::Stdout),
+        SinkKind::File { path } => Box::new(file::File::open(path)?),
+        SinkKind::Udp { target } => Box::new(udp::Udp::open(target)?),
+        SinkKind::Serial { path, baud_rate } => Box::new(serial::Serial::new(path, *baud_rate)),
+    };
+    Ok((formatter, output))
+}
+
+fn spawn(
+    name: String,
+    formatter: Formatter,
+    mut output: Box<dyn Output>,
+) -> Result<Handle, String> {
+    let (queue, rx) = drop_oldest::<Arc<Prediction>>(QUEUE);
+    let stats = Arc::new(SinkStats::default());
+    let counters = stats.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("sink {name}"))
+        .spawn(move || {
+            let mut buf = Vec::with_capacity(512);
+            let mut last_warning: Option<Instant> = None;
+            for record in rx.iter() {
+                buf.clear();
+                formatter.write(&record, &mut buf, output.lines());
+                let mut result = output.write(&buf);
+                // Flush when nothing else waits: records reach the actuator or the disk now,
+                // and bursts are still written together.
+                if result.is_ok() && rx.is_empty() {
+                    result = output.flush();
+                }
+                match result {
+                    Ok(()) => {
+                        counters.written.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        counters.failed.fetch_add(1, Ordering::Relaxed);
+                        // One warning per 10 s: an absent actuator must not flood the log.
+                        if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                            tracing::warn!(sink = %name, error = %e, "sink cannot write; records are counted as failed");
+                            last_warning = Some(Instant::now());
+                        }
+                    }
+                }
+            }
+            if let Err(e) = output.flush() {
+                tracing::warn!(sink = %name, error = %e, "sink cannot flush at shutdown");
+            }
+        });
+    let thread = thread.map_err(|e| format!("cannot start its thread: {e}"))?;
+    Ok(Handle {
+        queue,
+        thread,
+        stats,
+    })
+}

@@ -1,0 +1,83 @@
+//! A recorded log fed through the same decoder and windower as the live source, paced by the
+//! samples' own timestamps (or as fast as inference takes them).
+
+use super::{Closed, Feed};
+use bytes::BytesMut;
+use reflex_codecs::{AnyDecoder, Format};
+use reflex_config::Speed;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio_util::codec::Decoder;
+
+/// A CSV (or raw binary/witmotion byte) log to replay.
+#[derive(Clone, Debug)]
+pub struct ReplaySource {
+    pub path: PathBuf,
+    pub format: Format,
+    pub channels: usize,
+    pub time_column: bool,
+    pub speed: Speed,
+}
+
+/// How a replay ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReplayEnd {
+    /// The whole log was fed.
+    Finished,
+    /// `stop` was set.
+    Stopped,
+    /// The inference side went away.
+    Closed,
+}
+
+impl ReplaySource {
+    /// Feeds the whole log on the calling thread (it may block on a lossless queue). Samples
+    /// are paced by their timestamps unless `speed` is `max`; samples without a timestamp are
+    /// fed as fast as possible.
+    pub fn run(&self, feed: &mut Feed, stop: &AtomicBool) -> std::io::Result<ReplayEnd> {
+        let mut file = std::fs::File::open(&self.path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
+        let mut decoder = AnyDecoder::new(self.format, self.channels, self.time_column);
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let factor = match self.speed {
+            Speed::Max => None,
+            Speed::Realtime => Some(1.0),
+            Speed::Factor(f) => Some(f),
+        };
+        // (first sample time, when it was fed)
+        let mut origin: Option<(f64, Instant)> = None;
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut eof = false;
+        while !eof {
+            let n = file.read(&mut chunk)?;
+            eof = n == 0;
+            buf.extend_from_slice(&chunk[..n]);
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(ReplayEnd::Stopped);
+                }
+                let frame = if eof {
+                    decoder.decode_eof(&mut buf)?
+                } else {
+                    decoder.decode(&mut buf)?
+                };
+                let Some(frame) = frame else { break };
+                if let (Some(factor), reflex_codecs::Frame::Sample(s)) = (factor, &frame) {
+                    if let Some(t) = s.time {
+                        let (t0, start) = *origin.get_or_insert((t, Instant::now()));
+                        let due = start + Duration::from_secs_f64(((t - t0) / factor).max(0.0));
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                }
+                if let Err(Closed) = feed.frame(frame, None, Instant::now()) {
+                    return Ok(ReplayEnd::Closed);
+                }
+            }
+        }
+        Ok(ReplayEnd::Finished)
+    }
+}

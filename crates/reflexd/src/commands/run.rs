@@ -1,0 +1,14 @@
+//! `reflexd run`: the daemon.
+
+use crate::daemon::{self, Input};
+use std::path::Path;
+
+pub fn run(config: &Path) -> anyhow::Result<()> {
+    let loaded = crate::model::load(config)?;
+    let input = Input::from_config(&loaded)?;
+    let sinks = daemon::default_sinks(&loaded.config.sinks);
+    let sinks = daemon::start_sinks(&sinks, loaded.graph.output_len(), config)?;
+    tracing::info!(config = %config.display(), layers = loaded.graph.layers().len(), "reflexd running");
+    daemon::run(loaded, input, sinks)?;
+    Ok(())
+}

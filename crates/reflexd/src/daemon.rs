@@ -1,0 +1,360 @@
+//! The pipeline of `run` and `replay`: a source feeding windows into a queue, the graph on its
+//! own thread, the sinks on theirs.
+//!
+//! ```text
+//! reader (tokio task, or a thread for logs) ──windows──▶ inference thread ──records──▶ sinks
+//!        decoder → windower          bounded queue          graph.run()      one thread +
+//!                                  (drop-oldest live,                          queue each
+//!                                   lossless replay)
+//! ```
+//! Inference never runs on a tokio worker: a slow model delays windows, never the reader.
+
+use crate::model::Loaded;
+use anyhow::Context;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use reflex_config::{OutputKind, Speed};
+use reflex_graph::Graph;
+use reflex_io::queue::drop_oldest;
+use reflex_io::record::{argmax, latency_us, Prediction};
+use reflex_io::sink::Sinks;
+use reflex_io::source::replay::{ReplayEnd, ReplaySource};
+use reflex_io::source::serial::SerialSource;
+use reflex_io::source::{Counters, Feed, WindowQueue};
+use reflex_io::window::{Window, Windower};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How often the stats line is logged.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// SIGTERM to exit: the contract is one second; this is what the sinks get of it.
+const SINK_GRACE: Duration = Duration::from_millis(700);
+
+/// Where samples come from.
+pub enum Input {
+    Serial(SerialSource),
+    /// A log, fed losslessly.
+    Log(ReplaySource),
+}
+
+impl Input {
+    /// The config's own source: the serial device, or the log of `kind = "replay"`.
+    pub fn from_config(loaded: &Loaded) -> anyhow::Result<Input> {
+        let s = &loaded.config.source;
+        let shown = loaded.config.path.display();
+        let path = s
+            .path
+            .clone()
+            .with_context(|| format!("{shown}: [source] path is required"))?;
+        Ok(match s.kind {
+            reflex_config::SourceKind::Serial => Input::Serial(SerialSource {
+                path,
+                baud_rate: s.baud_rate,
+                format: reflex_io::format_of(s.format),
+                channels: s.channels,
+                time_column: s.time_column,
+            }),
+            reflex_config::SourceKind::Replay => Input::log(loaded, path, s.speed)?,
+        })
+    }
+
+    /// A log read with the config's decoder settings.
+    pub fn log(loaded: &Loaded, path: PathBuf, speed: Speed) -> anyhow::Result<Input> {
+        let s = &loaded.config.source;
+        if speed != Speed::Max && !(s.format == reflex_config::FrameFormat::Csv && s.time_column) {
+            anyhow::bail!(
+                "{}: replaying at speed {speed:?} needs timestamps: a csv log with [source] time_column = true (or speed \"max\")",
+                loaded.config.path.display()
+            );
+        }
+        if !path.is_file() {
+            anyhow::bail!("{}: no such log file", path.display());
+        }
+        Ok(Input::Log(ReplaySource {
+            path,
+            format: reflex_io::format_of(s.format),
+            channels: s.channels,
+            time_column: s.time_column,
+            speed,
+        }))
+    }
+}
+
+/// Totals at the end of a run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub predictions: u64,
+    pub inference_errors: u64,
+}
+
+/// Runs the pipeline until the source ends (a log) or SIGINT/SIGTERM; then finishes the queued
+/// windows, flushes the sinks and returns.
+pub fn run(loaded: Loaded, input: Input, sinks: Sinks) -> anyhow::Result<Summary> {
+    let Loaded { config, graph } = loaded;
+    let counters = Arc::new(Counters::default());
+    let windower = Windower::new(
+        config.source.channels,
+        config.window.length,
+        config.window.hop,
+        config.window.mean.as_deref(),
+        config.window.std.as_deref(),
+    );
+    let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(config.window.queue + 8);
+    let (queue, windows) = match &input {
+        Input::Serial(_) => {
+            let (tx, rx) = drop_oldest(config.window.queue);
+            (WindowQueue::Live(tx), rx)
+        }
+        Input::Log(_) => {
+            let (tx, rx) = crossbeam_channel::bounded(config.window.queue);
+            (WindowQueue::Lossless(tx), rx)
+        }
+    };
+    let mut feed = Feed::new(windower, queue, recycle_rx, counters.clone());
+    let labels: Option<Vec<Arc<str>>> = (config.output.kind == OutputKind::Classify).then(|| {
+        config
+            .output
+            .labels
+            .iter()
+            .map(|l| Arc::from(l.as_str()))
+            .collect()
+    });
+    let sinks = Arc::new(sinks);
+
+    let inference = {
+        let (sinks, counters) = (sinks.clone(), counters.clone());
+        std::thread::Builder::new()
+            .name("inference".into())
+            .spawn(move || infer(graph, windows, recycle_tx, &sinks, labels, &counters))
+            .context("cannot start the inference thread")?
+    };
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let stop = CancellationToken::new();
+        let signals = tokio::spawn(wait_for_signal(stop.clone()));
+        match input {
+            Input::Serial(source) => source.run(&mut feed, &stop).await,
+            Input::Log(source) => {
+                let flag = Arc::new(AtomicBool::new(false));
+                let reader = {
+                    let flag = flag.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let end = source.run(&mut feed, &flag);
+                        (end, feed)
+                    })
+                };
+                let watcher = {
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        stop.cancelled().await;
+                        flag.store(true, Ordering::Relaxed);
+                    })
+                };
+                match reader.await {
+                    Ok((Ok(ReplayEnd::Finished), _)) => tracing::info!("end of log"),
+                    Ok((Ok(_), _)) => {}
+                    Ok((Err(e), _)) => tracing::error!(error = %e, "cannot read the log"),
+                    Err(e) => tracing::error!(error = %e, "log reader failed"),
+                }
+                watcher.abort();
+            }
+        }
+        signals.abort();
+    });
+    // The reader is gone, and with it the window queue's sender: inference drains what is
+    // queued and returns.
+    let summary = inference
+        .join()
+        .map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
+    let deadline = Instant::now() + SINK_GRACE;
+    let sinks = Arc::try_unwrap(sinks).map_err(|_| anyhow::anyhow!("sinks still in use"))?;
+    let lost = sinks.lost();
+    if !sinks.close(deadline) {
+        tracing::warn!("a sink did not finish writing in time");
+    }
+    let c = &counters;
+    tracing::info!(
+        samples = c.samples.load(Ordering::Relaxed),
+        windows = c.windows.load(Ordering::Relaxed),
+        predictions = summary.predictions,
+        decode_errors = c.decode_errors.load(Ordering::Relaxed),
+        lost_samples = c.lost_samples.load(Ordering::Relaxed),
+        dropped_windows = c.dropped_windows.load(Ordering::Relaxed),
+        inference_errors = summary.inference_errors,
+        sink_lost = lost,
+        "stopped"
+    );
+    Ok(summary)
+}
+
+async fn wait_for_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => tracing::warn!("SIGHUP received: reloading the graph is not implemented yet; the current graph keeps running"),
+        }
+    }
+    tracing::info!("stopping: finishing queued windows");
+    stop.cancel();
+}
+
+fn infer(
+    mut graph: Graph,
+    windows: Receiver<Window>,
+    recycle: Sender<Vec<f32>>,
+    sinks: &Sinks,
+    labels: Option<Vec<Arc<str>>>,
+    counters: &Counters,
+) -> Summary {
+    let generation = 1;
+    let mut summary = Summary::default();
+    let mut report = Report::new(counters);
+    let mut last_error: Option<Instant> = None;
+    loop {
+        let w = match windows.recv_timeout(Duration::from_secs(1)) {
+            Ok(w) => w,
+            Err(RecvTimeoutError::Timeout) => {
+                report.maybe_log(counters, sinks);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        match graph.run(&w.data) {
+            Ok(values) => {
+                let latency = w.arrival.elapsed();
+                let index = labels.as_ref().and_then(|_| argmax(values));
+                let label = labels
+                    .as_ref()
+                    .zip(index)
+                    .and_then(|(l, i)| l.get(i).cloned());
+                let record = Arc::new(Prediction {
+                    window: w.index,
+                    last_sample: w.last_sample,
+                    t: w.t,
+                    values: values.to_vec(),
+                    label,
+                    index,
+                    latency_us: latency_us(latency),
+                    generation,
+                });
+                sinks.send(&record);
+                summary.predictions += 1;
+                report.latency(latency);
+            }
+            Err(e) => {
+                summary.inference_errors += 1;
+                if last_error.is_none_or(|t| t.elapsed() > REPORT_EVERY) {
+                    tracing::warn!(window = w.index, error = %e, "inference failed; window skipped");
+                    last_error = Some(Instant::now());
+                }
+            }
+        }
+        let _ = recycle.try_send(w.data);
+        report.maybe_log(counters, sinks);
+    }
+    summary
+}
+
+/// The periodic stats line.
+struct Report {
+    since: Instant,
+    samples: u64,
+    windows: u64,
+    latencies_us: Vec<f64>,
+}
+
+impl Report {
+    fn new(c: &Counters) -> Report {
+        Report {
+            since: Instant::now(),
+            samples: c.samples.load(Ordering::Relaxed),
+            windows: 0,
+            latencies_us: Vec::with_capacity(1 << 16),
+        }
+    }
+
+    fn latency(&mut self, d: Duration) {
+        self.windows += 1;
+        // Bounded: past 65 536 windows per period the percentiles use the first ones.
+        if self.latencies_us.len() < self.latencies_us.capacity() {
+            self.latencies_us.push(d.as_secs_f64() * 1e6);
+        }
+    }
+
+    fn maybe_log(&mut self, c: &Counters, sinks: &Sinks) {
+        let elapsed = self.since.elapsed();
+        if elapsed < REPORT_EVERY {
+            return;
+        }
+        let secs = elapsed.as_secs_f64();
+        let samples = c.samples.load(Ordering::Relaxed);
+        self.latencies_us.sort_by(f64::total_cmp);
+        let pct = |q: f64| {
+            let v = &self.latencies_us;
+            if v.is_empty() {
+                0.0
+            } else {
+                v[((v.len() - 1) as f64 * q).round() as usize]
+            }
+        };
+        tracing::info!(
+            samples_per_s = format_args!("{:.1}", (samples - self.samples) as f64 / secs),
+            windows_per_s = format_args!("{:.1}", self.windows as f64 / secs),
+            decode_errors = c.decode_errors.load(Ordering::Relaxed),
+            lost_samples = c.lost_samples.load(Ordering::Relaxed),
+            dropped_windows = c.dropped_windows.load(Ordering::Relaxed),
+            sink_lost = sinks.lost(),
+            latency_p50_us = format_args!("{:.1}", pct(0.5)),
+            latency_p99_us = format_args!("{:.1}", pct(0.99)),
+            "stats"
+        );
+        self.since = Instant::now();
+        self.samples = samples;
+        self.windows = 0;
+        self.latencies_us.clear();
+    }
+}
+
+/// The config's sinks, or stdout JSON when it names none.
+pub fn default_sinks(configs: &[reflex_config::SinkConfig]) -> Vec<reflex_config::SinkConfig> {
+    if configs.is_empty() {
+        vec![reflex_config::SinkConfig {
+            kind: reflex_config::SinkKind::Stdout,
+            format: reflex_config::RecordFormat::Json,
+            template: None,
+        }]
+    } else {
+        configs.to_vec()
+    }
+}
+
+/// Starts sinks, turning their problems into one error (one line each).
+pub fn start_sinks(
+    configs: &[reflex_config::SinkConfig],
+    outputs: usize,
+    config: &Path,
+) -> anyhow::Result<Sinks> {
+    Sinks::start(configs, outputs).map_err(|p| {
+        anyhow::anyhow!(p
+            .iter()
+            .map(|l| format!("{}: {l}", config.display()))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    })
+}
