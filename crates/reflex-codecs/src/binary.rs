@@ -35,7 +35,8 @@ pub(crate) fn frame_len(n: usize) -> usize {
 /// - Counter: the first frame sets it. When the next counter `c` is ahead of the last one by
 ///   `d = c - last` (wrapping) with `1 < d < 2^31`, [`Frame::Lost`]`(d - 1)` comes before that
 ///   frame. A counter that repeats or goes backwards (`d == 0` or `d >= 2^31` — a firmware restart)
-///   restarts the tracking from `c` with nothing counted as lost.
+///   restarts the tracking from `c` with nothing counted as lost. The sample of a rejected frame
+///   thus shows up once as malformed and, when the next good frame arrives, once more as lost.
 /// - At the end of the stream an incomplete frame is [`Malformed::Truncated`], and the search goes
 ///   on inside it as after a bad CRC.
 #[derive(Clone, Debug)]

@@ -35,19 +35,24 @@ fn config() -> impl Strategy<Value = (Format, usize, bool)> {
     ]
 }
 
-/// The frames with every f32/f64 replaced by its bits, so that comparisons are exact (-0.0 vs 0.0).
-fn exact(frames: &[Frame]) -> Vec<(Vec<u32>, Option<u64>, Option<Malformed>, Option<u64>)> {
+/// A frame with its floats as bits, so that comparisons are exact (-0.0 vs 0.0).
+#[derive(Debug, PartialEq)]
+enum Exact {
+    Sample(Vec<u32>, Option<u64>),
+    Malformed(Malformed),
+    Lost(u64),
+}
+
+fn exact(frames: &[Frame]) -> Vec<Exact> {
     frames
         .iter()
         .map(|f| match f {
-            Frame::Sample(Sample { values, time }) => (
+            Frame::Sample(Sample { values, time }) => Exact::Sample(
                 values.iter().map(|v| v.to_bits()).collect(),
                 time.map(f64::to_bits),
-                None,
-                None,
             ),
-            Frame::Malformed(why) => (vec![], None, Some(*why), None),
-            Frame::Lost(n) => (vec![], None, None, Some(*n)),
+            Frame::Malformed(why) => Exact::Malformed(*why),
+            Frame::Lost(n) => Exact::Lost(*n),
         })
         .collect()
 }
@@ -247,6 +252,34 @@ proptest! {
         prop_assert_eq!(samples(&out), expected);
         prop_assert!(malformed(&out) <= lines.len() + 1);
         prop_assert_eq!(exact(&out), exact(&decode_all(&mut reflex_codecs::CsvDecoder::new(channels, time), text.as_bytes())));
+    }
+
+    /// (c) csv lines around the length limit, with and without newlines, in any chunking.
+    #[test]
+    fn csv_long_lines(
+        pieces in prop::collection::vec(
+            prop_oneof![
+                (4090usize..4100, any::<bool>()).prop_map(|(n, nl)| {
+                    let mut line = vec![b'1'; n];
+                    if nl {
+                        line.push(b'\n');
+                    }
+                    line
+                }),
+                Just(b"1,2\n".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b"#\n".to_vec()),
+            ],
+            0..8,
+        ),
+        sizes in prop::collection::vec(1usize..=5000, 1..8),
+    ) {
+        let text = pieces.concat();
+        let whole = decode_all(&mut reflex_codecs::CsvDecoder::new(1, false), &text);
+        let chunked = decode_chunked(&mut reflex_codecs::CsvDecoder::new(1, false), &text, &sizes);
+        prop_assert_eq!(exact(&whole), exact(&chunked));
+        let bytewise = decode_chunked(&mut reflex_codecs::CsvDecoder::new(1, false), &text, &[1]);
+        prop_assert_eq!(exact(&whole), exact(&bytewise));
     }
 
     /// (d) Binary round trip: values bit for bit, any counter start, NaN/inf rejected.

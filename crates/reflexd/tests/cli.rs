@@ -2,8 +2,11 @@
 //! plugin libraries loaded with dlopen from the directory holding `reflexd` (cargo builds them
 //! there with `cargo test --workspace`).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::exe_dir;
 
 fn reflexd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_reflexd"))
@@ -23,32 +26,6 @@ fn bench_model(variant: &str) -> String {
         .join("reflex.toml")
         .display()
         .to_string()
-}
-
-/// Where `reflexd` looks for plugins by default. `cargo test` compiles the plugin libraries but
-/// leaves them in `deps/`; only `cargo build` puts them beside `reflexd`, hence the README's
-/// `cargo build --workspace && cargo test --workspace`.
-fn exe_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_reflexd"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    for plugin in [
-        "conv_standard",
-        "conv_dilated",
-        "conv_depthwise",
-        "conv_grouped",
-        "residual",
-        "moving_average",
-    ] {
-        let lib = dir.join(format!("lib{plugin}.so"));
-        assert!(
-            lib.exists(),
-            "{} is missing: run `cargo build --workspace` before the tests",
-            lib.display()
-        );
-    }
-    dir
 }
 
 fn text(b: &[u8]) -> String {

@@ -33,7 +33,10 @@ where
             assert!(frames.len() <= bound);
         }
     }
-    while let Some(frame) = decoder.decode_eof(&mut buf).expect("decode_eof never errors") {
+    while let Some(frame) = decoder
+        .decode_eof(&mut buf)
+        .expect("decode_eof never errors")
+    {
         frames.push(frame);
         assert!(frames.len() <= bound);
     }

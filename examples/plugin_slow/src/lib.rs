@@ -1,0 +1,56 @@
+//! `slow`: passes its input through unchanged after sleeping `ms` milliseconds. A stand-in for
+//! a model too heavy for the host, to watch the daemon drop the oldest windows under overload
+//! (and to test that it does) without needing a heavy model.
+//!
+//! ```toml
+//! [[model.layers]]
+//! name = "drag"
+//! plugin = "slow"
+//! ms = 20
+//! ```
+
+use reflex_plugin_sdk::{export_plugin, Error, Layer, LayerInfo, Shape, TensorSpec};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Keys of `slow`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Milliseconds to sleep per window.
+    pub ms: u64,
+}
+
+pub struct Slow {
+    shape: Shape,
+    pause: Duration,
+}
+
+impl Layer for Slow {
+    const NAME: &'static str = "slow";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    type Params = Params;
+
+    fn configure(p: Params, input: Shape) -> Result<Self, Error> {
+        Ok(Slow {
+            shape: input,
+            pause: Duration::from_millis(p.ms),
+        })
+    }
+    fn info(&self) -> LayerInfo {
+        LayerInfo::elementwise(self.shape)
+    }
+    fn tensors(&self) -> Vec<TensorSpec> {
+        Vec::new()
+    }
+    fn load(&mut self, _: &[&[f32]]) -> Result<(), Error> {
+        Ok(())
+    }
+    fn forward(&self, x: &[f32], y: &mut [f32], _: &mut [f32]) -> Result<(), Error> {
+        std::thread::sleep(self.pause);
+        y.copy_from_slice(x);
+        Ok(())
+    }
+}
+
+export_plugin!(slow, Slow);
