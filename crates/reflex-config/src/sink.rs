@@ -16,7 +16,7 @@ pub enum RecordFormat {
 }
 
 /// Where one sink sends records.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SinkKind {
     /// The daemon's standard output.
@@ -46,7 +46,7 @@ fn default_baud_rate() -> u32 {
 }
 
 /// One `[[sinks]]` entry.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct SinkConfig {
     #[serde(flatten)]
     pub kind: SinkKind,

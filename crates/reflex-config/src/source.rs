@@ -67,7 +67,7 @@ fn default_baud_rate() -> u32 {
 }
 
 /// `[source]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// `"serial"` or `"replay"`.

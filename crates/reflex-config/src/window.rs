@@ -10,7 +10,7 @@ fn default_queue() -> usize {
 }
 
 /// `[window]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
     /// Samples per window: the model's input length L.

@@ -98,11 +98,15 @@ pub(crate) unsafe fn descriptor_strings(d: &PluginDescriptor) -> (String, String
 
 struct Opened {
     descriptor: &'static PluginDescriptor,
+    /// (device, inode, size, mtime s, mtime ns) of the file when it was hashed.
+    stamp: (u64, u64, u64, i64, i64),
+    sha256: String,
 }
 
-/// Libraries opened by this process, by path and content: opened once, never closed.
-fn opened() -> &'static Mutex<HashMap<(PathBuf, String), Opened>> {
-    static OPENED: OnceLock<Mutex<HashMap<(PathBuf, String), Opened>>> = OnceLock::new();
+/// The library last loaded from each path. Every library ever opened stays mapped (and is
+/// found again by its hash); only this index moves on.
+fn opened() -> &'static Mutex<HashMap<PathBuf, Opened>> {
+    static OPENED: OnceLock<Mutex<HashMap<PathBuf, Opened>>> = OnceLock::new();
     OPENED.get_or_init(Default::default)
 }
 
@@ -125,20 +129,33 @@ pub(crate) fn load_library(name: &str, dir: &Path) -> Result<Plugin, LoadError> 
         check_owner_only(parent)?;
     }
     check_owner_only(&path)?;
-    let bytes = std::fs::read(&path).map_err(|source| LoadError::Io {
+    let io = |source| LoadError::Io {
         path: path.clone(),
         source,
-    })?;
-    let sha256 = hex(&Sha256::digest(&bytes));
-
+    };
+    let md = std::fs::metadata(&path).map_err(io)?;
+    // Reloads happen often and libraries are megabytes: an unchanged file (same inode, size,
+    // mtime) is not read and hashed again.
+    let stamp = (md.dev(), md.ino(), md.len(), md.mtime(), md.mtime_nsec());
     let mut cache = opened().lock().unwrap_or_else(|e| e.into_inner());
-    let key = (path.clone(), sha256.clone());
-    let descriptor = match cache.get(&key) {
-        Some(o) => o.descriptor,
+    let (descriptor, sha256) = match cache.get(&path).filter(|o| o.stamp == stamp) {
+        Some(o) => (o.descriptor, o.sha256.clone()),
         None => {
-            let d = open(name, &path)?;
-            cache.insert(key, Opened { descriptor: d });
-            d
+            let bytes = std::fs::read(&path).map_err(io)?;
+            let sha256 = hex(&Sha256::digest(&bytes));
+            let d = match cache.values().find(|o| o.sha256 == sha256) {
+                Some(o) => o.descriptor,
+                None => open_private_copy(name, &path, &bytes, &sha256)?,
+            };
+            cache.insert(
+                path.clone(),
+                Opened {
+                    descriptor: d,
+                    stamp,
+                    sha256: sha256.clone(),
+                },
+            );
+            (d, sha256)
         }
     };
     // SAFETY: the library is never unloaded, so its strings live for the process.
@@ -158,10 +175,43 @@ pub(crate) fn load_library(name: &str, dir: &Path) -> Result<Plugin, LoadError> 
     })
 }
 
-fn open(name: &str, path: &Path) -> Result<&'static PluginDescriptor, LoadError> {
+/// The dynamic loader maps a path once: `dlopen` of a library rebuilt in place returns the old
+/// code. So the bytes that were vetted and hashed are written to a private file named by their
+/// hash, and that file is opened (and removed at once: the mapping stays). A rebuilt plugin
+/// therefore runs at the next graph build, and the old one stays mapped for whatever still
+/// uses it.
+fn open_private_copy(
+    name: &str,
+    path: &Path,
+    bytes: &[u8],
+    sha256: &str,
+) -> Result<&'static PluginDescriptor, LoadError> {
+    let io = |source| LoadError::Io {
+        path: path.into(),
+        source,
+    };
+    // mkdtemp: a fresh directory only we can enter, so nobody can swap the copy under us.
+    let dir = tempfile::Builder::new()
+        .prefix("reflex-plugin-")
+        .tempdir()
+        .map_err(io)?;
+    let copy = dir.path().join(format!(
+        "lib{name}-{}{}",
+        &sha256[..16],
+        std::env::consts::DLL_SUFFIX
+    ));
+    std::fs::write(&copy, bytes).map_err(io)?;
+    let result = open(name, &copy, path);
+    drop(dir);
+    result
+}
+
+/// Opens `file` (a private copy); errors name `shown`, the library the user configured.
+fn open(name: &str, file: &Path, shown: &Path) -> Result<&'static PluginDescriptor, LoadError> {
+    let path = shown;
     // SAFETY: loading runs the library's initialisers. That is the point of a plugin; the file
     // was vetted above (owner-only), which is what we can check.
-    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::NotLoadable {
+    let lib = unsafe { libloading::Library::new(file) }.map_err(|e| LoadError::NotLoadable {
         path: path.into(),
         message: e.to_string(),
     })?;
@@ -240,5 +290,51 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = load_library("nope", dir.path()).unwrap_err();
         assert!(e.to_string().contains("libnope.so"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod rebuild_tests {
+    use super::*;
+
+    /// A library rebuilt in place (different bytes at the same path) is mapped anew, not
+    /// served from the loader's cache of that path.
+    #[test]
+    fn a_library_rebuilt_in_place_is_loaded_again() {
+        let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/debug")
+            .join(library_file_name("moving_average"));
+        if !built.exists() {
+            // Only `cargo build --workspace` (the README's test command) puts it there.
+            panic!(
+                "{} is missing: run `cargo build --workspace` before the tests",
+                built.display()
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join(library_file_name("moving_average"));
+        let mut bytes = std::fs::read(&built).unwrap();
+        std::fs::write(&lib, &bytes).unwrap();
+        let first = load_library("moving_average", dir.path()).unwrap();
+        let again = load_library("moving_average", dir.path()).unwrap();
+        assert!(
+            std::ptr::eq(first.descriptor, again.descriptor),
+            "same bytes: the same mapping"
+        );
+
+        // "Rebuild": trailing bytes change the file's hash but not what the loader maps.
+        bytes.extend_from_slice(b"rebuilt");
+        std::fs::write(&lib, &bytes).unwrap();
+        let rebuilt = load_library("moving_average", dir.path()).unwrap();
+        assert!(
+            !std::ptr::eq(first.descriptor, rebuilt.descriptor),
+            "a new mapping for new bytes"
+        );
+        let (Origin::Library { sha256: a, .. }, Origin::Library { sha256: b, .. }) =
+            (&first.origin, &rebuilt.origin)
+        else {
+            panic!("dynamic plugins have a library origin");
+        };
+        assert_ne!(a, b);
     }
 }

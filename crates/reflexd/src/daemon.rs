@@ -10,9 +10,10 @@
 //! Inference never runs on a tokio worker: a slow model delays windows, never the reader.
 
 use crate::model::Loaded;
+use crate::reload::{self, Reloader, Swap};
 use anyhow::Context;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use reflex_config::{OutputKind, Speed};
+use crossbeam_channel::{Receiver, Sender};
+use reflex_config::Speed;
 use reflex_graph::Graph;
 use reflex_io::queue::drop_oldest;
 use reflex_io::record::{argmax, latency_us, Prediction};
@@ -91,8 +92,13 @@ pub struct Summary {
 
 /// Runs the pipeline until the source ends (a log) or SIGINT/SIGTERM; then finishes the queued
 /// windows, flushes the sinks and returns.
-pub fn run(loaded: Loaded, input: Input, sinks: Sinks) -> anyhow::Result<Summary> {
+///
+/// With `reload`, config and weights changes and SIGHUP swap in a new graph (see `reload`).
+pub fn run(loaded: Loaded, input: Input, sinks: Sinks, reload: bool) -> anyhow::Result<Summary> {
+    let (swaps_tx, swaps) = drop_oldest::<Swap>(1);
+    let reloader = reload.then(|| Reloader::new(&loaded, swaps_tx));
     let Loaded { config, graph } = loaded;
+    reload::log_plugins(&graph, 1);
     let counters = Arc::new(Counters::default());
     let windower = Windower::new(
         config.source.channels,
@@ -113,21 +119,14 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks) -> anyhow::Result<Summary
         }
     };
     let mut feed = Feed::new(windower, queue, recycle_rx, counters.clone());
-    let labels: Option<Vec<Arc<str>>> = (config.output.kind == OutputKind::Classify).then(|| {
-        config
-            .output
-            .labels
-            .iter()
-            .map(|l| Arc::from(l.as_str()))
-            .collect()
-    });
+    let labels = reload::labels(&config);
     let sinks = Arc::new(sinks);
 
     let inference = {
         let (sinks, counters) = (sinks.clone(), counters.clone());
         std::thread::Builder::new()
             .name("inference".into())
-            .spawn(move || infer(graph, windows, recycle_tx, &sinks, labels, &counters))
+            .spawn(move || infer(graph, windows, swaps, recycle_tx, &sinks, labels, &counters))
             .context("cannot start the inference thread")?
     };
 
@@ -137,7 +136,9 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks) -> anyhow::Result<Summary
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
         let stop = CancellationToken::new();
-        let signals = tokio::spawn(wait_for_signal(stop.clone()));
+        let (hup_tx, hup) = tokio::sync::mpsc::unbounded_channel();
+        let signals = tokio::spawn(wait_for_signal(stop.clone(), hup_tx));
+        let reloading = reloader.map(|r| tokio::spawn(r.run(stop.clone(), hup)));
         match input {
             Input::Serial(source) => source.run(&mut feed, &stop).await,
             Input::Log(source) => {
@@ -166,6 +167,9 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks) -> anyhow::Result<Summary
             }
         }
         signals.abort();
+        if let Some(r) = reloading {
+            r.abort();
+        }
     });
     // The reader is gone, and with it the window queue's sender: inference drains what is
     // queued and returns.
@@ -193,7 +197,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks) -> anyhow::Result<Summary
     Ok(summary)
 }
 
-async fn wait_for_signal(stop: CancellationToken) {
+async fn wait_for_signal(stop: CancellationToken, hup_tx: tokio::sync::mpsc::UnboundedSender<()>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -207,7 +211,11 @@ async fn wait_for_signal(stop: CancellationToken) {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => tracing::warn!("SIGHUP received: reloading the graph is not implemented yet; the current graph keeps running"),
+            _ = hup.recv() => {
+                if hup_tx.send(()).is_err() {
+                    tracing::warn!("SIGHUP ignored: a replay does not reload its graph");
+                }
+            }
         }
     }
     tracing::info!("stopping: finishing queued windows");
@@ -217,23 +225,50 @@ async fn wait_for_signal(stop: CancellationToken) {
 fn infer(
     mut graph: Graph,
     windows: Receiver<Window>,
+    swaps: Receiver<Swap>,
     recycle: Sender<Vec<f32>>,
     sinks: &Sinks,
-    labels: Option<Vec<Arc<str>>>,
+    mut labels: Option<Vec<Arc<str>>>,
     counters: &Counters,
 ) -> Summary {
-    let generation = 1;
+    let mut generation = 1;
     let mut summary = Summary::default();
     let mut report = Report::new(counters);
     let mut last_error: Option<Instant> = None;
+    let never = crossbeam_channel::never();
+    let mut reloading = true;
     loop {
-        let w = match windows.recv_timeout(Duration::from_secs(1)) {
-            Ok(w) => w,
-            Err(RecvTimeoutError::Timeout) => {
+        let pending = if reloading { &swaps } else { &never };
+        let w = crossbeam_channel::select! {
+            recv(windows) -> w => match w {
+                Ok(w) => w,
+                Err(_) => break,
+            },
+            // Between two windows: the only place a graph may change.
+            recv(pending) -> swap => {
+                // No reloader (a replay), or it has stopped: stop listening for swaps.
+                reloading = swap.is_ok();
+                if let Ok(swap) = swap {
+                    let start = Instant::now();
+                    let old = std::mem::replace(&mut graph, swap.graph);
+                    labels = swap.labels;
+                    generation += 1;
+                    drop(old);
+                    let stall = start.elapsed();
+                    reload::log_plugins(&graph, generation);
+                    tracing::info!(
+                        generation,
+                        since_change_ms = format_args!("{:.1}", swap.noticed.elapsed().as_secs_f64() * 1e3),
+                        stall_us = format_args!("{:.1}", stall.as_secs_f64() * 1e6),
+                        "graph swapped"
+                    );
+                }
+                continue;
+            },
+            default(Duration::from_secs(1)) => {
                 report.maybe_log(counters, sinks);
                 continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
+            },
         };
         match graph.run(&w.data) {
             Ok(values) => {

@@ -6,6 +6,7 @@
 mod commands;
 mod daemon;
 mod model;
+mod reload;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -144,31 +144,81 @@ fn setup(
     hop: usize,
     extra: &str,
 ) -> PathBuf {
+    let p = dir.join("reflex.toml");
+    std::fs::write(
+        &p,
+        config_text(dir, device, format, udp, queue, hop, extra, Model::A),
+    )
+    .unwrap();
+    p
+}
+
+/// Two models for swapping: A is conv_standard, B is conv_depthwise with other weights.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Model {
+    A,
+    B,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn config_text(
+    dir: &Path,
+    device: &Path,
+    format: &str,
+    udp: u16,
+    queue: usize,
+    hop: usize,
+    extra: &str,
+    model: Model,
+) -> String {
     let w = |n: usize, seed| noise(n, seed);
-    write_weights(
-        &dir.join("w.safetensors"),
-        &[
-            ("conv.weight", vec![8, CHANNELS, 3], w(8 * CHANNELS * 3, 1)),
-            ("conv.bias", vec![8], w(8, 2)),
-            ("fc.weight", vec![3, 8], w(24, 3)),
-            ("fc.bias", vec![3], w(3, 4)),
-        ],
-    );
-    let text = format!(
+    let (weights, layer) = match model {
+        Model::A => {
+            write_weights(
+                &dir.join("a.safetensors"),
+                &[
+                    ("conv.weight", vec![8, CHANNELS, 3], w(8 * CHANNELS * 3, 1)),
+                    ("conv.bias", vec![8], w(8, 2)),
+                    ("fc.weight", vec![3, 8], w(24, 3)),
+                    ("fc.bias", vec![3], w(3, 4)),
+                ],
+            );
+            ("a.safetensors", "[[model.layers]]\nname = \"conv\"\nplugin = \"conv_standard\"\nout_channels = 8\nkernel_size = 3\nactivation = \"relu\"\n")
+        }
+        Model::B => {
+            write_weights(
+                &dir.join("b.safetensors"),
+                &[
+                    (
+                        "conv.depthwise.weight",
+                        vec![CHANNELS, 1, 3],
+                        w(CHANNELS * 3, 5),
+                    ),
+                    ("conv.depthwise.bias", vec![CHANNELS], w(CHANNELS, 6)),
+                    (
+                        "conv.pointwise.weight",
+                        vec![8, CHANNELS, 1],
+                        w(8 * CHANNELS, 7),
+                    ),
+                    ("conv.pointwise.bias", vec![8], w(8, 8)),
+                    ("fc.weight", vec![3, 8], w(24, 9)),
+                    ("fc.bias", vec![3], w(3, 10)),
+                ],
+            );
+            ("b.safetensors", "[[model.layers]]\nname = \"conv\"\nplugin = \"conv_depthwise\"\nout_channels = 8\nkernel_size = 3\nactivation = \"relu\"\n")
+        }
+    };
+    format!(
         "[source]\npath = \"{}\"\nformat = \"{format}\"\nchannels = {CHANNELS}\n\
          [window]\nlength = {LENGTH}\nhop = {hop}\nqueue = {queue}\n\
-         [model]\nweights = \"w.safetensors\"\nplugin_dir = \"{}\"\n{extra}\
-         [[model.layers]]\nname = \"conv\"\nplugin = \"conv_standard\"\nout_channels = 8\nkernel_size = 3\nactivation = \"relu\"\n\
+         [model]\nweights = \"{weights}\"\nplugin_dir = \"{}\"\n{extra}{layer}\
          [[model.layers]]\nname = \"pool\"\nplugin = \"global_avg_pool\"\n\
          [[model.layers]]\nname = \"fc\"\nplugin = \"linear\"\nout_features = 3\n\
          [output]\nkind = \"classify\"\nlabels = [\"a\", \"b\", \"c\"]\n\
          [[sinks]]\nkind = \"udp\"\ntarget = \"127.0.0.1:{udp}\"\n",
         device.display(),
         exe_dir().display()
-    );
-    let p = dir.join("reflex.toml");
-    std::fs::write(&p, text).unwrap();
-    p
+    )
 }
 
 fn actuator() -> (UdpSocket, u16) {
@@ -510,4 +560,243 @@ fn a_slow_model_drops_the_oldest_windows() {
     for r in &records {
         assert_eq!(values(r), want[r["window"].as_u64().unwrap() as usize]);
     }
+}
+
+/// Records arriving on the actuator socket, collected in the background.
+struct Collector {
+    records: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Collector {
+    fn start(sock: UdpSocket) -> Collector {
+        use std::sync::atomic::Ordering;
+        let records = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let (r, s) = (records.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => r
+                        .lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&buf[..n]).unwrap()),
+                    Err(_) if s.load(Ordering::Relaxed) => return,
+                    Err(_) => {}
+                }
+            }
+        });
+        Collector {
+            records,
+            stop,
+            thread,
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.records
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r["generation"].as_u64().unwrap())
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn wait_generation(&self, g: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.generation() < g {
+            assert!(
+                Instant::now() < deadline,
+                "generation {g} never arrived (at {})",
+                self.generation()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn finish(self) -> Vec<Value> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap();
+        std::sync::Arc::try_unwrap(self.records)
+            .unwrap()
+            .into_inner()
+            .unwrap()
+    }
+}
+
+/// The researcher edits the config of the running daemon: another plugin and other weights,
+/// written by rename-over and in place, with broken edits in between. Windows keep flowing.
+#[test]
+fn hot_swap_between_two_models_without_losing_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let imu = pty();
+    let (sock, port) = actuator();
+    let text = |m| config_text(dir.path(), &imu.path, "binary", port, 32, HOP, "", m);
+    let (a, b) = (text(Model::A), text(Model::B));
+    std::fs::write(dir.path().join("a.toml"), &a).unwrap();
+    std::fs::write(dir.path().join("b.toml"), &b).unwrap();
+    let cfg = dir.path().join("reflex.toml");
+    std::fs::write(&cfg, &a).unwrap();
+    let daemon = Daemon::start(&cfg, dir.path());
+    daemon.wait_log("serial device open", 1);
+    let collector = Collector::start(sock);
+
+    // 400 samples/s for 7 s, written while the config changes under the daemon.
+    let all = samples(2800, 21);
+    let frames: Vec<Vec<u8>> = all
+        .iter()
+        .enumerate()
+        .map(|(i, s)| encode::binary(i as u32, s))
+        .collect();
+    let mut master = imu.master.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let start = Instant::now();
+        for (i, f) in frames.iter().enumerate() {
+            if let Some(d) = (start + Duration::from_micros(2500) * i as u32)
+                .checked_duration_since(Instant::now())
+            {
+                std::thread::sleep(d);
+            }
+            master.write_all(f).unwrap();
+        }
+    });
+    let rename_over = |text: &str| {
+        let tmp = dir.path().join(".reflex.toml.swp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &cfg).unwrap();
+    };
+    let in_place = |text: &str| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&cfg)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    collector.wait_generation(1);
+    rename_over(&b);
+    collector.wait_generation(2);
+    in_place(&a);
+    collector.wait_generation(3);
+    // Broken edits: bad TOML, an unknown plugin, a window change. Nothing may change.
+    for (broken, why) in [
+        ("[source\n".to_string(), "expected"),
+        (a.replace("conv_standard", "conv_nonesuch"), "conv_nonesuch"),
+        (
+            a.replace("hop = 4", "hop = 2"),
+            "[window] changed, which needs a restart",
+        ),
+    ] {
+        let refused = daemon.log().matches("config change refused").count();
+        in_place(&broken);
+        daemon.wait_log("config change refused", refused + 1);
+        assert!(daemon
+            .log()
+            .lines()
+            .filter(|l| l.contains("config change refused"))
+            .last()
+            .unwrap()
+            .contains(why));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(collector.generation(), 3, "a broken edit changed the graph");
+    }
+    rename_over(&b);
+    collector.wait_generation(4);
+    writer.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+    let records = collector.finish();
+
+    // Every window exactly once, in order, across four generations.
+    let windows: Vec<u64> = records
+        .iter()
+        .map(|r| r["window"].as_u64().unwrap())
+        .collect();
+    let count = (all.len() - LENGTH) / HOP + 1;
+    assert_eq!(
+        windows,
+        (0..count as u64).collect::<Vec<_>>(),
+        "windows lost or repeated across swaps"
+    );
+    assert_eq!(total(&log, "dropped_windows"), 0);
+    let gens: Vec<u64> = records
+        .iter()
+        .map(|r| r["generation"].as_u64().unwrap())
+        .collect();
+    assert!(
+        gens.windows(2).all(|g| g[0] <= g[1]) && gens.last() == Some(&4),
+        "{gens:?}"
+    );
+    // Each record holds the values of the model its generation ran.
+    let want_a = expected(&dir.path().join("a.toml"), &all, HOP);
+    let want_b = expected(&dir.path().join("b.toml"), &all, HOP);
+    for (r, g) in records.iter().zip(&gens) {
+        let w = r["window"].as_u64().unwrap() as usize;
+        let want = if g % 2 == 1 { &want_a[w] } else { &want_b[w] };
+        assert_eq!(&values(r), want, "window {w}, generation {g}");
+    }
+    assert_eq!(log.matches("graph swapped").count(), 3, "{log}");
+    assert!(
+        log.contains("plugin=conv_depthwise") && log.contains("sha256="),
+        "{log}"
+    );
+    for line in log.lines().filter(|l| l.contains("graph swapped")) {
+        println!("{}", &line[line.find("generation").unwrap()..]);
+    }
+}
+
+/// Resident memory (kB) and open files of a process.
+fn footprint(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    (rss, fds)
+}
+
+#[test]
+fn five_hundred_swaps_in_a_row_leak_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let imu = pty();
+    let (_sock, port) = actuator();
+    let cfg = setup(dir.path(), &imu.path, "binary", port, 32, HOP, "");
+    let daemon = Daemon::start(&cfg, dir.path());
+    daemon.wait_log("serial device open", 1);
+    let mut after_warmup = (0, 0);
+    for i in 1..=500 {
+        kill(daemon.pid(), Signal::SIGHUP).unwrap();
+        daemon.wait_log("graph swapped", i);
+        if i == 50 {
+            after_warmup = footprint(daemon.child.id());
+        }
+    }
+    let (rss, fds) = footprint(daemon.child.id());
+    println!(
+        "after 50 swaps: {} kB, {} fds; after 500: {rss} kB, {fds} fds",
+        after_warmup.0, after_warmup.1
+    );
+    assert_eq!(fds, after_warmup.1, "open files grew");
+    assert!(
+        rss < after_warmup.0 + 4096,
+        "memory grew from {} kB to {rss} kB",
+        after_warmup.0
+    );
+    let (status, _, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("generation=501"), "{log}");
 }

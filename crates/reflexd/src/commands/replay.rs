@@ -45,6 +45,6 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, log: &Path) -> anyho
         template: None,
     };
     let sinks = daemon::start_sinks(&[sink], loaded.graph.output_len(), config)?;
-    daemon::run(loaded, input, sinks)?;
+    daemon::run(loaded, input, sinks, false)?;
     Ok(())
 }

@@ -9,6 +9,6 @@ pub fn run(config: &Path) -> anyhow::Result<()> {
     let sinks = daemon::default_sinks(&loaded.config.sinks);
     let sinks = daemon::start_sinks(&sinks, loaded.graph.output_len(), config)?;
     tracing::info!(config = %config.display(), layers = loaded.graph.layers().len(), "reflexd running");
-    daemon::run(loaded, input, sinks)?;
+    daemon::run(loaded, input, sinks, true)?;
     Ok(())
 }
