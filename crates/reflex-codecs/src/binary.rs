@@ -52,12 +52,7 @@ impl BinaryDecoder {
     /// A decoder for frames of `channels` values. Frames with any other `n` are rejected, so a
     /// `channels` above 255 rejects everything.
     pub fn new(channels: usize) -> BinaryDecoder {
-        BinaryDecoder {
-            channels,
-            last_counter: None,
-            resync: Resync::default(),
-            pending: None,
-        }
+        BinaryDecoder { channels, last_counter: None, resync: Resync::default(), pending: None }
     }
 
     /// Rejects the frame at the start of `buf`: count it and look again one byte later.
@@ -126,11 +121,7 @@ impl BinaryDecoder {
                     }
                     let len = frame_len(n);
                     if buf.len() < len {
-                        return if eof {
-                            Some(self.reject(buf, Malformed::Truncated))
-                        } else {
-                            None
-                        };
+                        return if eof { Some(self.reject(buf, Malformed::Truncated)) } else { None };
                     }
                     return Some(self.frame(buf, n, len));
                 }
@@ -146,10 +137,8 @@ impl BinaryDecoder {
             return self.reject(buf, Malformed::Checksum);
         }
         let counter = u32::from_le_bytes([buf[3], buf[4], buf[5], buf[6]]);
-        let values: SmallVec<[f32; 16]> = buf[HEADER_LEN..crc_at]
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let values: SmallVec<[f32; 16]> =
+            buf[HEADER_LEN..crc_at].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         debug_assert_eq!(values.len(), n);
         buf.advance(len);
         self.resync.accepted();

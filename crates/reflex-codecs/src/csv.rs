@@ -38,13 +38,7 @@ pub struct CsvDecoder {
 impl CsvDecoder {
     /// A decoder for lines of `channels` values, preceded by a time when `time_column` is set.
     pub fn new(channels: usize, time_column: bool) -> CsvDecoder {
-        CsvDecoder {
-            channels,
-            time_column,
-            past_header: false,
-            discarding: false,
-            scanned: 0,
-        }
+        CsvDecoder { channels, time_column, past_header: false, discarding: false, scanned: 0 }
     }
 
     /// Decodes one complete line (without its `\n`); `None` when it is skipped.
@@ -172,10 +166,7 @@ mod tests {
         assert_eq!(parse(b"NaN, 1 ,2,3", 3, true), Err(Malformed::NotFinite));
         assert_eq!(
             parse(b" 0.5 ,\t1, 2 ,3e0", 3, true),
-            Ok(Sample {
-                values: [1.0, 2.0, 3.0].into_iter().collect(),
-                time: Some(0.5)
-            })
+            Ok(Sample { values: [1.0, 2.0, 3.0].into_iter().collect(), time: Some(0.5) })
         );
         assert_eq!(parse(b"1,,2", 3, false), Err(Malformed::NotANumber));
         assert_eq!(parse(&[0xFF, b','], 1, false), Err(Malformed::NotANumber));

@@ -6,9 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::binary::{frame_len, CRC16, SYNC};
-use crate::witmotion::{
-    accel_g, checksum, gyro_dps as gyro_from_raw, ACCEL, GYRO, HEADER, PACKET_LEN,
-};
+use crate::witmotion::{accel_g, checksum, gyro_dps as gyro_from_raw, ACCEL, GYRO, HEADER, PACKET_LEN};
 
 /// A binary frame: A5 5A | n: u8 | counter: u32 LE | n × f32 LE | crc16 LE over n..last data byte.
 ///
@@ -57,10 +55,7 @@ pub fn witmotion_sample(acc_g: [f32; 3], gyro_dps: [f32; 3]) -> ([u8; 22], [f32;
     let gyro = gyro_dps.map(|x| quantise(x, 2000.0));
     let mut out = [0u8; 2 * PACKET_LEN];
     out[..PACKET_LEN].copy_from_slice(&witmotion(ACCEL, [acc[0], acc[1], acc[2], TEMPERATURE_RAW]));
-    out[PACKET_LEN..].copy_from_slice(&witmotion(
-        GYRO,
-        [gyro[0], gyro[1], gyro[2], TEMPERATURE_RAW],
-    ));
+    out[PACKET_LEN..].copy_from_slice(&witmotion(GYRO, [gyro[0], gyro[1], gyro[2], TEMPERATURE_RAW]));
     let values = [
         accel_g(acc[0]),
         accel_g(acc[1]),

@@ -116,8 +116,7 @@ impl WitmotionDecoder {
                         return Some(self.reject(buf, Malformed::Checksum));
                     }
                     let kind = packet[1];
-                    let word =
-                        |i: usize| i16::from_le_bytes([packet[2 + 2 * i], packet[3 + 2 * i]]);
+                    let word = |i: usize| i16::from_le_bytes([packet[2 + 2 * i], packet[3 + 2 * i]]);
                     let data = [word(0), word(1), word(2)];
                     buf.advance(PACKET_LEN);
                     self.resync.accepted();
@@ -125,11 +124,8 @@ impl WitmotionDecoder {
                         ACCEL => self.accel = Some(data),
                         GYRO => {
                             if let Some(acc) = self.accel.take() {
-                                let values: SmallVec<[f32; 16]> = acc
-                                    .iter()
-                                    .map(|&r| accel_g(r))
-                                    .chain(data.iter().map(|&r| gyro_dps(r)))
-                                    .collect();
+                                let values: SmallVec<[f32; 16]> =
+                                    acc.iter().map(|&r| accel_g(r)).chain(data.iter().map(|&r| gyro_dps(r))).collect();
                                 return Some(Frame::Sample(Sample { values, time: None }));
                             }
                         }

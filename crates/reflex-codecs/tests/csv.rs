@@ -9,50 +9,27 @@ use tokio_util::codec::Decoder;
 
 fn decode(channels: usize, time: bool, text: &[u8]) -> Vec<Frame> {
     let frames = decode_all(&mut CsvDecoder::new(channels, time), text);
-    assert_eq!(
-        decode_chunked(&mut CsvDecoder::new(channels, time), text, &[1]),
-        frames,
-        "byte by byte"
-    );
-    assert_eq!(
-        decode_chunked(&mut CsvDecoder::new(channels, time), text, &[3, 7, 1, 50]),
-        frames,
-        "uneven chunks"
-    );
+    assert_eq!(decode_chunked(&mut CsvDecoder::new(channels, time), text, &[1]), frames, "byte by byte");
+    assert_eq!(decode_chunked(&mut CsvDecoder::new(channels, time), text, &[3, 7, 1, 50]), frames, "uneven chunks");
     frames
 }
 
 #[test]
 fn good_lines() {
-    assert_eq!(
-        decode(3, false, b"1,2,3\n-0.5,1e-3,+4\n"),
-        vec![s(&[1.0, 2.0, 3.0]), s(&[-0.5, 1e-3, 4.0])]
-    );
-    assert_eq!(
-        decode(2, true, b"0.01,1,2\n0.02,3,4\n"),
-        vec![ts(0.01, &[1.0, 2.0]), ts(0.02, &[3.0, 4.0])]
-    );
+    assert_eq!(decode(3, false, b"1,2,3\n-0.5,1e-3,+4\n"), vec![s(&[1.0, 2.0, 3.0]), s(&[-0.5, 1e-3, 4.0])]);
+    assert_eq!(decode(2, true, b"0.01,1,2\n0.02,3,4\n"), vec![ts(0.01, &[1.0, 2.0]), ts(0.02, &[3.0, 4.0])]);
 }
 
 #[test]
 fn crlf_and_whitespace() {
-    assert_eq!(
-        decode(2, true, b" 1.5 ,\t2 , 3\r\n2.5,4,5\r\n"),
-        vec![ts(1.5, &[2.0, 3.0]), ts(2.5, &[4.0, 5.0])]
-    );
+    assert_eq!(decode(2, true, b" 1.5 ,\t2 , 3\r\n2.5,4,5\r\n"), vec![ts(1.5, &[2.0, 3.0]), ts(2.5, &[4.0, 5.0])]);
 }
 
 #[test]
 fn last_line_without_newline_is_flushed() {
-    assert_eq!(
-        decode(2, false, b"1,2\n3,4"),
-        vec![s(&[1.0, 2.0]), s(&[3.0, 4.0])]
-    );
+    assert_eq!(decode(2, false, b"1,2\n3,4"), vec![s(&[1.0, 2.0]), s(&[3.0, 4.0])]);
     assert_eq!(decode(2, false, b"1,2\n# the end"), vec![s(&[1.0, 2.0])]);
-    assert_eq!(
-        decode(2, false, b"1,2\n3"),
-        vec![s(&[1.0, 2.0]), m(Malformed::FieldCount)]
-    );
+    assert_eq!(decode(2, false, b"1,2\n3"), vec![s(&[1.0, 2.0]), m(Malformed::FieldCount)]);
 }
 
 #[test]
@@ -69,28 +46,16 @@ fn empty_input() {
 #[test]
 fn header_comments_and_blank_lines() {
     let text = b"# recorded 2024-05-01\n\n  # indented comment\ntime,ax,ay\n0,1,2\n\n# mid comment\n1,3,4\n";
-    assert_eq!(
-        decode(2, true, text),
-        vec![ts(0.0, &[1.0, 2.0]), ts(1.0, &[3.0, 4.0])]
-    );
+    assert_eq!(decode(2, true, text), vec![ts(0.0, &[1.0, 2.0]), ts(1.0, &[3.0, 4.0])]);
 }
 
 #[test]
 fn only_the_first_line_can_be_a_header() {
-    assert_eq!(
-        decode(2, false, b"ax,ay\nax,ay\n1,2\n"),
-        vec![m(Malformed::NotANumber), s(&[1.0, 2.0])]
-    );
+    assert_eq!(decode(2, false, b"ax,ay\nax,ay\n1,2\n"), vec![m(Malformed::NotANumber), s(&[1.0, 2.0])]);
     // A first line of numbers is data, so a later word line is malformed.
-    assert_eq!(
-        decode(2, false, b"1,2\nax,ay\n"),
-        vec![s(&[1.0, 2.0]), m(Malformed::NotANumber)]
-    );
+    assert_eq!(decode(2, false, b"1,2\nax,ay\n"), vec![s(&[1.0, 2.0]), m(Malformed::NotANumber)]);
     // A first line of numbers in the wrong count is counted, and uses up the header chance.
-    assert_eq!(
-        decode(2, false, b"1,2,3\nax,ay\n"),
-        vec![m(Malformed::FieldCount), m(Malformed::NotANumber)]
-    );
+    assert_eq!(decode(2, false, b"1,2,3\nax,ay\n"), vec![m(Malformed::FieldCount), m(Malformed::NotANumber)]);
     // A header with a different number of columns is still a header.
     assert_eq!(decode(2, false, b"a,b,c,d\n1,2\n"), vec![s(&[1.0, 2.0])]);
 }
@@ -107,10 +72,7 @@ fn wrong_field_counts() {
             m(Malformed::NotANumber),
         ]
     );
-    assert_eq!(
-        decode(2, true, b"0,1,2\n1,2\n"),
-        vec![ts(0.0, &[1.0, 2.0]), m(Malformed::FieldCount)]
-    );
+    assert_eq!(decode(2, true, b"0,1,2\n1,2\n"), vec![ts(0.0, &[1.0, 2.0]), m(Malformed::FieldCount)]);
 }
 
 #[test]
@@ -131,11 +93,7 @@ fn not_numbers() {
 #[test]
 fn not_finite() {
     assert_eq!(
-        decode(
-            2,
-            true,
-            b"0,1,2\n1,NaN,2\n2,1,inf\n-infinity,1,2\n3,1e39,0\n4,3,4\n1e309,1,2\n"
-        ),
+        decode(2, true, b"0,1,2\n1,NaN,2\n2,1,inf\n-infinity,1,2\n3,1e39,0\n4,3,4\n1e309,1,2\n"),
         vec![
             ts(0.0, &[1.0, 2.0]),
             m(Malformed::NotFinite),
@@ -153,10 +111,7 @@ fn overlong_line_is_dropped_once() {
     let mut text = b"1,2\n".to_vec();
     text.extend(std::iter::repeat(b'9').take(3 * MAX_LINE_LEN));
     text.extend_from_slice(b",1\n3,4\n");
-    assert_eq!(
-        decode(2, false, &text),
-        vec![s(&[1.0, 2.0]), m(Malformed::TooLong), s(&[3.0, 4.0])]
-    );
+    assert_eq!(decode(2, false, &text), vec![s(&[1.0, 2.0]), m(Malformed::TooLong), s(&[3.0, 4.0])]);
 }
 
 #[test]
@@ -170,10 +125,7 @@ fn line_length_limit_is_exact() {
     let mut long = b"1".to_vec();
     long.resize(MAX_LINE_LEN + 1, b' ');
     long.extend_from_slice(b"\n2\n");
-    assert_eq!(
-        decode(1, false, &long),
-        vec![m(Malformed::TooLong), s(&[2.0])]
-    );
+    assert_eq!(decode(1, false, &long), vec![m(Malformed::TooLong), s(&[2.0])]);
     // Overlong without any newline, up to the end of the stream.
     let endless = vec![b'7'; 2 * MAX_LINE_LEN];
     assert_eq!(decode(1, false, &endless), vec![m(Malformed::TooLong)]);
@@ -200,16 +152,10 @@ fn buffer_stays_bounded_without_newlines() {
 fn overlong_first_line_uses_up_the_header_chance() {
     let mut text = vec![b'x'; MAX_LINE_LEN + 10];
     text.extend_from_slice(b"\nax\n1\n");
-    assert_eq!(
-        decode(1, false, &text),
-        vec![m(Malformed::TooLong), m(Malformed::NotANumber), s(&[1.0])]
-    );
+    assert_eq!(decode(1, false, &text), vec![m(Malformed::TooLong), m(Malformed::NotANumber), s(&[1.0])]);
 }
 
 #[test]
 fn bare_carriage_return_is_not_a_line_end() {
-    assert_eq!(
-        decode(1, false, b"0\n1\r2\n"),
-        vec![s(&[0.0]), m(Malformed::NotANumber)]
-    );
+    assert_eq!(decode(1, false, b"0\n1\r2\n"), vec![s(&[0.0]), m(Malformed::NotANumber)]);
 }

@@ -37,14 +37,7 @@ fn read_all(bytes: &[u8], decoder: AnyDecoder) -> Vec<Frame> {
 fn csv_through_framed_read() {
     let text = b"t,ax\n0.5,1\n1.5,oops\n2.5,3";
     let frames = read_all(text, AnyDecoder::new(Format::Csv, 1, true));
-    assert_eq!(
-        frames,
-        vec![
-            common::ts(0.5, &[1.0]),
-            common::m(Malformed::NotANumber),
-            common::ts(2.5, &[3.0]),
-        ]
-    );
+    assert_eq!(frames, vec![common::ts(0.5, &[1.0]), common::m(Malformed::NotANumber), common::ts(2.5, &[3.0]),]);
 }
 
 #[test]
@@ -70,10 +63,7 @@ fn witmotion_through_framed_read() {
         bytes.extend_from_slice(&pair);
         expected.push(common::s(&values));
     }
-    assert_eq!(
-        read_all(&bytes, AnyDecoder::new(Format::Witmotion, 6, false)),
-        expected
-    );
+    assert_eq!(read_all(&bytes, AnyDecoder::new(Format::Witmotion, 6, false)), expected);
 }
 
 #[test]

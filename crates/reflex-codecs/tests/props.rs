@@ -12,8 +12,8 @@ fn byte() -> impl Strategy<Value = u8> {
     prop_oneof![
         any::<u8>(),
         prop::sample::select(vec![
-            0xA5, 0x5A, 0x55, 0x50, 0x51, 0x52, 0x53, 0x00, 0x01, 0x02, 0x03, b'\n', b'\r', b',',
-            b'#', b' ', b'1', b'.', b'e', b'-', b'n', b'a', b'i',
+            0xA5, 0x5A, 0x55, 0x50, 0x51, 0x52, 0x53, 0x00, 0x01, 0x02, 0x03, b'\n', b'\r', b',', b'#', b' ', b'1',
+            b'.', b'e', b'-', b'n', b'a', b'i',
         ]),
     ]
 }
@@ -47,10 +47,9 @@ fn exact(frames: &[Frame]) -> Vec<Exact> {
     frames
         .iter()
         .map(|f| match f {
-            Frame::Sample(Sample { values, time }) => Exact::Sample(
-                values.iter().map(|v| v.to_bits()).collect(),
-                time.map(f64::to_bits),
-            ),
+            Frame::Sample(Sample { values, time }) => {
+                Exact::Sample(values.iter().map(|v| v.to_bits()).collect(), time.map(f64::to_bits))
+            }
             Frame::Malformed(why) => Exact::Malformed(*why),
             Frame::Lost(n) => Exact::Lost(*n),
         })
@@ -77,9 +76,7 @@ fn valid_witmotion_at(stream: &[u8], at: usize) -> bool {
     let Some(p) = stream.get(at..at + 11) else {
         return false;
     };
-    p[0] == 0x55
-        && (0x50..=0x5F).contains(&p[1])
-        && p[..10].iter().fold(0u8, |a, &b| a.wrapping_add(b)) == p[10]
+    p[0] == 0x55 && (0x50..=0x5F).contains(&p[1]) && p[..10].iter().fold(0u8, |a, &b| a.wrapping_add(b)) == p[10]
 }
 
 /// Checks that between consecutive samples (and before the first, after the last) something was
@@ -95,14 +92,7 @@ fn check_gaps(frames: &[Frame], garbage: &[Vec<u8>]) -> Result<(), TestCaseError
     }
     prop_assert_eq!(counted.len(), garbage.len());
     for (i, (c, g)) in counted.iter().zip(garbage).enumerate() {
-        prop_assert_eq!(
-            *c > 0,
-            !g.is_empty(),
-            "gap {}: {} counted for {:?}",
-            i,
-            c,
-            g
-        );
+        prop_assert_eq!(*c > 0, !g.is_empty(), "gap {}: {} counted for {:?}", i, c, g);
     }
     Ok(())
 }

@@ -10,11 +10,7 @@ use tokio_util::codec::Decoder;
 
 fn decode(bytes: &[u8]) -> Vec<Frame> {
     let frames = decode_all(&mut WitmotionDecoder::new(), bytes);
-    assert_eq!(
-        decode_chunked(&mut WitmotionDecoder::new(), bytes, &[1]),
-        frames,
-        "byte by byte"
-    );
+    assert_eq!(decode_chunked(&mut WitmotionDecoder::new(), bytes, &[1]), frames, "byte by byte");
     frames
 }
 
@@ -24,19 +20,13 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
 
 /// A pair from raw readings.
 fn pair(acc: [i16; 3], gyro: [i16; 3]) -> Vec<u8> {
-    cat(&[
-        &witmotion(0x51, [acc[0], acc[1], acc[2], 2500]),
-        &witmotion(0x52, [gyro[0], gyro[1], gyro[2], 2500]),
-    ])
+    cat(&[&witmotion(0x51, [acc[0], acc[1], acc[2], 2500]), &witmotion(0x52, [gyro[0], gyro[1], gyro[2], 2500])])
 }
 
 #[test]
 fn one_sample_in_physical_units() {
     let frames = decode(&pair([2048, -4096, 32767], [16384, -32768, 0]));
-    assert_eq!(
-        frames,
-        vec![s(&[1.0, -2.0, 32767.0 / 2048.0, 1000.0, -2000.0, 0.0])]
-    );
+    assert_eq!(frames, vec![s(&[1.0, -2.0, 32767.0 / 2048.0, 1000.0, -2000.0, 0.0])]);
     match &frames[0] {
         Frame::Sample(sample) => assert_eq!(sample.values.len(), WITMOTION_CHANNELS),
         other => panic!("{other:?}"),
@@ -96,18 +86,12 @@ fn bad_checksum_resyncs() {
     bad[5] ^= 0x10;
     let bytes = cat(&[&bad, &pair([2048, 0, 0], [0, 0, 0])]);
     // The corrupt 0x51 is rejected, so its 0x52 finds nothing to complete.
-    assert_eq!(
-        decode(&bytes),
-        vec![m(Malformed::Checksum), s(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0])]
-    );
+    assert_eq!(decode(&bytes), vec![m(Malformed::Checksum), s(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0])]);
 
     let mut bad_gyro = pair([1, 2, 3], [4, 5, 6]);
     bad_gyro[21] ^= 0x01;
     let bytes = cat(&[&bad_gyro, &pair([2048, 0, 0], [0, 0, 0])]);
-    assert_eq!(
-        decode(&bytes),
-        vec![m(Malformed::Checksum), s(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0])]
-    );
+    assert_eq!(decode(&bytes), vec![m(Malformed::Checksum), s(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0])]);
 }
 
 #[test]
@@ -132,10 +116,7 @@ fn garbage_holding_headers() {
 fn garbage_inside_a_pair_breaks_it() {
     let p = pair([2048, 0, 0], [0, 0, 0]);
     let bytes = cat(&[&p[..11], b"xx", &p[11..], &pair([4096, 0, 0], [0, 0, 0])]);
-    assert_eq!(
-        decode(&bytes),
-        vec![m(Malformed::Garbage), s(&[2.0, 0.0, 0.0, 0.0, 0.0, 0.0])]
-    );
+    assert_eq!(decode(&bytes), vec![m(Malformed::Garbage), s(&[2.0, 0.0, 0.0, 0.0, 0.0, 0.0])]);
 }
 
 #[test]
@@ -143,23 +124,13 @@ fn truncated_packets() {
     let p = pair([2048, 0, 0], [0, 0, 0]);
     // Cut short, then a good pair.
     let bytes = cat(&[&p[..5], &p]);
-    assert_eq!(
-        decode(&bytes),
-        vec![m(Malformed::Checksum), s(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0])]
-    );
+    assert_eq!(decode(&bytes), vec![m(Malformed::Checksum), s(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0])]);
     // Cut short by the end of the stream.
     for keep in 2..11 {
         let bytes = cat(&[&p, &p[..keep]]);
-        assert_eq!(
-            decode(&bytes),
-            vec![s(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]), m(Malformed::Truncated)],
-            "keeping {keep}"
-        );
+        assert_eq!(decode(&bytes), vec![s(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]), m(Malformed::Truncated)], "keeping {keep}");
     }
-    assert_eq!(
-        decode(&cat(&[&p, &[0x55]])),
-        vec![s(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]), m(Malformed::Garbage)]
-    );
+    assert_eq!(decode(&cat(&[&p, &[0x55]])), vec![s(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]), m(Malformed::Garbage)]);
 }
 
 #[test]

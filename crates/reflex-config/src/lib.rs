@@ -97,36 +97,17 @@ pub fn load(path: &Path) -> Result<Config, Problems> {
 }
 
 /// Like [`load`], from text, with the environment given explicitly (for tests and fuzzing).
-pub fn parse(
-    path: &Path,
-    text: &str,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Config, Problems> {
+pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, Problems> {
     let shown = path.display().to_string();
     let one = |m: String| Problems(vec![format!("{shown}: {m}")]);
     // The toml crate gives line and column; config's own message for the same error spans
     // several lines.
     if let Err(e) = text.parse::<toml::Table>() {
-        let at = e
-            .span()
-            .map(|s| line_col(text, s.start))
-            .map(|(l, c)| format!(":{l}:{c}"))
-            .unwrap_or_default();
-        let message: Vec<&str> = e
-            .message()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        return Err(Problems(vec![format!(
-            "{shown}{at}: {}",
-            message.join(", ")
-        )]));
+        let at = e.span().map(|s| line_col(text, s.start)).map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default();
+        let message: Vec<&str> = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        return Err(Problems(vec![format!("{shown}{at}: {}", message.join(", "))]));
     }
-    let env: config::Map<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-        .collect();
+    let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
     let merged = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(
@@ -146,10 +127,7 @@ pub fn parse(
     let mut problems = Problems::default();
     for key in doc.keys() {
         if !SECTIONS.contains(&key.as_str()) {
-            problems.push(format!(
-                "{shown}: unknown section [{key}] (expected one of {})",
-                SECTIONS.join(", ")
-            ));
+            problems.push(format!("{shown}: unknown section [{key}] (expected one of {})", SECTIONS.join(", ")));
         }
     }
     let base = path.parent().unwrap_or(Path::new("."));
@@ -173,10 +151,8 @@ pub fn parse(
     let source = s.and_then(|v| typed::<SourceConfig>(&shown, "source", v, &mut problems));
     let window = w.and_then(|v| typed::<WindowConfig>(&shown, "window", v, &mut problems));
     let model = m.and_then(|v| model::parse(&shown, v, &mut problems));
-    let output =
-        o.and_then(|v| typed::<OutputConfig>(&shown, "output", null_to_empty(v), &mut problems));
-    let sinks =
-        k.and_then(|v| typed::<Vec<SinkConfig>>(&shown, "sinks", null_to_array(v), &mut problems));
+    let output = o.and_then(|v| typed::<OutputConfig>(&shown, "output", null_to_empty(v), &mut problems));
+    let sinks = k.and_then(|v| typed::<Vec<SinkConfig>>(&shown, "sinks", null_to_array(v), &mut problems));
 
     let report = |problems: &mut Problems, section: &str, r: Result<(), Vec<String>>| {
         for m in r.err().unwrap_or_default() {
@@ -197,23 +173,13 @@ pub fn parse(
     }
 
     match (source, window, model, output, sinks) {
-        (Some(mut source), Some(window), Some(mut model), Some(output), Some(mut sinks))
-            if problems.is_empty() =>
-        {
+        (Some(mut source), Some(window), Some(mut model), Some(output), Some(mut sinks)) if problems.is_empty() => {
             source.resolve_paths(base);
             model.resolve_paths(base);
             for s in &mut sinks {
                 s.resolve_paths(base);
             }
-            Ok(Config {
-                path: path.to_path_buf(),
-                text: text.to_string(),
-                source,
-                window,
-                model,
-                output,
-                sinks,
-            })
+            Ok(Config { path: path.to_path_buf(), text: text.to_string(), source, window, model, output, sinks })
         }
         _ => Err(problems),
     }
@@ -246,11 +212,7 @@ pub(crate) fn typed<T: DeserializeOwned>(
         Ok(t) => Some(t),
         Err(e) => {
             let at = e.path().to_string();
-            let at = if at == "." {
-                String::new()
-            } else {
-                format!(" {at}:")
-            };
+            let at = if at == "." { String::new() } else { format!(" {at}:") };
             problems.push(format!("{file}: [{section}]{at} {}", e.inner()));
             None
         }

@@ -37,10 +37,7 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     pub(crate) fn resolve_paths(&mut self, base: &Path) {
-        for p in [&mut self.weights, &mut self.plugin_dir]
-            .into_iter()
-            .flatten()
-        {
+        for p in [&mut self.weights, &mut self.plugin_dir].into_iter().flatten() {
             crate::resolve(base, p);
         }
     }
@@ -83,11 +80,7 @@ pub(crate) fn parse(file: &str, v: Value, problems: &mut Problems) -> Option<Mod
             }
         })
         .collect();
-    (problems.0.len() == before).then_some(ModelConfig {
-        weights: keys.weights,
-        plugin_dir: keys.plugin_dir,
-        layers,
-    })
+    (problems.0.len() == before).then_some(ModelConfig { weights: keys.weights, plugin_dir: keys.plugin_dir, layers })
 }
 
 fn layer(v: Value) -> Result<LayerConfig, String> {
@@ -110,26 +103,14 @@ fn layer(v: Value) -> Result<LayerConfig, String> {
             a.into_iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s),
-                    other => Err(format!(
-                        "layer {name}: `inputs` must list layer names, not {other}"
-                    )),
+                    other => Err(format!("layer {name}: `inputs` must list layer names, not {other}")),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
-        Some(other) => {
-            return Err(format!(
-                "layer {name}: `inputs` must be a list of layer names, not {other}"
-            ))
-        }
+        Some(other) => return Err(format!("layer {name}: `inputs` must be a list of layer names, not {other}")),
     };
     if name.is_empty() {
         return Err("`name` is empty".into());
     }
-    Ok(LayerConfig {
-        name,
-        plugin,
-        input,
-        inputs,
-        params,
-    })
+    Ok(LayerConfig { name, plugin, input, inputs, params })
 }

@@ -62,20 +62,14 @@ impl SinkConfig {
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut p = Vec::new();
         match (self.format, &self.template) {
-            (RecordFormat::Template, None) => {
-                p.push("format = \"template\" needs a template".to_string())
-            }
+            (RecordFormat::Template, None) => p.push("format = \"template\" needs a template".to_string()),
             (RecordFormat::Json | RecordFormat::Csv, Some(_)) => {
                 p.push("template is only used with format = \"template\"".to_string())
             }
             _ => {}
         }
         if let SinkKind::Udp { target } = &self.kind {
-            if target
-                .rsplit_once(':')
-                .and_then(|(_, port)| port.parse::<u16>().ok())
-                .is_none()
-            {
+            if target.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).is_none() {
                 p.push(format!("target \"{target}\" is not host:port"));
             }
         }

@@ -42,21 +42,14 @@ impl<'de> Deserialize<'de> for Speed {
             Number(f64),
             Text(String),
         }
-        let bad = || {
-            serde::de::Error::custom(
-                "speed must be \"max\", \"realtime\" or a positive factor such as 4.0",
-            )
-        };
+        let bad = || serde::de::Error::custom("speed must be \"max\", \"realtime\" or a positive factor such as 4.0");
         match Raw::deserialize(d).map_err(|_: D::Error| bad())? {
             Raw::Number(f) if f.is_finite() && f > 0.0 => Ok(Speed::Factor(f)),
             Raw::Text(s) if s == "max" => Ok(Speed::Max),
             Raw::Text(s) if s == "realtime" => Ok(Speed::Realtime),
-            Raw::Text(s) => s
-                .parse::<f64>()
-                .ok()
-                .filter(|f| f.is_finite() && *f > 0.0)
-                .map(Speed::Factor)
-                .ok_or_else(bad),
+            Raw::Text(s) => {
+                s.parse::<f64>().ok().filter(|f| f.is_finite() && *f > 0.0).map(Speed::Factor).ok_or_else(bad)
+            }
             Raw::Number(_) => Err(bad()),
         }
     }
@@ -99,16 +92,10 @@ impl SourceConfig {
             p.push("channels must be at least 1".to_string());
         }
         if self.channels > 255 && self.format == FrameFormat::Binary {
-            p.push(format!(
-                "channels = {}: the binary format carries at most 255 values per frame",
-                self.channels
-            ));
+            p.push(format!("channels = {}: the binary format carries at most 255 values per frame", self.channels));
         }
         if self.format == FrameFormat::Witmotion && self.channels != 6 {
-            p.push(format!(
-                "channels = {}: the witmotion format gives exactly 6 (ax ay az wx wy wz)",
-                self.channels
-            ));
+            p.push(format!("channels = {}: the witmotion format gives exactly 6 (ax ay az wx wy wz)", self.channels));
         }
         if self.time_column && self.format != FrameFormat::Csv {
             p.push("time_column applies to format = \"csv\" only".to_string());

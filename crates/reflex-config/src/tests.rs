@@ -29,10 +29,7 @@ fn parse_str(text: &str) -> Result<Config, Problems> {
 #[test]
 fn a_good_config_loads_with_paths_resolved() {
     let c = parse_str(GOOD).unwrap();
-    assert_eq!(
-        c.model.weights.as_deref(),
-        Some(Path::new("/etc/reflex/w.safetensors"))
-    );
+    assert_eq!(c.model.weights.as_deref(), Some(Path::new("/etc/reflex/w.safetensors")));
     assert_eq!(c.model.layers[0].params["out_channels"], 4);
     assert!(!c.model.layers[0].params.contains_key("name"));
     assert_eq!(c.window.queue, 32);
@@ -54,25 +51,10 @@ fn every_problem_is_reported_at_once_naming_section_and_key() {
         .replace("channels = 6", "channels = 6\nformat = \"morse\"");
     let p = parse_str(&text).unwrap_err();
     assert_eq!(p.0.len(), 3, "{p}");
-    assert!(
-        p.0.iter()
-            .any(|l| l.contains("[window]") && l.contains("hpo")),
-        "{p}"
-    );
-    assert!(
-        p.0.iter()
-            .any(|l| l.contains("[output]") && l.contains("colour")),
-        "{p}"
-    );
-    assert!(
-        p.0.iter()
-            .any(|l| l.contains("[source] format") && l.contains("morse")),
-        "{p}"
-    );
-    assert!(p
-        .0
-        .iter()
-        .all(|l| l.starts_with("/etc/reflex/reflex.toml: ") && !l.contains('\n')));
+    assert!(p.0.iter().any(|l| l.contains("[window]") && l.contains("hpo")), "{p}");
+    assert!(p.0.iter().any(|l| l.contains("[output]") && l.contains("colour")), "{p}");
+    assert!(p.0.iter().any(|l| l.contains("[source] format") && l.contains("morse")), "{p}");
+    assert!(p.0.iter().all(|l| l.starts_with("/etc/reflex/reflex.toml: ") && !l.contains('\n')));
 }
 
 #[test]
@@ -84,16 +66,11 @@ fn toml_syntax_errors_give_line_and_column() {
 
 #[test]
 fn semantic_checks_name_the_key() {
-    let text = GOOD
-        .replace("hop = 4", "hop = 0\nstd = [1.0, 0.0]")
-        .replace("labels = [\"a\", \"b\"]", "");
+    let text = GOOD.replace("hop = 4", "hop = 0\nstd = [1.0, 0.0]").replace("labels = [\"a\", \"b\"]", "");
     let p = parse_str(&text).unwrap_err();
     let all = p.to_string();
     assert!(all.contains("hop must be at least 1"), "{all}");
-    assert!(
-        all.contains("std has 2 entries but source.channels is 6"),
-        "{all}"
-    );
+    assert!(all.contains("std has 2 entries but source.channels is 6"), "{all}");
     assert!(all.contains("std holds 0"), "{all}");
     assert!(all.contains("needs labels"), "{all}");
 }
@@ -102,22 +79,14 @@ fn semantic_checks_name_the_key() {
 fn layers_need_a_name_and_a_plugin() {
     let text = GOOD.replace("plugin = \"conv_standard\"", "");
     let p = parse_str(&text).unwrap_err();
-    assert!(
-        p.to_string().contains("layer c1: missing key `plugin`"),
-        "{p}"
-    );
+    assert!(p.to_string().contains("layer c1: missing key `plugin`"), "{p}");
 }
 
 #[test]
 fn sinks_reject_unknown_keys_and_bad_targets() {
-    let p = parse_str(&GOOD.replace(
-        "target = \"127.0.0.1:9000\"",
-        "target = \"nowhere\"\nport = 3",
-    ))
-    .unwrap_err();
+    let p = parse_str(&GOOD.replace("target = \"127.0.0.1:9000\"", "target = \"nowhere\"\nport = 3")).unwrap_err();
     assert!(p.to_string().contains("port"), "{p}");
-    let p = parse_str(&GOOD.replace("target = \"127.0.0.1:9000\"", "target = \"nowhere\""))
-        .unwrap_err();
+    let p = parse_str(&GOOD.replace("target = \"127.0.0.1:9000\"", "target = \"nowhere\"")).unwrap_err();
     assert!(p.to_string().contains("not host:port"), "{p}");
 }
 

@@ -32,11 +32,7 @@ pub struct WindowConfig {
 impl WindowConfig {
     pub fn validate(&self, channels: usize) -> Result<(), Vec<String>> {
         let mut p = Vec::new();
-        for (key, v) in [
-            ("length", self.length),
-            ("hop", self.hop),
-            ("queue", self.queue),
-        ] {
+        for (key, v) in [("length", self.length), ("hop", self.hop), ("queue", self.queue)] {
             if v == 0 {
                 p.push(format!("{key} must be at least 1"));
             }
@@ -44,10 +40,7 @@ impl WindowConfig {
         for (key, values) in [("mean", &self.mean), ("std", &self.std)] {
             let Some(values) = values else { continue };
             if values.len() != channels {
-                p.push(format!(
-                    "{key} has {} entries but source.channels is {channels}",
-                    values.len()
-                ));
+                p.push(format!("{key} has {} entries but source.channels is {channels}", values.len()));
             }
             if let Some(v) = values.iter().find(|v| !v.is_finite()) {
                 p.push(format!("{key} holds {v}"));

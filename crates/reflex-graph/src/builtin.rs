@@ -10,17 +10,8 @@ use reflex_plugin_sdk::{descriptor_for, Error, Layer, LayerInfo, Shape, TensorSp
 use serde::Deserialize;
 
 /// Every built-in layer. Names must be unique and distinct from the bundled plugins' (tested).
-pub static BUILTINS: [&PluginDescriptor; 9] = [
-    &ACTIVATION,
-    &BATCH_NORM,
-    &MAX_POOL,
-    &AVG_POOL,
-    &GLOBAL_AVG_POOL,
-    &GLOBAL_MAX_POOL,
-    &FLATTEN,
-    &LINEAR,
-    &SOFTMAX,
-];
+pub static BUILTINS: [&PluginDescriptor; 9] =
+    [&ACTIVATION, &BATCH_NORM, &MAX_POOL, &AVG_POOL, &GLOBAL_AVG_POOL, &GLOBAL_MAX_POOL, &FLATTEN, &LINEAR, &SOFTMAX];
 
 /// The graph-level layer with two inputs.
 pub const ADD: &str = "add";
@@ -63,10 +54,7 @@ impl Layer for ActivationLayer {
     const VERSION: &'static str = VERSION;
     type Params = ActivationKeys;
     fn configure(p: ActivationKeys, input: Shape) -> Result<Self, Error> {
-        Ok(ActivationLayer {
-            f: p.function.with(p.negative_slope),
-            shape: input,
-        })
+        Ok(ActivationLayer { f: p.function.with(p.negative_slope), shape: input })
     }
     fn info(&self) -> LayerInfo {
         LayerInfo::elementwise(self.shape)
@@ -101,49 +89,27 @@ impl Layer for BatchNorm {
             Shape::Seq { channels, .. } => channels,
             Shape::Flat(n) => n,
         };
-        Ok(BatchNorm {
-            shape: input,
-            channels,
-            scale: Vec::new(),
-            shift: Vec::new(),
-        })
+        Ok(BatchNorm { shape: input, channels, scale: Vec::new(), shift: Vec::new() })
     }
     fn info(&self) -> LayerInfo {
-        LayerInfo {
-            params: 4 * self.channels as u64,
-            ..LayerInfo::elementwise(self.shape)
-        }
+        LayerInfo { params: 4 * self.channels as u64, ..LayerInfo::elementwise(self.shape) }
     }
     fn tensors(&self) -> Vec<TensorSpec> {
-        ["weight", "bias", "running_mean", "running_var"]
-            .map(|n| TensorSpec::new(n, &[self.channels]))
-            .to_vec()
+        ["weight", "bias", "running_mean", "running_var"].map(|n| TensorSpec::new(n, &[self.channels])).to_vec()
     }
     fn load(&mut self, t: &[&[f32]]) -> Result<(), Error> {
         let [gamma, beta, mean, var] = t else {
             return Err(Error::tensor("expected 4 tensors"));
         };
-        if let Some(v) = var
-            .iter()
-            .find(|v| !(**v + reflex_plugin_sdk::conv::BN_EPS > 0.0))
-        {
-            return Err(Error::tensor(format!(
-                "running_var holds {v}: a variance must be non-negative"
-            )));
+        if let Some(v) = var.iter().find(|v| !(**v + reflex_plugin_sdk::conv::BN_EPS > 0.0)) {
+            return Err(Error::tensor(format!("running_var holds {v}: a variance must be non-negative")));
         }
-        (self.scale, self.shift) =
-            k::batch_norm_scale_shift(gamma, beta, mean, var, reflex_plugin_sdk::conv::BN_EPS);
+        (self.scale, self.shift) = k::batch_norm_scale_shift(gamma, beta, mean, var, reflex_plugin_sdk::conv::BN_EPS);
         Ok(())
     }
     fn forward(&self, x: &[f32], y: &mut [f32], _: &mut [f32]) -> Result<(), Error> {
         y.copy_from_slice(x);
-        k::scale_shift(
-            y,
-            self.channels,
-            x.len() / self.channels.max(1),
-            &self.scale,
-            &self.shift,
-        );
+        k::scale_shift(y, self.channels, x.len() / self.channels.max(1), &self.scale, &self.shift);
         Ok(())
     }
 }
@@ -202,23 +168,13 @@ impl<R: Reduce> Layer for Pool<R> {
         let (channels, len) = input.seq()?;
         let k = positive("kernel_size", p.kernel_size)?;
         if len < k {
-            return Err(Error::shape(format!(
-                "kernel_size {k} is longer than the input length {len}"
-            )));
+            return Err(Error::shape(format!("kernel_size {k} is longer than the input length {len}")));
         }
-        Ok(Pool {
-            channels,
-            len,
-            k,
-            reduce: Default::default(),
-        })
+        Ok(Pool { channels, len, k, reduce: Default::default() })
     }
     fn info(&self) -> LayerInfo {
         LayerInfo {
-            output: Shape::Seq {
-                channels: self.channels,
-                length: self.len / self.k,
-            },
+            output: Shape::Seq { channels: self.channels, length: self.len / self.k },
             rf_span: Some(self.k as u64),
             rf_stride: self.k as u64,
             ..LayerInfo::elementwise(Shape::Flat(0))
@@ -249,17 +205,10 @@ impl<R: Reduce> Layer for GlobalPool<R> {
     type Params = NoKeys;
     fn configure(_: NoKeys, input: Shape) -> Result<Self, Error> {
         let (channels, len) = input.seq()?;
-        Ok(GlobalPool {
-            channels,
-            len,
-            reduce: Default::default(),
-        })
+        Ok(GlobalPool { channels, len, reduce: Default::default() })
     }
     fn info(&self) -> LayerInfo {
-        LayerInfo {
-            rf_span: None,
-            ..LayerInfo::elementwise(Shape::Flat(self.channels))
-        }
+        LayerInfo { rf_span: None, ..LayerInfo::elementwise(Shape::Flat(self.channels)) }
     }
     fn tensors(&self) -> Vec<TensorSpec> {
         Vec::new()
@@ -286,10 +235,7 @@ impl Layer for Flatten {
         Ok(Flatten { len: input.len() })
     }
     fn info(&self) -> LayerInfo {
-        LayerInfo {
-            rf_span: None,
-            ..LayerInfo::elementwise(Shape::Flat(self.len))
-        }
+        LayerInfo { rf_span: None, ..LayerInfo::elementwise(Shape::Flat(self.len)) }
     }
     fn tensors(&self) -> Vec<TensorSpec> {
         Vec::new()
@@ -330,17 +276,10 @@ impl Layer for Linear {
     fn configure(p: LinearKeys, input: Shape) -> Result<Self, Error> {
         let inputs = input.flat()?;
         let outputs = positive("out_features", p.out_features)?;
-        Ok(Linear {
-            inputs,
-            outputs,
-            has_bias: p.bias,
-            weight: Vec::new(),
-            bias: Vec::new(),
-        })
+        Ok(Linear { inputs, outputs, has_bias: p.bias, weight: Vec::new(), bias: Vec::new() })
     }
     fn info(&self) -> LayerInfo {
-        let params =
-            (self.inputs * self.outputs + if self.has_bias { self.outputs } else { 0 }) as u64;
+        let params = (self.inputs * self.outputs + if self.has_bias { self.outputs } else { 0 }) as u64;
         LayerInfo {
             params,
             macs: (self.inputs * self.outputs) as u64,
@@ -356,10 +295,7 @@ impl Layer for Linear {
         v
     }
     fn load(&mut self, t: &[&[f32]]) -> Result<(), Error> {
-        self.weight = t
-            .first()
-            .ok_or_else(|| Error::tensor("missing weight"))?
-            .to_vec();
+        self.weight = t.first().ok_or_else(|| Error::tensor("missing weight"))?.to_vec();
         self.bias = t.get(1).map(|b| b.to_vec()).unwrap_or_default();
         Ok(())
     }
@@ -382,10 +318,7 @@ impl Layer for Softmax {
         Ok(Softmax { len: input.flat()? })
     }
     fn info(&self) -> LayerInfo {
-        LayerInfo {
-            rf_span: None,
-            ..LayerInfo::elementwise(Shape::Flat(self.len))
-        }
+        LayerInfo { rf_span: None, ..LayerInfo::elementwise(Shape::Flat(self.len)) }
     }
     fn tensors(&self) -> Vec<TensorSpec> {
         Vec::new()

@@ -108,32 +108,18 @@ impl Graph {
 
         // Value index and facts per name; facts are None when an upstream layer failed.
         let mut index: HashMap<&str, (usize, Option<Known>)> = HashMap::new();
-        index.insert(
-            INPUT,
-            (
-                0,
-                Some(Known {
-                    shape: input,
-                    rf: Some((1, 1)),
-                }),
-            ),
-        );
+        index.insert(INPUT, (0, Some(Known { shape: input, rf: Some((1, 1)) })));
         let mut nodes = Vec::new();
         let mut summary = Vec::new();
         let mut shapes = vec![input];
 
         for (i, layer) in model.layers.iter().enumerate() {
             let name = layer.name.as_str();
-            let fail = |problems: &mut Problems, m: String| {
-                problems.push(format!("layer {name} ({}): {m}", layer.plugin))
-            };
+            let fail =
+                |problems: &mut Problems, m: String| problems.push(format!("layer {name} ({}): {m}", layer.plugin));
             let value = i + 1;
             if index.contains_key(name) {
-                let why = if name == INPUT {
-                    "is reserved for the graph's input"
-                } else {
-                    "is used twice"
-                };
+                let why = if name == INPUT { "is reserved for the graph's input" } else { "is used twice" };
                 fail(&mut problems, format!("the name `{name}` {why}"));
                 failed_prefixes.push(format!("{name}."));
                 continue;
@@ -156,10 +142,7 @@ impl Graph {
                         known.push(*k);
                     }
                     None => {
-                        fail(
-                            &mut problems,
-                            format!("input `{s}` is not an earlier layer (or `{INPUT}`)"),
-                        );
+                        fail(&mut problems, format!("input `{s}` is not an earlier layer (or `{INPUT}`)"));
                         known.push(None);
                     }
                 }
@@ -170,19 +153,9 @@ impl Graph {
             let built = if layer.plugin == ADD {
                 build_add(layer, upstream.as_deref(), &mut errors)
             } else {
-                let ctx = LayerCtx {
-                    weights: weights.as_ref(),
-                    weights_file: weights_file.as_deref(),
-                    used: &mut used,
-                };
-                build_layer(
-                    layer,
-                    upstream.as_ref().map(|u| u[0]),
-                    registry,
-                    plugin_dir,
-                    ctx,
-                    &mut errors,
-                )
+                let ctx =
+                    LayerCtx { weights: weights.as_ref(), weights_file: weights_file.as_deref(), used: &mut used };
+                build_layer(layer, upstream.as_ref().map(|u| u[0]), registry, plugin_dir, ctx, &mut errors)
             };
             for m in errors {
                 fail(&mut problems, m);
@@ -192,16 +165,9 @@ impl Graph {
             index.insert(name, (value, built.known));
             match (built.node, built.known) {
                 (Some((op, scratch_len, s)), Some(known)) => {
-                    summary.push(LayerSummary {
-                        receptive_field: known.rf.map(|r| r.0),
-                        ..s
-                    });
+                    summary.push(LayerSummary { receptive_field: known.rf.map(|r| r.0), ..s });
                     shapes.push(known.shape);
-                    nodes.push(Node {
-                        op,
-                        inputs,
-                        scratch_len,
-                    });
+                    nodes.push(Node { op, inputs, scratch_len });
                 }
                 _ => failed_prefixes.push(format!("{name}.")),
             }
@@ -232,12 +198,7 @@ impl Graph {
         }
         let values = shapes.iter().map(|s| vec![0.0; s.len()]).collect();
         let scratch = vec![0.0; nodes.iter().map(|n| n.scratch_len).max().unwrap_or(0)];
-        Ok(Graph {
-            nodes,
-            values,
-            scratch,
-            summary,
-        })
+        Ok(Graph { nodes, values, scratch, summary })
     }
 
     pub fn input_len(&self) -> usize {
@@ -259,25 +220,14 @@ impl Graph {
     }
 
     /// Like [`Graph::run`], adding each layer's time to `times` (one entry per layer).
-    pub fn run_timed(
-        &mut self,
-        window: &[f32],
-        times: &mut [Duration],
-    ) -> Result<&[f32], RunError> {
+    pub fn run_timed(&mut self, window: &[f32], times: &mut [Duration]) -> Result<&[f32], RunError> {
         self.run_inner(window, Some(times))
     }
 
-    fn run_inner(
-        &mut self,
-        window: &[f32],
-        mut times: Option<&mut [Duration]>,
-    ) -> Result<&[f32], RunError> {
+    fn run_inner(&mut self, window: &[f32], mut times: Option<&mut [Duration]>) -> Result<&[f32], RunError> {
         let expected = self.values[0].len();
         if window.len() != expected {
-            return Err(RunError::InputLength {
-                expected,
-                got: window.len(),
-            });
+            return Err(RunError::InputLength { expected, got: window.len() });
         }
         self.values[0].copy_from_slice(window);
         for (i, node) in self.nodes.iter_mut().enumerate() {
@@ -289,10 +239,7 @@ impl Graph {
                     let scratch = &mut self.scratch[..node.scratch_len];
                     layer
                         .forward(&done[node.inputs[0]], out, scratch)
-                        .map_err(|e| RunError::Layer {
-                            layer: self.summary[i].name.clone(),
-                            message: e.to_string(),
-                        })?;
+                        .map_err(|e| RunError::Layer { layer: self.summary[i].name.clone(), message: e.to_string() })?;
                 }
                 Op::Add(activation) => {
                     out.copy_from_slice(&done[node.inputs[0]]);
@@ -342,35 +289,24 @@ struct Built {
     node: Option<(Op, usize, LayerSummary)>,
 }
 
-const UNKNOWN: Built = Built {
-    known: None,
-    node: None,
-};
+const UNKNOWN: Built = Built { known: None, node: None };
 
 fn build_add(layer: &LayerConfig, upstream: Option<&[Known]>, errors: &mut Vec<String>) -> Built {
-    let keys: AddKeys =
-        match serde_json::from_value(serde_json::Value::Object(layer.params.clone())) {
-            Ok(k) => k,
-            Err(e) => {
-                errors.push(trim_json_position(&e.to_string()));
-                return UNKNOWN;
-            }
-        };
+    let keys: AddKeys = match serde_json::from_value(serde_json::Value::Object(layer.params.clone())) {
+        Ok(k) => k,
+        Err(e) => {
+            errors.push(trim_json_position(&e.to_string()));
+            return UNKNOWN;
+        }
+    };
     let Some(up) = upstream else { return UNKNOWN };
     let shape = up[0].shape;
     if let Some(other) = up.iter().find(|k| k.shape != shape) {
-        errors.push(format!(
-            "inputs have different shapes: {} and {}",
-            shape, other.shape
-        ));
+        errors.push(format!("inputs have different shapes: {} and {}", shape, other.shape));
         return UNKNOWN;
     }
-    let rf = up
-        .iter()
-        .map(|k| k.rf)
-        .try_fold((0, u64::MAX), |(span, jump), r| {
-            r.map(|(s, j)| (span.max(s), jump.min(j)))
-        });
+    let rf =
+        up.iter().map(|k| k.rf).try_fold((0, u64::MAX), |(span, jump), r| r.map(|(s, j)| (span.max(s), jump.min(j))));
     let known = Known { shape, rf };
     let summary = LayerSummary {
         name: layer.name.clone(),
@@ -383,14 +319,7 @@ fn build_add(layer: &LayerConfig, upstream: Option<&[Known]>, errors: &mut Vec<S
         macs: 0,
         receptive_field: None,
     };
-    Built {
-        known: Some(known),
-        node: Some((
-            Op::Add(keys.activation.with(keys.negative_slope)),
-            0,
-            summary,
-        )),
-    }
+    Built { known: Some(known), node: Some((Op::Add(keys.activation.with(keys.negative_slope)), 0, summary)) }
 }
 
 struct LayerCtx<'a> {
@@ -434,10 +363,7 @@ fn build_layer(
         (Some((span, jump)), Some(s)) => Some((span + (s - 1) * jump, jump * info.rf_stride)),
         _ => None,
     };
-    let known = Some(Known {
-        shape: info.output,
-        rf,
-    });
+    let known = Some(Known { shape: info.output, rf });
     let specs = match inst.tensor_specs() {
         Ok(s) => s,
         Err(e) => {
@@ -452,18 +378,12 @@ fn build_layer(
         let full = format!("{}.{}", layer.name, spec.name);
         match (ctx.weights, ctx.weights_file) {
             (None, _) => {}
-            (Some(_), None) => errors.push(format!(
-                "needs tensor `{full}` but [model] names no weights file"
-            )),
+            (Some(_), None) => errors.push(format!("needs tensor `{full}` but [model] names no weights file")),
             (Some(w), Some(file)) => match w.get(&full) {
-                None => errors.push(format!(
-                    "tensor `{full}` {:?} is missing from {file}",
-                    spec.dims
-                )),
-                Some(t) if t.shape != spec.dims => errors.push(format!(
-                    "tensor `{full}` in {file} has shape {:?}, expected {:?}",
-                    t.shape, spec.dims
-                )),
+                None => errors.push(format!("tensor `{full}` {:?} is missing from {file}", spec.dims)),
+                Some(t) if t.shape != spec.dims => {
+                    errors.push(format!("tensor `{full}` in {file} has shape {:?}, expected {:?}", t.shape, spec.dims))
+                }
                 Some(t) => tensors.push(&t.data),
             },
         }
@@ -477,10 +397,7 @@ fn build_layer(
         return Built { known, node: None };
     }
     let summary = summarize(layer, inst.plugin(), up.shape, &info);
-    Built {
-        known,
-        node: Some((Op::Layer(inst), info.scratch_len, summary)),
-    }
+    Built { known, node: Some((Op::Layer(inst), info.scratch_len, summary)) }
 }
 
 fn summarize(

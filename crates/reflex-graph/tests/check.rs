@@ -63,28 +63,12 @@ fn every_problem_is_reported_at_once() {
     let lines: Vec<&str> = problems.lines().collect();
     let has = |a: &str, b: &str| lines.iter().any(|l| l.contains(a) && l.contains(b));
     assert!(has("layer c1 (conv_standard)", "kernal_size"), "{problems}");
-    assert!(
-        has("layer c2", "tensor `c2.weight`") && has("c2.weight", "[4, 2, 5], expected [4, 2, 3]"),
-        "{problems}"
-    );
-    assert!(
-        has("layer c2", "`c2.bias`") && has("c2.bias", "missing"),
-        "{problems}"
-    );
-    assert!(
-        has("layer c3", "plugin `conv_nonesuch` not found"),
-        "{problems}"
-    );
-    assert!(
-        has("layer c4", "expects an input [channels, length], got [4]"),
-        "{problems}"
-    );
+    assert!(has("layer c2", "tensor `c2.weight`") && has("c2.weight", "[4, 2, 5], expected [4, 2, 3]"), "{problems}");
+    assert!(has("layer c2", "`c2.bias`") && has("c2.bias", "missing"), "{problems}");
+    assert!(has("layer c3", "plugin `conv_nonesuch` not found"), "{problems}");
+    assert!(has("layer c4", "expects an input [channels, length], got [4]"), "{problems}");
     assert!(has("stray.weight", "not used by any layer"), "{problems}");
-    assert_eq!(
-        lines.len(),
-        6,
-        "one line per problem, no noise:\n{problems}"
-    );
+    assert_eq!(lines.len(), 6, "one line per problem, no noise:\n{problems}");
 }
 
 /// A layer whose keys are wrong has no known output shape: the layers after it are still
@@ -96,14 +80,8 @@ fn layers_after_a_broken_one_still_have_their_keys_checked() {
                   [[model.layers]]\nname = \"b\"\nplugin = \"linear\"\nout_feature = 2\n";
     let cfg = common::write_config(dir.path(), 2, 8, false, layers);
     let p = common::build(&cfg).err().unwrap();
-    assert!(
-        p.contains("layer a (max_pool): unknown field `kernel`"),
-        "{p}"
-    );
-    assert!(
-        p.contains("layer b (linear): unknown field `out_feature`"),
-        "{p}"
-    );
+    assert!(p.contains("layer a (max_pool): unknown field `kernel`"), "{p}");
+    assert!(p.contains("layer b (linear): unknown field `out_feature`"), "{p}");
 }
 
 #[test]
@@ -121,10 +99,7 @@ out_features = 2
 "#;
     let cfg = common::write_config(dir.path(), 2, 8, false, layers);
     let p = common::build(&cfg).err().unwrap();
-    assert!(
-        p.contains("layer pool (max_pool): kernel_size 16 is longer than the input length 8"),
-        "{p}"
-    );
+    assert!(p.contains("layer pool (max_pool): kernel_size 16 is longer than the input length 8"), "{p}");
 }
 
 #[test]
@@ -133,10 +108,7 @@ fn the_final_layer_must_be_one_dimensional() {
     let layers = "[[model.layers]]\nname = \"act\"\nplugin = \"activation\"\nfunction = \"relu\"\n";
     let cfg = common::write_config(dir.path(), 2, 8, false, layers);
     let p = common::build(&cfg).err().unwrap();
-    assert!(
-        p.contains("layer act (activation): the final layer outputs [2, 8]"),
-        "{p}"
-    );
+    assert!(p.contains("layer act (activation): the final layer outputs [2, 8]"), "{p}");
 }
 
 #[test]
@@ -146,10 +118,7 @@ fn stride_two_with_same_padding_is_a_config_error_naming_the_layer() {
     let cfg = common::write_config(dir.path(), 2, 8, true, layers);
     common::write_weights(&dir.path().join("weights.safetensors"), &[]);
     let p = common::build(&cfg).err().unwrap();
-    assert!(
-        p.contains("layer c (conv_standard): padding \"same\" requires stride 1"),
-        "{p}"
-    );
+    assert!(p.contains("layer c (conv_standard): padding \"same\" requires stride 1"), "{p}");
 }
 
 #[test]
@@ -167,14 +136,8 @@ inputs = ["a", "ghost"]
 "#;
     let cfg = common::write_config(dir.path(), 2, 8, false, layers);
     let p = common::build(&cfg).err().unwrap();
-    assert!(
-        p.contains("layer a (flatten): input `b` is not an earlier layer"),
-        "{p}"
-    );
-    assert!(
-        p.contains("layer b (add): input `ghost` is not an earlier layer"),
-        "{p}"
-    );
+    assert!(p.contains("layer a (flatten): input `b` is not an earlier layer"), "{p}");
+    assert!(p.contains("layer b (add): input `ghost` is not an earlier layer"), "{p}");
 }
 
 #[test]
@@ -193,33 +156,17 @@ fn a_negative_batch_norm_variance_names_the_tensor() {
         ],
     );
     let p = common::build(&cfg).err().unwrap();
-    assert!(
-        p.contains("layer bn (batch_norm): running_var holds -2"),
-        "{p}"
-    );
+    assert!(p.contains("layer bn (batch_norm): running_var holds -2"), "{p}");
 }
 
 #[test]
 fn a_weights_file_that_is_not_safetensors_is_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = common::write_config(
-        dir.path(),
-        2,
-        8,
-        true,
-        "[[model.layers]]\nname = \"f\"\nplugin = \"flatten\"\n",
-    );
-    std::fs::write(
-        dir.path().join("weights.safetensors"),
-        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}",
-    )
-    .unwrap();
+    let cfg = common::write_config(dir.path(), 2, 8, true, "[[model.layers]]\nname = \"f\"\nplugin = \"flatten\"\n");
+    std::fs::write(dir.path().join("weights.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}").unwrap();
     let p = common::build(&cfg).err().unwrap();
     assert_eq!(p.lines().count(), 1, "{p}");
-    assert!(
-        p.contains("weights.safetensors: not a safetensors file"),
-        "{p}"
-    );
+    assert!(p.contains("weights.safetensors: not a safetensors file"), "{p}");
 }
 
 proptest! {

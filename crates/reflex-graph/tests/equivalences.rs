@@ -5,25 +5,15 @@ mod common;
 
 use proptest::prelude::*;
 
-fn run(
-    plugin_keys: &str,
-    c: usize,
-    l: usize,
-    weight: &[f32],
-    bias: &[f32],
-    o: usize,
-    k: usize,
-    x: &[f32],
-) -> Vec<f32> {
+fn run(plugin_keys: &str, c: usize, l: usize, weight: &[f32], bias: &[f32], o: usize, k: usize, x: &[f32]) -> Vec<f32> {
     let dir = tempfile::tempdir().unwrap();
-    let layers = format!("[[model.layers]]\nname = \"c\"\n{plugin_keys}\n[[model.layers]]\nname = \"f\"\nplugin = \"flatten\"\n");
+    let layers = format!(
+        "[[model.layers]]\nname = \"c\"\n{plugin_keys}\n[[model.layers]]\nname = \"f\"\nplugin = \"flatten\"\n"
+    );
     let cfg = common::write_config(dir.path(), c, l, true, &layers);
     common::write_weights(
         &dir.path().join("weights.safetensors"),
-        &[
-            ("c.weight", vec![o, c, k], weight.to_vec()),
-            ("c.bias", vec![o], bias.to_vec()),
-        ],
+        &[("c.weight", vec![o, c, k], weight.to_vec()), ("c.bias", vec![o], bias.to_vec())],
     );
     let (_, mut g) = common::build(&cfg).unwrap();
     g.run(x).unwrap().to_vec()
@@ -39,14 +29,7 @@ fn case() -> impl Strategy<Value = (usize, usize, usize, usize, &'static str, Ve
     )
         .prop_flat_map(|(c, o, k, l, pad)| {
             let n = o * c * k + o + c * l;
-            (
-                Just(c),
-                Just(o),
-                Just(k),
-                Just(l),
-                Just(pad),
-                prop::collection::vec(-2.0f32..2.0, n),
-            )
+            (Just(c), Just(o), Just(k), Just(l), Just(pad), prop::collection::vec(-2.0f32..2.0, n))
         })
 }
 

@@ -30,12 +30,7 @@ fn every_fixture_matches_pytorch() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// Guards the fixture set itself: a regenerated set that lost a layer or an activation fails.
@@ -55,11 +50,7 @@ fn fixtures_cover_every_layer_activation_and_padding() {
                 }
             }
             if let Some(p) = l.params.get("padding") {
-                paddings.insert(if p.is_number() {
-                    "int".to_string()
-                } else {
-                    p.as_str().unwrap_or("?").to_string()
-                });
+                paddings.insert(if p.is_number() { "int".to_string() } else { p.as_str().unwrap_or("?").to_string() });
             }
             strided |= l.params.get("stride").and_then(|v| v.as_u64()).unwrap_or(1) > 1;
         }
@@ -84,18 +75,7 @@ fn fixtures_cover_every_layer_activation_and_padding() {
     for p in want_plugins {
         assert!(plugins.contains(p), "no fixture uses {p}");
     }
-    for a in [
-        "none",
-        "relu",
-        "relu6",
-        "leaky_relu",
-        "elu",
-        "silu",
-        "gelu",
-        "tanh",
-        "sigmoid",
-        "hardswish",
-    ] {
+    for a in ["none", "relu", "relu6", "leaky_relu", "elu", "silu", "gelu", "tanh", "sigmoid", "hardswish"] {
         assert!(activations.contains(a), "no fixture uses activation {a}");
     }
     for p in ["same", "valid", "causal", "int"] {

@@ -18,6 +18,7 @@
 
 pub mod queue;
 pub mod record;
+pub mod recording;
 pub mod sink;
 pub mod source;
 pub mod window;

@@ -14,10 +14,7 @@ pub struct DropOldest<T> {
 
 impl<T> Clone for DropOldest<T> {
     fn clone(&self) -> Self {
-        DropOldest {
-            tx: self.tx.clone(),
-            evict: self.evict.clone(),
-        }
+        DropOldest { tx: self.tx.clone(), evict: self.evict.clone() }
     }
 }
 
@@ -49,13 +46,7 @@ impl<T> DropOldest<T> {
 /// A queue of `capacity` items (at least 1).
 pub fn drop_oldest<T>(capacity: usize) -> (DropOldest<T>, Receiver<T>) {
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-    (
-        DropOldest {
-            tx,
-            evict: rx.clone(),
-        },
-        rx,
-    )
+    (DropOldest { tx, evict: rx.clone() }, rx)
 }
 
 #[cfg(test)]
@@ -92,10 +83,6 @@ mod tests {
         drop(tx);
         let got = consumer.join().unwrap();
         assert!(got.windows(2).all(|w| w[0] < w[1]), "order is kept");
-        assert_eq!(
-            got.len() + evicted.len(),
-            100_000,
-            "every item is delivered or evicted"
-        );
+        assert_eq!(got.len() + evicted.len(), 100_000, "every item is delivered or evicted");
     }
 }

@@ -77,16 +77,13 @@ enum Kind {
 
 impl Formatter {
     /// `outputs` is the number of values the graph produces (to check `{values[i]}`).
-    pub fn new(
-        format: RecordFormat,
-        template: Option<&str>,
-        outputs: usize,
-    ) -> Result<Formatter, String> {
+    pub fn new(format: RecordFormat, template: Option<&str>, outputs: usize) -> Result<Formatter, String> {
         match format {
             RecordFormat::Json => Ok(Formatter(Kind::Json)),
             RecordFormat::Csv => Ok(Formatter(Kind::Csv)),
-            RecordFormat::Template => parse_template(template.unwrap_or_default(), outputs)
-                .map(|p| Formatter(Kind::Template(p))),
+            RecordFormat::Template => {
+                parse_template(template.unwrap_or_default(), outputs).map(|p| Formatter(Kind::Template(p)))
+            }
         }
     }
 
@@ -225,9 +222,7 @@ fn parse_field(spec: &str, outputs: usize) -> Result<Piece, String> {
                 .strip_prefix('.')
                 .and_then(|p| p.parse::<usize>().ok())
                 .filter(|p| *p <= 17)
-                .ok_or_else(|| {
-                    format!("template: `{{{spec}}}`: the only format is a precision such as `:.3`")
-                })?;
+                .ok_or_else(|| format!("template: `{{{spec}}}`: the only format is a precision such as `:.3`"))?;
             (name, Some(p))
         }
     };
@@ -251,9 +246,7 @@ fn parse_field(spec: &str, outputs: usize) -> Result<Piece, String> {
                     )
                 })?;
             if i >= outputs {
-                return Err(format!(
-                    "template: `{{{name}}}` but the model outputs {outputs} values"
-                ));
+                return Err(format!("template: `{{{name}}}` but the model outputs {outputs} values"));
             }
             Field::Value(i)
         }
@@ -290,33 +283,19 @@ mod tests {
             text(&Formatter(Kind::Json), &record(), true),
             "{\"window\":41,\"last_sample\":455,\"t\":4.55,\"values\":[0.1,2.3,-0.4,0.0],\"label\":\"run\",\"index\":1,\"latency_us\":57.2,\"generation\":1}\n"
         );
-        let regress = Prediction {
-            t: None,
-            label: None,
-            index: None,
-            ..record()
-        };
-        let j: serde_json::Value =
-            serde_json::from_str(&text(&Formatter(Kind::Json), &regress, false)).unwrap();
+        let regress = Prediction { t: None, label: None, index: None, ..record() };
+        let j: serde_json::Value = serde_json::from_str(&text(&Formatter(Kind::Json), &regress, false)).unwrap();
         assert!(j["t"].is_null() && j.get("label").is_none() && j.get("index").is_none());
     }
 
     #[test]
     fn csv_puts_the_values_last() {
-        assert_eq!(
-            text(&Formatter(Kind::Csv), &record(), true),
-            "41,455,4.55,run,1,57.2,1,0.1,2.3,-0.4,0\n"
-        );
+        assert_eq!(text(&Formatter(Kind::Csv), &record(), true), "41,455,4.55,run,1,57.2,1,0.1,2.3,-0.4,0\n");
     }
 
     #[test]
     fn templates_fill_fields_with_precision() {
-        let f = Formatter::new(
-            RecordFormat::Template,
-            Some("TORQUE {index} {values[0]:.3} {{x}}\n"),
-            4,
-        )
-        .unwrap();
+        let f = Formatter::new(RecordFormat::Template, Some("TORQUE {index} {values[0]:.3} {{x}}\n"), 4).unwrap();
         assert_eq!(text(&f, &record(), true), "TORQUE 1 0.100 {x}\n");
         let f = Formatter::new(RecordFormat::Template, Some("{window};{values}"), 4).unwrap();
         assert_eq!(text(&f, &record(), true), "41;0.1,2.3,-0.4,0");

@@ -42,18 +42,9 @@ pub struct WrongWidth;
 
 impl Windower {
     /// `mean`/`std` default to 0 and 1 per channel (validated by the config).
-    pub fn new(
-        channels: usize,
-        length: usize,
-        hop: usize,
-        mean: Option<&[f32]>,
-        std: Option<&[f32]>,
-    ) -> Self {
+    pub fn new(channels: usize, length: usize, hop: usize, mean: Option<&[f32]>, std: Option<&[f32]>) -> Self {
         let offset = mean.map_or_else(|| vec![0.0; channels], <[f32]>::to_vec);
-        let scale = std.map_or_else(
-            || vec![1.0; channels],
-            |s| s.iter().map(|v| 1.0 / v).collect(),
-        );
+        let scale = std.map_or_else(|| vec![1.0; channels], |s| s.iter().map(|v| 1.0 / v).collect());
         Windower {
             channels,
             length,
@@ -84,12 +75,7 @@ impl Windower {
     }
 
     /// Adds one sample (exactly `channels` values) and returns the window it completes, if any.
-    pub fn push(
-        &mut self,
-        values: &[f32],
-        t: Option<f64>,
-        arrival: Instant,
-    ) -> Result<Option<Window>, WrongWidth> {
+    pub fn push(&mut self, values: &[f32], t: Option<f64>, arrival: Instant) -> Result<Option<Window>, WrongWidth> {
         if values.len() != self.channels {
             return Err(WrongWidth);
         }
@@ -112,13 +98,7 @@ impl Windower {
             buf.extend_from_slice(&row[start..]);
             buf.extend_from_slice(&row[..start]);
         }
-        Ok(Some(Window {
-            index: (n + 1 - len) / self.hop,
-            last_sample: n,
-            t,
-            arrival,
-            data: buf,
-        }))
+        Ok(Some(Window { index: (n + 1 - len) / self.hop, last_sample: n, t, arrival, data: buf }))
     }
 }
 
@@ -141,12 +121,7 @@ mod tests {
     #[test]
     fn windows_follow_the_spec_numbering() {
         let ws = run(2, 4, 2, 9);
-        assert_eq!(
-            ws.iter()
-                .map(|w| (w.index, w.last_sample))
-                .collect::<Vec<_>>(),
-            [(0, 3), (1, 5), (2, 7)]
-        );
+        assert_eq!(ws.iter().map(|w| (w.index, w.last_sample)).collect::<Vec<_>>(), [(0, 3), (1, 5), (2, 7)]);
         // Window 1 covers samples 2..6, channel-major.
         assert_eq!(ws[1].data, [20.0, 30.0, 40.0, 50.0, 21.0, 31.0, 41.0, 51.0]);
         assert_eq!(ws[1].t, Some(5.0));
@@ -162,10 +137,7 @@ mod tests {
     #[test]
     fn a_sample_with_the_wrong_width_is_refused() {
         let mut w = Windower::new(2, 1, 1, None, None);
-        assert_eq!(
-            w.push(&[1.0], None, Instant::now()).unwrap_err(),
-            WrongWidth
-        );
+        assert_eq!(w.push(&[1.0], None, Instant::now()).unwrap_err(), WrongWidth);
         assert_eq!(w.samples(), 0);
     }
 

@@ -25,26 +25,16 @@ fn cases() -> Vec<(&'static str, ConvGeometry)> {
         ("depthwise64_k5", g(64, 64, 64, 5)),
         ("pointwise64", g(64, 64, 1, 1)),
         ("grouped64_g4_k5", g(64, 64, 4, 5)),
-        (
-            "dense64_k5_s2",
-            ConvGeometry {
-                stride: 2,
-                ..g(64, 64, 1, 5)
-            },
-        ),
+        ("dense64_k5_s2", ConvGeometry { stride: 2, ..g(64, 64, 1, 5) }),
     ]
 }
 
 fn build(geom: ConvGeometry) -> (Conv1d, Vec<f32>, Vec<f32>, Vec<f32>) {
     let wlen = geom.out_channels * geom.in_channels / geom.groups * geom.kernel_size;
-    let w: Vec<f32> = (0..wlen)
-        .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
-        .collect();
+    let w: Vec<f32> = (0..wlen).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
     let b: Vec<f32> = (0..geom.out_channels).map(|i| i as f32 * 0.01).collect();
     let conv = Conv1d::new(geom, &w, Some(&b)).expect("valid bench geometry");
-    let x: Vec<f32> = (0..geom.in_channels * geom.in_len)
-        .map(|i| (i % 17) as f32 * 0.1)
-        .collect();
+    let x: Vec<f32> = (0..geom.in_channels * geom.in_len).map(|i| (i % 17) as f32 * 0.1).collect();
     let y = vec![0.0; geom.out_channels * conv.out_len()];
     let s = vec![0.0; conv.scratch_len()];
     (conv, x, y, s)
@@ -65,12 +55,7 @@ fn summary() {
                 }
                 best = best.min(t.elapsed().as_secs_f64() / iters as f64);
             }
-            println!(
-                "{name:<18} {:<9} {:>8.2} us {:>7.2} GFLOP/s",
-                ks.name,
-                best * 1e6,
-                flops / best * 1e-9
-            );
+            println!("{name:<18} {:<9} {:>8.2} us {:>7.2} GFLOP/s", ks.name, best * 1e6, flops / best * 1e-9);
         }
     }
 }
@@ -86,9 +71,7 @@ fn activation_summary() {
         Activation::Tanh,
         Activation::Sigmoid,
     ];
-    let x: Vec<f32> = (0..64 * 128)
-        .map(|i| (i % 613) as f32 * 0.02 - 6.0)
-        .collect();
+    let x: Vec<f32> = (0..64 * 128).map(|i| (i % 613) as f32 * 0.02 - 6.0).collect();
     let mut y = x.clone();
     for a in acts {
         for ks in variants() {
@@ -121,9 +104,7 @@ fn bench(c: &mut Criterion) {
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Elements(2 * geom.macs()));
         for ks in variants() {
-            group.bench_function(ks.name, |bencher| {
-                bencher.iter(|| conv.run_with(ks, black_box(&x), &mut y, &mut s))
-            });
+            group.bench_function(ks.name, |bencher| bencher.iter(|| conv.run_with(ks, black_box(&x), &mut y, &mut s)));
         }
         group.finish();
     }

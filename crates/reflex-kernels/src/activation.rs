@@ -165,17 +165,7 @@ fn exp_fast<const FMA: bool>(x: f32) -> f32 {
     let n = t - ROUND;
     let r = madd::<FMA>(-n, LN2_HI, x);
     let r = madd::<FMA>(-n, LN2_LO, r);
-    let p = horner::<FMA, 6>(
-        r,
-        [
-            1.987_569_1e-4,
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ],
-    );
+    let p = horner::<FMA, 6>(r, [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5]);
     let y = madd::<FMA>(p, r * r, r) + 1.0;
     let scale = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
     y * scale
@@ -191,16 +181,7 @@ fn tanh_fast<const FMA: bool>(x: f32) -> f32 {
     let a = x.abs();
     // Near zero `1 - 2/(e^2a + 1)` cancels; Cephes' tanhf odd polynomial there.
     let z = x * x;
-    let p = horner::<FMA, 5>(
-        z,
-        [
-            -5.704_988_7e-3,
-            2.063_909e-2,
-            -5.373_971_6e-2,
-            1.333_144_2e-1,
-            -3.333_328e-1,
-        ],
-    );
+    let p = horner::<FMA, 5>(z, [-5.704_988_7e-3, 2.063_909e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328e-1]);
     let small = madd::<FMA>(p * z, x, x);
     let big = 1.0 - 2.0 / (exp_fast::<FMA>(2.0 * a) + 1.0);
     let big = if x < 0.0 { -big } else { big };
@@ -218,17 +199,7 @@ fn tanh_fast<const FMA: bool>(x: f32) -> f32 {
 fn gelu_fast<const FMA: bool>(x: f32) -> f32 {
     let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
     let t = 1.0 / madd::<FMA>(0.327_591_1, z, 1.0);
-    let poly = horner::<FMA, 6>(
-        t,
-        [
-            1.061_405_4,
-            -1.453_152_1,
-            1.421_413_8,
-            -0.284_496_74,
-            0.254_829_6,
-            0.0,
-        ],
-    );
+    let poly = horner::<FMA, 6>(t, [1.061_405_4, -1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6, 0.0]);
     let erfc = poly * exp_fast::<FMA>(-z * z);
     let one_plus_erf = if x < 0.0 { erfc } else { 2.0 - erfc };
     0.5 * x * one_plus_erf
@@ -275,12 +246,8 @@ mod tests {
         Activation::None,
         Activation::Relu,
         Activation::Relu6,
-        Activation::LeakyRelu {
-            negative_slope: 0.01,
-        },
-        Activation::LeakyRelu {
-            negative_slope: 0.2,
-        },
+        Activation::LeakyRelu { negative_slope: 0.01 },
+        Activation::LeakyRelu { negative_slope: 0.2 },
         Activation::Elu { alpha: 1.0 },
         Activation::Elu { alpha: 0.5 },
         Activation::Silu,
@@ -294,9 +261,8 @@ mod tests {
         let mut p: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.005).collect();
         p.extend((-400..=400).map(|i| i as f32 * 0.25));
         p.extend([
-            -1e30, -1e6, -1000.0, -89.0, -88.5, -87.5, -50.0, -3.0, -1e-3, -1e-6, -1e-30, -0.0,
-            0.0, 1e-30, 1e-6, 1e-3, 3.0, 6.0, 50.0, 87.5, 88.5, 89.0, 1000.0, 1e6, 1e30, -3.0001,
-            -2.9999, 2.9999, 3.0001, 5.9999, 6.0001,
+            -1e30, -1e6, -1000.0, -89.0, -88.5, -87.5, -50.0, -3.0, -1e-3, -1e-6, -1e-30, -0.0, 0.0, 1e-30, 1e-6, 1e-3,
+            3.0, 6.0, 50.0, 87.5, 88.5, 89.0, 1000.0, 1e6, 1e30, -3.0001, -2.9999, 2.9999, 3.0001, 5.9999, 6.0001,
         ]);
         p
     }
@@ -336,10 +302,7 @@ mod tests {
                 let got = a.apply_scalar(x);
                 let want = f64_ref(a, f64::from(x));
                 let tol = 1e-6 * (1.0 + want.abs());
-                assert!(
-                    (f64::from(got) - want).abs() <= tol,
-                    "{a:?}({x}) = {got}, want {want}"
-                );
+                assert!((f64::from(got) - want).abs() <= tol, "{a:?}({x}) = {got}, want {want}");
             }
         }
     }
@@ -371,16 +334,8 @@ mod tests {
             let check = |a: Activation, x: f32, want: f32| {
                 let mut v = [x];
                 a.apply_with(ks, &mut v);
-                assert!(
-                    (v[0] - want).abs() <= 2e-7,
-                    "{} {a:?}({x}) = {}, want {want}",
-                    ks.name,
-                    v[0]
-                );
-                assert!(
-                    (a.apply_scalar(x) - want).abs() <= 1e-7,
-                    "scalar {a:?}({x})"
-                );
+                assert!((v[0] - want).abs() <= 2e-7, "{} {a:?}({x}) = {}, want {want}", ks.name, v[0]);
+                assert!((a.apply_scalar(x) - want).abs() <= 1e-7, "scalar {a:?}({x})");
             };
             check(Activation::Gelu, 1.0, 0.841_344_7);
             check(Activation::Gelu, -1.0, -0.158_655_26);
@@ -392,13 +347,7 @@ mod tests {
             check(Activation::Hardswish, 1.0, 0.666_666_7);
             check(Activation::Hardswish, -4.0, 0.0);
             check(Activation::Relu6, 7.0, 6.0);
-            check(
-                Activation::LeakyRelu {
-                    negative_slope: 0.01,
-                },
-                -2.0,
-                -0.02,
-            );
+            check(Activation::LeakyRelu { negative_slope: 0.01 }, -2.0, -0.02);
             check(Activation::Sigmoid, 0.0, 0.5);
             check(Activation::Sigmoid, 1000.0, 1.0);
             check(Activation::Sigmoid, -1000.0, 0.0);

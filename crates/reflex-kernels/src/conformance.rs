@@ -9,10 +9,7 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
     fn vec(&mut self, n: usize) -> Vec<f32> {
@@ -150,17 +147,9 @@ fn tiny_hand_computed() {
 #[test]
 fn grid_of_geometries() {
     let mut seed = 1;
-    for &(cin, cout, groups) in &[
-        (1, 1, 1),
-        (3, 5, 1),
-        (6, 9, 1),
-        (4, 6, 2),
-        (6, 6, 3),
-        (5, 5, 5),
-        (8, 16, 8),
-        (7, 14, 7),
-        (13, 10, 1),
-    ] {
+    for &(cin, cout, groups) in
+        &[(1, 1, 1), (3, 5, 1), (6, 9, 1), (4, 6, 2), (6, 6, 3), (5, 5, 5), (8, 16, 8), (7, 14, 7), (13, 10, 1)]
+    {
         for k in [1, 2, 3, 4, 5] {
             for stride in [1, 2, 3] {
                 for dilation in [1, 2, 3] {
@@ -192,8 +181,8 @@ fn model_sized_geometries() {
         geom(64, 64, 8, 3, 1, 2, (2, 2), 128),
         geom(64, 32, 1, 5, 2, 1, (2, 2), 128),
         geom(64, 64, 64, 5, 2, 1, (2, 2), 128),
-        geom(32, 32, 1, 4, 1, 1, (1, 2), 128), // same with even k
-        geom(32, 32, 1, 3, 1, 4, (8, 0), 128), // causal, dilated
+        geom(32, 32, 1, 4, 1, 1, (1, 2), 128),  // same with even k
+        geom(32, 32, 1, 3, 1, 4, (8, 0), 128),  // causal, dilated
         geom(64, 128, 64, 3, 1, 1, (1, 1), 40), // depthwise multiplier 2
         geom(16, 16, 1, 5, 1, 1, (2, 2), 1),
     ];
@@ -206,21 +195,9 @@ fn model_sized_geometries() {
 fn lengths_one_to_forty() {
     for in_len in 1..=40 {
         check_conv(geom(5, 7, 1, 3, 1, 1, (1, 1), in_len), in_len as u64, true);
-        check_conv(
-            geom(6, 6, 6, 5, 1, 2, (4, 4), in_len),
-            50 + in_len as u64,
-            true,
-        );
-        check_conv(
-            geom(9, 9, 1, 1, 1, 1, (0, 0), in_len),
-            90 + in_len as u64,
-            false,
-        );
-        check_conv(
-            geom(8, 12, 4, 4, 2, 1, (2, 1), in_len),
-            130 + in_len as u64,
-            true,
-        );
+        check_conv(geom(6, 6, 6, 5, 1, 2, (4, 4), in_len), 50 + in_len as u64, true);
+        check_conv(geom(9, 9, 1, 1, 1, 1, (0, 0), in_len), 90 + in_len as u64, false);
+        check_conv(geom(8, 12, 4, 4, 2, 1, (2, 1), in_len), 130 + in_len as u64, true);
     }
 }
 
@@ -340,9 +317,7 @@ fn folded_batch_norm_equals_conv_then_bn() {
 #[test]
 fn pools_drop_the_remainder() {
     // 2 channels, len 7, k 3 -> 2 outputs per channel; the 7th sample is dropped.
-    let x = [
-        1.0, 5.0, 2.0, -1.0, -3.0, -2.0, 100.0, 0.0, 0.5, 0.25, 9.0, 8.0, 7.0, -100.0,
-    ];
+    let x = [1.0, 5.0, 2.0, -1.0, -3.0, -2.0, 100.0, 0.0, 0.5, 0.25, 9.0, 8.0, 7.0, -100.0];
     let mut out = [0.0; 4];
     max_pool(&x, 2, 7, 3, &mut out);
     assert_eq!(out, [5.0, -1.0, 0.5, 9.0]);
@@ -372,9 +347,7 @@ fn linear_matches_definition() {
         linear(&w, Some(&b), &x, &mut y);
         let want: Vec<f32> = (0..nout)
             .map(|o| {
-                let s: f64 = (0..nin)
-                    .map(|i| f64::from(w[o * nin + i]) * f64::from(x[i]))
-                    .sum();
+                let s: f64 = (0..nin).map(|i| f64::from(w[o * nin + i]) * f64::from(x[i])).sum();
                 (s + f64::from(b[o])) as f32
             })
             .collect();
@@ -393,23 +366,11 @@ fn softmax_is_stable_and_sums_to_one() {
     assert!((s - 1.0).abs() < 1e-6);
     let e1 = (-1.0f64).exp();
     let d = 2.0 + e1;
-    close(
-        &x,
-        &[(1.0 / d) as f32, (1.0 / d) as f32, (e1 / d) as f32, 0.0],
-        1e-6,
-    );
+    close(&x, &[(1.0 / d) as f32, (1.0 / d) as f32, (e1 / d) as f32, 0.0], 1e-6);
     let mut y = [0.5, -0.25, 3.0];
     softmax(&mut y);
     let den: f64 = [0.5f64, -0.25, 3.0].iter().map(|v| v.exp()).sum();
-    close(
-        &y,
-        &[
-            (0.5f64.exp() / den) as f32,
-            ((-0.25f64).exp() / den) as f32,
-            (3f64.exp() / den) as f32,
-        ],
-        1e-6,
-    );
+    close(&y, &[(0.5f64.exp() / den) as f32, ((-0.25f64).exp() / den) as f32, (3f64.exp() / den) as f32], 1e-6);
     let mut empty: [f32; 0] = [];
     softmax(&mut empty);
 }
@@ -440,10 +401,7 @@ fn channel_shuffle_matches_view_transpose_reshape() {
         for a in 0..groups {
             for b in 0..per {
                 for l in 0..len {
-                    assert_eq!(
-                        dst[(b * groups + a) * len + l],
-                        src[(a * per + b) * len + l]
-                    );
+                    assert_eq!(dst[(b * groups + a) * len + l], src[(a * per + b) * len + l]);
                 }
             }
         }
@@ -491,12 +449,8 @@ fn inference_path_never_allocates() {
     ];
     for g in cases {
         let mut rng = Lcg(11);
-        let conv = Conv1d::new(
-            g,
-            &rng.vec(g.out_channels * g.in_channels / g.groups * g.kernel_size),
-            None,
-        )
-        .expect("valid geometry");
+        let conv = Conv1d::new(g, &rng.vec(g.out_channels * g.in_channels / g.groups * g.kernel_size), None)
+            .expect("valid geometry");
         let x = rng.vec(g.in_channels * g.in_len);
         let mut y = vec![0.0; g.out_channels * conv.out_len()];
         let mut s = vec![0.0; conv.scratch_len()];
@@ -516,22 +470,12 @@ fn inference_path_never_allocates() {
         Activation::Relu.apply(&mut y);
         add_assign(&mut shuffled, &y);
         channel_shuffle(&y, &mut shuffled, 2, g.out_channels, conv.out_len());
-        max_pool(
-            &y,
-            g.out_channels,
-            conv.out_len(),
-            2,
-            &mut shuffled[..g.out_channels * (conv.out_len() / 2)],
-        );
+        max_pool(&y, g.out_channels, conv.out_len(), 2, &mut shuffled[..g.out_channels * (conv.out_len() / 2)]);
         global_avg_pool(&y, g.out_channels, conv.out_len(), &mut pooled);
         global_max_pool(&y, g.out_channels, conv.out_len(), &mut pooled);
         linear(&w, None, &pooled, &mut logits);
         softmax(&mut logits);
-        assert_eq!(
-            counting::allocations(),
-            before,
-            "allocation on the inference path for {g:?}"
-        );
+        assert_eq!(counting::allocations(), before, "allocation on the inference path for {g:?}");
     }
 }
 

@@ -25,16 +25,7 @@ impl ConvGeometry {
     /// divisible by `groups`.
     pub fn out_len(&self) -> Option<usize> {
         let g = self;
-        if [
-            g.in_channels,
-            g.out_channels,
-            g.groups,
-            g.kernel_size,
-            g.stride,
-            g.dilation,
-            g.in_len,
-        ]
-        .contains(&0)
+        if [g.in_channels, g.out_channels, g.groups, g.kernel_size, g.stride, g.dilation, g.in_len].contains(&0)
             || g.in_channels % g.groups != 0
             || g.out_channels % g.groups != 0
         {
@@ -50,14 +41,9 @@ impl ConvGeometry {
     /// padding included, 0 for an invalid geometry.
     pub fn macs(&self) -> u64 {
         match self.out_len() {
-            Some(l) => [
-                self.out_channels,
-                l,
-                self.in_channels / self.groups,
-                self.kernel_size,
-            ]
-            .iter()
-            .fold(1u64, |acc, &v| acc.saturating_mul(v as u64)),
+            Some(l) => [self.out_channels, l, self.in_channels / self.groups, self.kernel_size]
+                .iter()
+                .fold(1u64, |acc, &v| acc.saturating_mul(v as u64)),
             None => 0,
         }
     }
@@ -71,11 +57,7 @@ impl ConvGeometry {
     /// weights are, so a graph can plan its memory first. `None` if it overflows.
     pub fn scratch_len(&self) -> Option<usize> {
         let s = self.stride.max(1);
-        self.padded_len()
-            .div_ceil(s)
-            .checked_mul(s)?
-            .checked_mul(self.in_channels)?
-            .checked_add(SLACK)
+        self.padded_len().div_ceil(s).checked_mul(s)?.checked_mul(self.in_channels)?.checked_add(SLACK)
     }
 }
 
@@ -139,13 +121,8 @@ impl Conv1d {
         let ipg = geom.in_channels / geom.groups;
         let opg = geom.out_channels / geom.groups;
         let k = geom.kernel_size;
-        let steps = ipg
-            .checked_mul(k)
-            .ok_or_else(|| "convolution too large".to_string())?;
-        let expect = geom
-            .out_channels
-            .checked_mul(steps)
-            .ok_or_else(|| "convolution too large".to_string())?;
+        let steps = ipg.checked_mul(k).ok_or_else(|| "convolution too large".to_string())?;
+        let expect = geom.out_channels.checked_mul(steps).ok_or_else(|| "convolution too large".to_string())?;
         if weight.len() != expect {
             return Err(format!(
                 "weight has {} elements, expected {expect} = [out {}, in/groups {ipg}, k {k}]",
@@ -155,21 +132,13 @@ impl Conv1d {
         }
         if let Some(b) = bias {
             if b.len() != geom.out_channels {
-                return Err(format!(
-                    "bias has {} elements, expected out_channels = {}",
-                    b.len(),
-                    geom.out_channels
-                ));
+                return Err(format!("bias has {} elements, expected out_channels = {}", b.len(), geom.out_channels));
             }
         }
         let s = geom.stride;
         let phase_len = geom.padded_len().div_ceil(s);
-        let chan_stride = phase_len
-            .checked_mul(s)
-            .ok_or_else(|| "convolution too large".to_string())?;
-        let scratch_len = geom
-            .scratch_len()
-            .ok_or_else(|| "convolution too large".to_string())?;
+        let chan_stride = phase_len.checked_mul(s).ok_or_else(|| "convolution too large".to_string())?;
+        let scratch_len = geom.scratch_len().ok_or_else(|| "convolution too large".to_string())?;
 
         let mut offsets = Vec::with_capacity(steps);
         for c in 0..ipg {
@@ -189,11 +158,7 @@ impl Conv1d {
             while o < end {
                 let rows = (end - o).min(MR);
                 let plan = TilePlan {
-                    kind: if rows == 1 {
-                        TileKind::Row
-                    } else {
-                        TileKind::Panel { rows }
-                    },
+                    kind: if rows == 1 { TileKind::Row } else { TileKind::Panel { rows } },
                     out_ch: o,
                     x_base,
                     w_base: packed.len(),
@@ -202,11 +167,7 @@ impl Conv1d {
                 let width = if rows == 1 { 1 } else { MR };
                 for step in 0..steps {
                     for m in 0..width {
-                        packed.push(if m < rows {
-                            weight[(o + m) * steps + step]
-                        } else {
-                            0.0
-                        });
+                        packed.push(if m < rows { weight[(o + m) * steps + step] } else { 0.0 });
                     }
                 }
                 for m in 0..width {
@@ -220,17 +181,7 @@ impl Conv1d {
             }
         }
 
-        Ok(Conv1d {
-            geom,
-            out_len,
-            ks: kernels(),
-            offsets,
-            packed,
-            biases,
-            tiles,
-            phase_len,
-            scratch_len,
-        })
+        Ok(Conv1d { geom, out_len, ks: kernels(), offsets, packed, biases, tiles, phase_len, scratch_len })
     }
 
     pub fn geometry(&self) -> &ConvGeometry {
@@ -261,15 +212,8 @@ impl Conv1d {
     pub fn run_with(&self, ks: &KernelSet, input: &[f32], output: &mut [f32], scratch: &mut [f32]) {
         let g = &self.geom;
         assert_eq!(input.len(), g.in_channels * g.in_len, "conv1d input length");
-        assert_eq!(
-            output.len(),
-            g.out_channels * self.out_len,
-            "conv1d output length"
-        );
-        assert!(
-            scratch.len() >= self.scratch_len,
-            "conv1d scratch too short"
-        );
+        assert_eq!(output.len(), g.out_channels * self.out_len, "conv1d output length");
+        assert!(scratch.len() >= self.scratch_len, "conv1d scratch too short");
         let scratch = &mut scratch[..self.scratch_len];
         self.prepare_input(input, scratch);
         let scratch = &*scratch;
@@ -312,10 +256,7 @@ impl Conv1d {
         let chan_stride = self.phase_len * s;
         let (rows, slack) = scratch.split_at_mut(chan_stride * g.in_channels);
         slack.fill(0.0);
-        for (dst, src) in rows
-            .chunks_exact_mut(chan_stride)
-            .zip(input.chunks_exact(g.in_len))
-        {
+        for (dst, src) in rows.chunks_exact_mut(chan_stride).zip(input.chunks_exact(g.in_len)) {
             if s == 1 {
                 let (left, rest) = dst.split_at_mut(g.pad_left);
                 let (mid, right) = rest.split_at_mut(g.in_len);

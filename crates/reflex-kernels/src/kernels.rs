@@ -55,9 +55,7 @@ pub struct KernelSet {
 
 impl std::fmt::Debug for KernelSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KernelSet")
-            .field("name", &self.name)
-            .finish()
+        f.debug_struct("KernelSet").field("name", &self.name).finish()
     }
 }
 
@@ -168,12 +166,7 @@ pub(crate) mod blocked {
     /// accumulators in vector registers (a variable-length copy out of them
     /// would pin them to the stack).
     #[inline(always)]
-    fn panel_block<const NR: usize, const FMA: bool>(
-        t: &Tile,
-        w: &[f32],
-        bias: &[f32],
-        j0: usize,
-    ) -> [[f32; NR]; MR] {
+    fn panel_block<const NR: usize, const FMA: bool>(t: &Tile, w: &[f32], bias: &[f32], j0: usize) -> [[f32; NR]; MR] {
         let mut acc = [[0.0f32; NR]; MR];
         for (a, &b) in acc.iter_mut().zip(bias) {
             *a = [b; NR];
@@ -222,12 +215,7 @@ pub(crate) mod blocked {
     }
 
     #[inline(always)]
-    fn row_block<const NR: usize, const FMA: bool>(
-        t: &Tile,
-        w: &[f32],
-        b: f32,
-        j0: usize,
-    ) -> [f32; NR] {
+    fn row_block<const NR: usize, const FMA: bool>(t: &Tile, w: &[f32], b: f32, j0: usize) -> [f32; NR] {
         let mut acc = [b; NR];
         for (&off, &wk) in t.offs.iter().zip(w) {
             let start = off + j0;
@@ -325,13 +313,7 @@ mod avx2 {
     const NR: usize = 16;
     const NR_ROW: usize = 32;
 
-    pub(super) static SET: KernelSet = KernelSet {
-        name: "avx2+fma",
-        panel,
-        row,
-        activation,
-        add,
-    };
+    pub(super) static SET: KernelSet = KernelSet { name: "avx2+fma", panel, row, activation, add };
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn panel_tf(t: &Tile, out: &mut [f32], out_stride: usize, rows: usize, n: usize) {

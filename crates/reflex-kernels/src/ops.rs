@@ -34,11 +34,7 @@ pub fn fold_batch_norm(
     if out == 0 {
         return;
     }
-    assert_eq!(
-        weight.len() % out,
-        0,
-        "fold_batch_norm: weight is not [out, rest]"
-    );
+    assert_eq!(weight.len() % out, 0, "fold_batch_norm: weight is not [out, rest]");
     let rest = weight.len() / out;
     for (o, b) in bias.iter_mut().enumerate() {
         let s = bn_scale(gamma[o], var[o], eps);
@@ -62,25 +58,15 @@ pub fn batch_norm_scale_shift(
     (0..n)
         .map(|c| {
             let s = bn_scale(gamma[c], var[c], eps);
-            (
-                s as f32,
-                (f64::from(beta[c]) - f64::from(mean[c]) * s) as f32,
-            )
+            (s as f32, (f64::from(beta[c]) - f64::from(mean[c]) * s) as f32)
         })
         .unzip()
 }
 
 /// `x[c, :] = x[c, :] * scale[c] + shift[c]` for `x` of shape `[channels, len]`.
 pub fn scale_shift(x: &mut [f32], channels: usize, len: usize, scale: &[f32], shift: &[f32]) {
-    assert_eq!(
-        x.len(),
-        channels * len,
-        "scale_shift: x is not [channels, len]"
-    );
-    assert!(
-        scale.len() >= channels && shift.len() >= channels,
-        "scale_shift: short scale/shift"
-    );
+    assert_eq!(x.len(), channels * len, "scale_shift: x is not [channels, len]");
+    assert!(scale.len() >= channels && shift.len() >= channels, "scale_shift: short scale/shift");
     if len == 0 {
         return;
     }
@@ -95,11 +81,7 @@ fn pool_check(x: &[f32], channels: usize, len: usize, k: usize, out: &[f32]) -> 
     assert!(k > 0, "pool: kernel_size must be positive");
     assert_eq!(x.len(), channels * len, "pool: x is not [channels, len]");
     let out_len = len / k;
-    assert_eq!(
-        out.len(),
-        channels * out_len,
-        "pool: out is not [channels, len / k]"
-    );
+    assert_eq!(out.len(), channels * out_len, "pool: out is not [channels, len / k]");
     out_len
 }
 
@@ -112,13 +94,7 @@ pub fn max_pool(x: &[f32], channels: usize, len: usize, k: usize, out: &mut [f32
     }
     for (row, orow) in x.chunks_exact(len).zip(out.chunks_exact_mut(out_len)) {
         for (win, o) in row.chunks_exact(k).zip(orow) {
-            *o = win.iter().copied().fold(f32::NEG_INFINITY, |m, v| {
-                if v > m || v.is_nan() {
-                    v
-                } else {
-                    m
-                }
-            });
+            *o = win.iter().copied().fold(f32::NEG_INFINITY, |m, v| if v > m || v.is_nan() { v } else { m });
         }
     }
 }
@@ -139,16 +115,8 @@ pub fn avg_pool(x: &[f32], channels: usize, len: usize, k: usize, out: &mut [f32
 
 /// Mean over positions: `[channels, len] -> [channels]` (sums in f64).
 pub fn global_avg_pool(x: &[f32], channels: usize, len: usize, out: &mut [f32]) {
-    assert_eq!(
-        x.len(),
-        channels * len,
-        "global_avg_pool: x is not [channels, len]"
-    );
-    assert_eq!(
-        out.len(),
-        channels,
-        "global_avg_pool: out is not [channels]"
-    );
+    assert_eq!(x.len(), channels * len, "global_avg_pool: x is not [channels, len]");
+    assert_eq!(out.len(), channels, "global_avg_pool: out is not [channels]");
     if len == 0 {
         out.fill(f32::NAN);
         return;
@@ -160,35 +128,20 @@ pub fn global_avg_pool(x: &[f32], channels: usize, len: usize, out: &mut [f32]) 
 
 /// Maximum over positions: `[channels, len] -> [channels]`.
 pub fn global_max_pool(x: &[f32], channels: usize, len: usize, out: &mut [f32]) {
-    assert_eq!(
-        x.len(),
-        channels * len,
-        "global_max_pool: x is not [channels, len]"
-    );
-    assert_eq!(
-        out.len(),
-        channels,
-        "global_max_pool: out is not [channels]"
-    );
+    assert_eq!(x.len(), channels * len, "global_max_pool: x is not [channels, len]");
+    assert_eq!(out.len(), channels, "global_max_pool: out is not [channels]");
     if len == 0 {
         out.fill(f32::NEG_INFINITY);
         return;
     }
     for (row, o) in x.chunks_exact(len).zip(out) {
-        *o = row.iter().copied().fold(
-            f32::NEG_INFINITY,
-            |m, v| if v > m || v.is_nan() { v } else { m },
-        );
+        *o = row.iter().copied().fold(f32::NEG_INFINITY, |m, v| if v > m || v.is_nan() { v } else { m });
     }
 }
 
 /// `y = W x + b` with `W` `[y.len(), x.len()]` row-major.
 pub fn linear(weight: &[f32], bias: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
-    assert_eq!(
-        weight.len(),
-        x.len() * y.len(),
-        "linear: weight is not [out, in]"
-    );
+    assert_eq!(weight.len(), x.len() * y.len(), "linear: weight is not [out, in]");
     if let Some(b) = bias {
         assert_eq!(b.len(), y.len(), "linear: bias is not [out]");
     }
@@ -242,20 +195,9 @@ pub fn add_assign(dst: &mut [f32], src: &[f32]) {
 /// `i*groups + j` is source channel `j*(channels/groups) + i` (PyTorch
 /// `x.view(g, C/g, L).transpose(0, 1).reshape(C, L)`).
 pub fn channel_shuffle(src: &[f32], dst: &mut [f32], groups: usize, channels: usize, len: usize) {
-    assert!(
-        groups > 0 && channels % groups == 0,
-        "channel_shuffle: channels not divisible by groups"
-    );
-    assert_eq!(
-        src.len(),
-        channels * len,
-        "channel_shuffle: src is not [channels, len]"
-    );
-    assert_eq!(
-        dst.len(),
-        channels * len,
-        "channel_shuffle: dst is not [channels, len]"
-    );
+    assert!(groups > 0 && channels % groups == 0, "channel_shuffle: channels not divisible by groups");
+    assert_eq!(src.len(), channels * len, "channel_shuffle: src is not [channels, len]");
+    assert_eq!(dst.len(), channels * len, "channel_shuffle: dst is not [channels, len]");
     let per = channels / groups;
     for i in 0..per {
         for j in 0..groups {

@@ -29,10 +29,7 @@ impl PluginError {
     }
 
     fn host(message: &str) -> Self {
-        PluginError {
-            status: STATUS_MISUSE,
-            message: message.into(),
-        }
+        PluginError { status: STATUS_MISUSE, message: message.into() }
     }
 }
 
@@ -64,10 +61,7 @@ unsafe impl Send for LayerInstance {}
 
 impl fmt::Debug for LayerInstance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LayerInstance")
-            .field("plugin", &self.plugin.name)
-            .field("info", &self.info)
-            .finish()
+        f.debug_struct("LayerInstance").field("plugin", &self.plugin.name).field("info", &self.info).finish()
     }
 }
 
@@ -75,56 +69,30 @@ impl LayerInstance {
     pub(crate) fn create(plugin: Arc<Plugin>, params_json: &str) -> Result<Self, PluginError> {
         let mut err = Box::new([0u8; ERROR_CAP]);
         let mut inst: Instance = std::ptr::null_mut();
-        let params = RxStr {
-            ptr: params_json.as_ptr(),
-            len: params_json.len(),
-        };
-        let mut e = RxError {
-            buf: err.as_mut_ptr(),
-            cap: ERROR_CAP,
-            len: 0,
-        };
+        let params = RxStr { ptr: params_json.as_ptr(), len: params_json.len() };
+        let mut e = RxError { buf: err.as_mut_ptr(), cap: ERROR_CAP, len: 0 };
         // SAFETY: arguments follow the ABI; `params` outlives the call.
         let status = unsafe { (plugin.descriptor.create)(params, &mut inst, &mut e) };
         if status != STATUS_OK {
-            return Err(PluginError {
-                status,
-                message: message(&err[..], e.len),
-            });
+            return Err(PluginError { status, message: message(&err[..], e.len) });
         }
         if inst.is_null() {
             return Err(PluginError::host("plugin returned no instance"));
         }
-        Ok(LayerInstance {
-            plugin,
-            inst,
-            info: None,
-            tensor_count: 0,
-            err,
-        })
+        Ok(LayerInstance { plugin, inst, info: None, tensor_count: 0, err })
     }
 
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
     }
 
-    fn call(
-        &mut self,
-        f: impl FnOnce(Instance, *mut RxError) -> Status,
-    ) -> Result<(), PluginError> {
-        let mut e = RxError {
-            buf: self.err.as_mut_ptr(),
-            cap: ERROR_CAP,
-            len: 0,
-        };
+    fn call(&mut self, f: impl FnOnce(Instance, *mut RxError) -> Status) -> Result<(), PluginError> {
+        let mut e = RxError { buf: self.err.as_mut_ptr(), cap: ERROR_CAP, len: 0 };
         let status = f(self.inst, &mut e);
         if status == STATUS_OK {
             Ok(())
         } else {
-            Err(PluginError {
-                status,
-                message: message(&self.err[..], e.len),
-            })
+            Err(PluginError { status, message: message(&self.err[..], e.len) })
         }
     }
 
@@ -135,12 +103,11 @@ impl LayerInstance {
         let configure = self.plugin.descriptor.configure;
         // SAFETY: pointers are valid for the call.
         self.call(|inst, e| unsafe { configure(inst, &shape, &mut raw, e) })?;
-        let output = Shape::from_abi(&raw.output)
-            .ok_or_else(|| PluginError::host("plugin reported a bad output shape"))?;
+        let output =
+            Shape::from_abi(&raw.output).ok_or_else(|| PluginError::host("plugin reported a bad output shape"))?;
         let info = LayerInfo {
             output,
-            scratch_len: usize::try_from(raw.scratch_len)
-                .map_err(|_| PluginError::host("scratch too large"))?,
+            scratch_len: usize::try_from(raw.scratch_len).map_err(|_| PluginError::host("scratch too large"))?,
             params: raw.params,
             macs: raw.macs,
             rf_span: (raw.rf_span > 0).then_some(raw.rf_span),
@@ -155,14 +122,7 @@ impl LayerInstance {
     pub fn tensor_specs(&self) -> Result<Vec<TensorSpec>, PluginError> {
         let mut v = Vec::with_capacity(self.tensor_count as usize);
         for i in 0..self.tensor_count {
-            let mut raw = RxTensorSpec {
-                name: RxStr {
-                    ptr: std::ptr::null(),
-                    len: 0,
-                },
-                rank: 0,
-                dims: [0; 4],
-            };
+            let mut raw = RxTensorSpec { name: RxStr { ptr: std::ptr::null(), len: 0 }, rank: 0, dims: [0; 4] };
             // SAFETY: i < tensor_count; the name is owned by the instance and copied at once.
             let status = unsafe { (self.plugin.descriptor.tensor_spec)(self.inst, i, &mut raw) };
             if status != STATUS_OK || raw.rank > 4 || (raw.name.len > 0 && raw.name.ptr.is_null()) {
@@ -170,10 +130,7 @@ impl LayerInstance {
             }
             // SAFETY: checked non-null above; valid while the instance lives.
             let name = String::from_utf8_lossy(unsafe { raw.name.as_bytes() }).into_owned();
-            let dims = raw.dims[..raw.rank as usize]
-                .iter()
-                .map(|&d| d as usize)
-                .collect();
+            let dims = raw.dims[..raw.rank as usize].iter().map(|&d| d as usize).collect();
             v.push(TensorSpec { name, dims });
         }
         Ok(v)
@@ -181,13 +138,7 @@ impl LayerInstance {
 
     /// Hands over the tensors in `tensor_specs` order (BatchNorm folding etc. happen here).
     pub fn load(&mut self, tensors: &[&[f32]]) -> Result<(), PluginError> {
-        let raw: Vec<RxTensor> = tensors
-            .iter()
-            .map(|t| RxTensor {
-                data: t.as_ptr(),
-                len: t.len(),
-            })
-            .collect();
+        let raw: Vec<RxTensor> = tensors.iter().map(|t| RxTensor { data: t.as_ptr(), len: t.len() }).collect();
         let load = self.plugin.descriptor.load;
         // SAFETY: `raw` borrows `tensors`, which outlive the call.
         self.call(|inst, e| unsafe { load(inst, raw.as_ptr(), raw.len() as u32, e) })
@@ -195,12 +146,7 @@ impl LayerInstance {
 
     /// Runs one window. `output` must have the configured output length and `scratch` at least
     /// `scratch_len` elements. Allocates nothing unless the plugin fails.
-    pub fn forward(
-        &mut self,
-        input: &[f32],
-        output: &mut [f32],
-        scratch: &mut [f32],
-    ) -> Result<(), PluginError> {
+    pub fn forward(&mut self, input: &[f32], output: &mut [f32], scratch: &mut [f32]) -> Result<(), PluginError> {
         let forward = self.plugin.descriptor.forward;
         // SAFETY: the slices are valid for the call and do not overlap (distinct borrows).
         self.call(|inst, e| unsafe {

@@ -60,12 +60,7 @@ impl Plugin {
     pub fn from_static(descriptor: &'static PluginDescriptor) -> Plugin {
         // SAFETY: static descriptors come from `descriptor_for`, whose strings are 'static.
         let (name, version) = unsafe { load::descriptor_strings(descriptor) };
-        Plugin {
-            descriptor,
-            name,
-            version,
-            origin: Origin::Static,
-        }
+        Plugin { descriptor, name, version, origin: Origin::Static }
     }
 
     /// A new, unconfigured instance from the layer's keys as a JSON object.

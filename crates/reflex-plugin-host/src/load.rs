@@ -17,10 +17,7 @@ pub enum LoadError {
     #[error("plugin `{name}` not found: no file {}", path.display())]
     NotFound { name: String, path: PathBuf },
     #[error("{}: cannot read: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{}: refused: {why}; a plugin runs inside the daemon, so only its owner may change it", path.display())]
     Insecure { path: PathBuf, why: String },
     #[error("{}: not a loadable shared library: {message}", path.display())]
@@ -30,59 +27,32 @@ pub enum LoadError {
     #[error("{}: not a Reflex plugin (its descriptor has the wrong magic number)", path.display())]
     BadMagic { path: PathBuf },
     #[error("{}: built for plugin ABI {major}.{minor}, this reflexd speaks {ABI_MAJOR}.{ABI_MINOR}: rebuild the plugin against this SDK", path.display())]
-    AbiMismatch {
-        path: PathBuf,
-        major: u32,
-        minor: u32,
-    },
+    AbiMismatch { path: PathBuf, major: u32, minor: u32 },
     #[error("{}: the library calls itself `{found}`, not `{expected}`", path.display())]
-    NameMismatch {
-        path: PathBuf,
-        expected: String,
-        found: String,
-    },
+    NameMismatch { path: PathBuf, expected: String, found: String },
 }
 
 /// `libNAME.so` (`libNAME.dylib`, `NAME.dll`): what cargo calls a cdylib named NAME.
 pub fn library_file_name(name: &str) -> String {
-    format!(
-        "{}{name}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    )
+    format!("{}{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Refuses a file or directory that someone other than us (or root) could have written.
 fn check_owner_only(path: &Path) -> Result<(), LoadError> {
-    let md = std::fs::metadata(path).map_err(|source| LoadError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let md = std::fs::metadata(path).map_err(|source| LoadError::Io { path: path.into(), source })?;
     let mode = md.permissions().mode();
-    let insecure = |why: String| LoadError::Insecure {
-        path: path.into(),
-        why,
-    };
+    let insecure = |why: String| LoadError::Insecure { path: path.into(), why };
     if mode & 0o002 != 0 {
-        return Err(insecure(format!(
-            "it is writable by every user (mode {:o})",
-            mode & 0o7777
-        )));
+        return Err(insecure(format!("it is writable by every user (mode {:o})", mode & 0o7777)));
     }
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     if md.uid() != me && md.uid() != 0 {
-        return Err(insecure(format!(
-            "it belongs to another user (uid {})",
-            md.uid()
-        )));
+        return Err(insecure(format!("it belongs to another user (uid {})", md.uid())));
     }
     Ok(())
 }
@@ -116,23 +86,14 @@ pub(crate) fn load_library(name: &str, dir: &Path) -> Result<Plugin, LoadError> 
     }
     let path = dir.join(library_file_name(name));
     if !path.is_file() {
-        return Err(LoadError::NotFound {
-            name: name.into(),
-            path,
-        });
+        return Err(LoadError::NotFound { name: name.into(), path });
     }
-    let path = path.canonicalize().map_err(|source| LoadError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let path = path.canonicalize().map_err(|source| LoadError::Io { path: path.clone(), source })?;
     if let Some(parent) = path.parent() {
         check_owner_only(parent)?;
     }
     check_owner_only(&path)?;
-    let io = |source| LoadError::Io {
-        path: path.clone(),
-        source,
-    };
+    let io = |source| LoadError::Io { path: path.clone(), source };
     let md = std::fs::metadata(&path).map_err(io)?;
     // Reloads happen often and libraries are megabytes: an unchanged file (same inode, size,
     // mtime) is not read and hashed again.
@@ -147,32 +108,16 @@ pub(crate) fn load_library(name: &str, dir: &Path) -> Result<Plugin, LoadError> 
                 Some(o) => o.descriptor,
                 None => open_private_copy(name, &path, &bytes, &sha256)?,
             };
-            cache.insert(
-                path.clone(),
-                Opened {
-                    descriptor: d,
-                    stamp,
-                    sha256: sha256.clone(),
-                },
-            );
+            cache.insert(path.clone(), Opened { descriptor: d, stamp, sha256: sha256.clone() });
             (d, sha256)
         }
     };
     // SAFETY: the library is never unloaded, so its strings live for the process.
     let (found, version) = unsafe { descriptor_strings(descriptor) };
     if found != name {
-        return Err(LoadError::NameMismatch {
-            path,
-            expected: name.into(),
-            found,
-        });
+        return Err(LoadError::NameMismatch { path, expected: name.into(), found });
     }
-    Ok(Plugin {
-        descriptor,
-        name: found,
-        version,
-        origin: Origin::Library { path, sha256 },
-    })
+    Ok(Plugin { descriptor, name: found, version, origin: Origin::Library { path, sha256 } })
 }
 
 /// The dynamic loader maps a path once: `dlopen` of a library rebuilt in place returns the old
@@ -186,20 +131,10 @@ fn open_private_copy(
     bytes: &[u8],
     sha256: &str,
 ) -> Result<&'static PluginDescriptor, LoadError> {
-    let io = |source| LoadError::Io {
-        path: path.into(),
-        source,
-    };
+    let io = |source| LoadError::Io { path: path.into(), source };
     // mkdtemp: a fresh directory only we can enter, so nobody can swap the copy under us.
-    let dir = tempfile::Builder::new()
-        .prefix("reflex-plugin-")
-        .tempdir()
-        .map_err(io)?;
-    let copy = dir.path().join(format!(
-        "lib{name}-{}{}",
-        &sha256[..16],
-        std::env::consts::DLL_SUFFIX
-    ));
+    let dir = tempfile::Builder::new().prefix("reflex-plugin-").tempdir().map_err(io)?;
+    let copy = dir.path().join(format!("lib{name}-{}{}", &sha256[..16], std::env::consts::DLL_SUFFIX));
     std::fs::write(&copy, bytes).map_err(io)?;
     let result = open(name, &copy, path);
     drop(dir);
@@ -211,40 +146,27 @@ fn open(name: &str, file: &Path, shown: &Path) -> Result<&'static PluginDescript
     let path = shown;
     // SAFETY: loading runs the library's initialisers. That is the point of a plugin; the file
     // was vetted above (owner-only), which is what we can check.
-    let lib = unsafe { libloading::Library::new(file) }.map_err(|e| LoadError::NotLoadable {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
+    let lib = unsafe { libloading::Library::new(file) }
+        .map_err(|e| LoadError::NotLoadable { path: path.into(), message: e.to_string() })?;
     let symbol = format!("{SYMBOL_PREFIX}{name}");
     // SAFETY: the symbol's type is fixed by the ABI; a non-Reflex library exporting the same
     // name would have to do so deliberately, and we still check the magic before trusting it.
     let get: DescriptorFn = unsafe {
         *lib.get::<DescriptorFn>(symbol.as_bytes())
-            .map_err(|_| LoadError::NotAPlugin {
-                path: path.into(),
-                symbol: symbol.clone(),
-            })?
+            .map_err(|_| LoadError::NotAPlugin { path: path.into(), symbol: symbol.clone() })?
     };
     // Never unloaded (see the crate docs): the descriptor below borrows from the mapping.
     std::mem::forget(lib);
     // SAFETY: `get` is the library's descriptor function; the header is the one part of the
     // descriptor whose layout every ABI version shares, so it is read before anything else.
     let ptr = unsafe { get() };
-    let header = unsafe { ptr.cast::<DescriptorHeader>().as_ref() }.ok_or_else(|| {
-        LoadError::NotAPlugin {
-            path: path.into(),
-            symbol: symbol.clone(),
-        }
-    })?;
+    let header = unsafe { ptr.cast::<DescriptorHeader>().as_ref() }
+        .ok_or_else(|| LoadError::NotAPlugin { path: path.into(), symbol: symbol.clone() })?;
     if header.magic != MAGIC {
         return Err(LoadError::BadMagic { path: path.into() });
     }
     if header.abi_major != ABI_MAJOR {
-        return Err(LoadError::AbiMismatch {
-            path: path.into(),
-            major: header.abi_major,
-            minor: header.abi_minor,
-        });
+        return Err(LoadError::AbiMismatch { path: path.into(), major: header.abi_major, minor: header.abi_minor });
     }
     // SAFETY: magic and major match, so the full descriptor has this layout.
     Ok(unsafe { &*ptr })
@@ -306,10 +228,7 @@ mod rebuild_tests {
             .join(library_file_name("moving_average"));
         if !built.exists() {
             // Only `cargo build --workspace` (the README's test command) puts it there.
-            panic!(
-                "{} is missing: run `cargo build --workspace` before the tests",
-                built.display()
-            );
+            panic!("{} is missing: run `cargo build --workspace` before the tests", built.display());
         }
         let dir = tempfile::tempdir().unwrap();
         let lib = dir.path().join(library_file_name("moving_average"));
@@ -317,21 +236,14 @@ mod rebuild_tests {
         std::fs::write(&lib, &bytes).unwrap();
         let first = load_library("moving_average", dir.path()).unwrap();
         let again = load_library("moving_average", dir.path()).unwrap();
-        assert!(
-            std::ptr::eq(first.descriptor, again.descriptor),
-            "same bytes: the same mapping"
-        );
+        assert!(std::ptr::eq(first.descriptor, again.descriptor), "same bytes: the same mapping");
 
         // "Rebuild": trailing bytes change the file's hash but not what the loader maps.
         bytes.extend_from_slice(b"rebuilt");
         std::fs::write(&lib, &bytes).unwrap();
         let rebuilt = load_library("moving_average", dir.path()).unwrap();
-        assert!(
-            !std::ptr::eq(first.descriptor, rebuilt.descriptor),
-            "a new mapping for new bytes"
-        );
-        let (Origin::Library { sha256: a, .. }, Origin::Library { sha256: b, .. }) =
-            (&first.origin, &rebuilt.origin)
+        assert!(!std::ptr::eq(first.descriptor, rebuilt.descriptor), "a new mapping for new bytes");
+        let (Origin::Library { sha256: a, .. }, Origin::Library { sha256: b, .. }) = (&first.origin, &rebuilt.origin)
         else {
             panic!("dynamic plugins have a library origin");
         };

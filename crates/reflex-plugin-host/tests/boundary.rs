@@ -31,10 +31,7 @@ impl Layer for Grenade {
         if input.len() == 0 {
             return Err(Error::shape("empty input"));
         }
-        Ok(Grenade {
-            shape: input,
-            at: p.panic_in,
-        })
+        Ok(Grenade { shape: input, at: p.panic_in })
     }
     fn info(&self) -> LayerInfo {
         LayerInfo::elementwise(self.shape)
@@ -64,10 +61,7 @@ fn plugin() -> Arc<Plugin> {
     Arc::new(Plugin::from_static(&GRENADE))
 }
 
-const SHAPE: Shape = Shape::Seq {
-    channels: 1,
-    length: 2,
-};
+const SHAPE: Shape = Shape::Seq { channels: 1, length: 2 };
 
 #[test]
 fn descriptor_strings_cross_the_boundary() {
@@ -77,16 +71,9 @@ fn descriptor_strings_cross_the_boundary() {
 
 #[test]
 fn a_panic_in_configure_or_load_is_an_error() {
-    let e = plugin()
-        .create(r#"{"panic_in": "configure"}"#)
-        .unwrap()
-        .configure(SHAPE)
-        .unwrap_err();
+    let e = plugin().create(r#"{"panic_in": "configure"}"#).unwrap().configure(SHAPE).unwrap_err();
     assert_eq!(e.status, STATUS_PANIC);
-    assert!(
-        e.message.contains("plugin panicked: boom in configure"),
-        "{e}"
-    );
+    assert!(e.message.contains("plugin panicked: boom in configure"), "{e}");
 
     let mut l = plugin().create(r#"{"panic_in": "load"}"#).unwrap();
     l.configure(SHAPE).unwrap();
@@ -99,10 +86,7 @@ fn a_panic_in_configure_or_load_is_an_error() {
 fn a_panic_in_forward_fails_that_window_only() {
     let mut l = plugin().create(r#"{"panic_in": "forward"}"#).unwrap();
     l.configure(SHAPE).unwrap();
-    assert_eq!(
-        l.tensor_specs().unwrap(),
-        vec![TensorSpec::new("weight", &[2])]
-    );
+    assert_eq!(l.tensor_specs().unwrap(), vec![TensorSpec::new("weight", &[2])]);
     l.load(&[&[0.0, 0.0]]).unwrap();
     let mut y = [0.0; 2];
     let e: PluginError = l.forward(&[1.0, 2.0], &mut y, &mut []).unwrap_err();
@@ -115,20 +99,11 @@ fn a_panic_in_forward_fails_that_window_only() {
 
 #[test]
 fn layer_errors_keep_their_kind_and_message() {
-    let e = plugin()
-        .create(r#"{"panic_in": "x", "colour": 1}"#)
-        .unwrap_err();
+    let e = plugin().create(r#"{"panic_in": "x", "colour": 1}"#).unwrap_err();
     assert_eq!(e.status, STATUS_CONFIG);
     assert!(e.message.starts_with("unknown field `colour`"), "{e}");
-    let e = plugin()
-        .create(r#"{"panic_in": "x"}"#)
-        .unwrap()
-        .configure(Shape::Flat(0))
-        .unwrap_err();
-    assert_eq!(
-        (e.status, e.message.as_str()),
-        (STATUS_SHAPE, "empty input")
-    );
+    let e = plugin().create(r#"{"panic_in": "x"}"#).unwrap().configure(Shape::Flat(0)).unwrap_err();
+    assert_eq!((e.status, e.message.as_str()), (STATUS_SHAPE, "empty input"));
 }
 
 #[test]

@@ -55,10 +55,7 @@ unsafe impl Send for RxStr {}
 
 impl RxStr {
     pub const fn from_static(s: &'static str) -> RxStr {
-        RxStr {
-            ptr: s.as_ptr(),
-            len: s.len(),
-        }
+        RxStr { ptr: s.as_ptr(), len: s.len() }
     }
 
     /// # Safety
@@ -147,8 +144,7 @@ pub struct PluginDescriptor {
     pub version: RxStr,
     /// Parses the layer's keys (a JSON object, without the host's keys `name`, `plugin`,
     /// `input`, `inputs`). On success `*out` holds a new instance.
-    pub create:
-        unsafe extern "C" fn(params_json: RxStr, out: *mut Instance, err: *mut RxError) -> Status,
+    pub create: unsafe extern "C" fn(params_json: RxStr, out: *mut Instance, err: *mut RxError) -> Status,
     /// Checks the input shape and fills `info`; must be called once, before anything below.
     pub configure: unsafe extern "C" fn(
         inst: Instance,
@@ -157,15 +153,9 @@ pub struct PluginDescriptor {
         err: *mut RxError,
     ) -> Status,
     /// Describes tensor `index` (< `info.tensor_count`).
-    pub tensor_spec:
-        unsafe extern "C" fn(inst: Instance, index: u32, out: *mut RxTensorSpec) -> Status,
+    pub tensor_spec: unsafe extern "C" fn(inst: Instance, index: u32, out: *mut RxTensorSpec) -> Status,
     /// Hands over every tensor, in `tensor_spec` order, each with exactly the announced size.
-    pub load: unsafe extern "C" fn(
-        inst: Instance,
-        tensors: *const RxTensor,
-        count: u32,
-        err: *mut RxError,
-    ) -> Status,
+    pub load: unsafe extern "C" fn(inst: Instance, tensors: *const RxTensor, count: u32, err: *mut RxError) -> Status,
     /// Runs one window: `input` and `output` sized by the shapes from `configure`, `scratch`
     /// at least `info.scratch_len` elements. Must not allocate.
     #[allow(clippy::type_complexity)]

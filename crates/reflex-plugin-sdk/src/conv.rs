@@ -31,11 +31,8 @@ impl<'de> Deserialize<'de> for Padding {
             Int(i64),
             Text(String),
         }
-        let bad = || {
-            serde::de::Error::custom(
-                "padding must be \"same\", \"valid\", \"causal\" or a non-negative integer",
-            )
-        };
+        let bad =
+            || serde::de::Error::custom("padding must be \"same\", \"valid\", \"causal\" or a non-negative integer");
         match Raw::deserialize(d).map_err(|_: D::Error| bad())? {
             Raw::Int(p) => usize::try_from(p).map(Padding::Explicit).map_err(|_| bad()),
             Raw::Text(s) => match s.as_str() {
@@ -50,12 +47,7 @@ impl<'de> Deserialize<'de> for Padding {
 
 impl Padding {
     /// `(left, right)` zeros for a kernel of `k` taps.
-    pub fn resolve(
-        self,
-        k: usize,
-        dilation: usize,
-        stride: usize,
-    ) -> Result<(usize, usize), Error> {
+    pub fn resolve(self, k: usize, dilation: usize, stride: usize) -> Result<(usize, usize), Error> {
         let total = dilation.saturating_mul(k.saturating_sub(1));
         match self {
             Padding::Same if stride != 1 => Err(Error::config(format!(
@@ -222,14 +214,7 @@ impl ConvStage {
                 geom.in_len + geom.pad_left + geom.pad_right
             ))
         })?;
-        Ok(ConvStage {
-            prefix,
-            geom,
-            out_len,
-            bias,
-            batch_norm,
-            conv: None,
-        })
+        Ok(ConvStage { prefix, geom, out_len, bias, batch_norm, conv: None })
     }
 
     pub fn geometry(&self) -> &ConvGeometry {
@@ -242,19 +227,14 @@ impl ConvStage {
 
     /// The output shape `[out_channels, out_len]`.
     pub fn output(&self) -> Shape {
-        Shape::Seq {
-            channels: self.geom.out_channels,
-            length: self.out_len,
-        }
+        Shape::Seq { channels: self.geom.out_channels, length: self.out_len }
     }
 
     pub fn specs(&self) -> Vec<TensorSpec> {
         let g = &self.geom;
         let p = self.prefix;
-        let mut v = vec![TensorSpec::new(
-            format!("{p}weight"),
-            &[g.out_channels, g.in_channels / g.groups, g.kernel_size],
-        )];
+        let mut v =
+            vec![TensorSpec::new(format!("{p}weight"), &[g.out_channels, g.in_channels / g.groups, g.kernel_size])];
         if self.bias {
             v.push(TensorSpec::new(format!("{p}bias"), &[g.out_channels]));
         }
@@ -280,40 +260,25 @@ impl ConvStage {
 
     /// Takes this stage's tensors (in `specs` order) from the front of `tensors`.
     pub fn load(&mut self, tensors: &mut std::slice::Iter<'_, &[f32]>) -> Result<(), Error> {
-        let mut next = || {
-            tensors
-                .next()
-                .copied()
-                .ok_or_else(|| Error::tensor("too few tensors"))
-        };
+        let mut next = || tensors.next().copied().ok_or_else(|| Error::tensor("too few tensors"));
         let mut weight = next()?.to_vec();
-        let mut bias = if self.bias {
-            next()?.to_vec()
-        } else {
-            vec![0.0; self.geom.out_channels]
-        };
+        let mut bias = if self.bias { next()?.to_vec() } else { vec![0.0; self.geom.out_channels] };
         if let Some(bn) = self.batch_norm {
             let (gamma, beta, mean, var) = (next()?, next()?, next()?, next()?);
             if let Some(v) = var.iter().find(|v| !(**v + BN_EPS > 0.0)) {
-                return Err(Error::tensor(format!(
-                    "{bn}running_var holds {v}: a variance must be non-negative"
-                )));
+                return Err(Error::tensor(format!("{bn}running_var holds {v}: a variance must be non-negative")));
             }
             fold_batch_norm(&mut weight, &mut bias, gamma, beta, mean, var, BN_EPS);
         }
         let has_bias = self.bias || self.batch_norm.is_some();
-        let conv =
-            Conv1d::new(self.geom, &weight, has_bias.then_some(&bias[..])).map_err(Error::shape)?;
+        let conv = Conv1d::new(self.geom, &weight, has_bias.then_some(&bias[..])).map_err(Error::shape)?;
         self.conv = Some(conv);
         Ok(())
     }
 
     /// `input [in, in_len]` → `output [out, out_len]`.
     pub fn run(&self, input: &[f32], output: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
-        let conv = self
-            .conv
-            .as_ref()
-            .ok_or_else(|| Error::runtime("weights not loaded"))?;
+        let conv = self.conv.as_ref().ok_or_else(|| Error::runtime("weights not loaded"))?;
         conv.run(input, output, &mut scratch[..conv.scratch_len()]);
         Ok(())
     }
@@ -386,12 +351,7 @@ impl<F: ConvFlavour> Layer for PlainConv<F> {
             in_len,
         };
         let stage = ConvStage::new("", geom, spec.bias, spec.batch_norm.then_some("bn."))?;
-        Ok(PlainConv {
-            stage,
-            activation: spec.activation,
-            shuffle: spec.shuffle && groups > 1,
-            flavour: PhantomData,
-        })
+        Ok(PlainConv { stage, activation: spec.activation, shuffle: spec.shuffle && groups > 1, flavour: PhantomData })
     }
 
     fn info(&self) -> LayerInfo {
@@ -425,13 +385,7 @@ impl<F: ConvFlavour> Layer for PlainConv<F> {
         self.stage.run(input, conv_out, rest)?;
         self.activation.apply(conv_out);
         let g = self.stage.geometry();
-        reflex_kernels::channel_shuffle(
-            conv_out,
-            output,
-            g.groups,
-            g.out_channels,
-            self.stage.out_len(),
-        );
+        reflex_kernels::channel_shuffle(conv_out, output, g.groups, g.out_channels, self.stage.out_len());
         Ok(())
     }
 }
@@ -445,11 +399,7 @@ mod tests {
         assert_eq!(Padding::Same.resolve(4, 1, 1), Ok((1, 2)));
         assert_eq!(Padding::Same.resolve(5, 2, 1), Ok((4, 4)));
         assert_eq!(Padding::Causal.resolve(3, 3, 1), Ok((6, 0)));
-        assert!(Padding::Same
-            .resolve(3, 1, 2)
-            .unwrap_err()
-            .message
-            .contains("stride 1"));
+        assert!(Padding::Same.resolve(3, 1, 2).unwrap_err().message.contains("stride 1"));
     }
 
     #[test]

@@ -12,11 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// how a host registers built-in layers without a shared library).
 pub const fn descriptor_for<L: Layer>() -> PluginDescriptor {
     PluginDescriptor {
-        header: DescriptorHeader {
-            magic: MAGIC,
-            abi_major: ABI_MAJOR,
-            abi_minor: ABI_MINOR,
-        },
+        header: DescriptorHeader { magic: MAGIC, abi_major: ABI_MAJOR, abi_minor: ABI_MINOR },
         name: RxStr::from_static(L::NAME),
         version: RxStr::from_static(L::VERSION),
         create: create::<L>,
@@ -121,35 +117,22 @@ fn config_message(e: &serde_json::Error) -> String {
     }
 }
 
-unsafe extern "C" fn create<L: Layer>(
-    params: RxStr,
-    out: *mut Instance,
-    err: *mut RxError,
-) -> Status {
+unsafe extern "C" fn create<L: Layer>(params: RxStr, out: *mut Instance, err: *mut RxError) -> Status {
     guard(err, || {
         if out.is_null() {
             return Err(misuse("create: null out pointer"));
         }
         let json = params.as_bytes();
-        let p: L::Params =
-            serde_json::from_slice(json).map_err(|e| (STATUS_CONFIG, config_message(&e)))?;
-        let slot: Box<Slot<L>> = Box::new(Slot {
-            params: Some(p),
-            layer: None,
-            info: None,
-            specs: Vec::new(),
-            in_len: 0,
-            loaded: false,
-        });
+        let p: L::Params = serde_json::from_slice(json).map_err(|e| (STATUS_CONFIG, config_message(&e)))?;
+        let slot: Box<Slot<L>> =
+            Box::new(Slot { params: Some(p), layer: None, info: None, specs: Vec::new(), in_len: 0, loaded: false });
         *out = Box::into_raw(slot).cast();
         Ok(())
     })
 }
 
 unsafe fn slot<'a, L: Layer>(inst: Instance) -> Result<&'a mut Slot<L>, (Status, String)> {
-    inst.cast::<Slot<L>>()
-        .as_mut()
-        .ok_or_else(|| misuse("null instance"))
+    inst.cast::<Slot<L>>().as_mut().ok_or_else(|| misuse("null instance"))
 }
 
 unsafe extern "C" fn configure<L: Layer>(
@@ -160,17 +143,9 @@ unsafe extern "C" fn configure<L: Layer>(
 ) -> Status {
     guard(err, || {
         let s = slot::<L>(inst)?;
-        let params = s
-            .params
-            .take()
-            .ok_or_else(|| misuse("configure called twice"))?;
-        let input = input
-            .as_ref()
-            .and_then(Shape::from_abi)
-            .ok_or_else(|| misuse("configure: bad input shape"))?;
-        let info_out = info
-            .as_mut()
-            .ok_or_else(|| misuse("configure: null info"))?;
+        let params = s.params.take().ok_or_else(|| misuse("configure called twice"))?;
+        let input = input.as_ref().and_then(Shape::from_abi).ok_or_else(|| misuse("configure: bad input shape"))?;
+        let info_out = info.as_mut().ok_or_else(|| misuse("configure: null info"))?;
         let layer = L::configure(params, input).map_err(fail)?;
         let li = layer.info();
         s.specs = layer.tensors();
@@ -190,17 +165,10 @@ unsafe extern "C" fn configure<L: Layer>(
     })
 }
 
-unsafe extern "C" fn tensor_spec<L: Layer>(
-    inst: Instance,
-    index: u32,
-    out: *mut RxTensorSpec,
-) -> Status {
+unsafe extern "C" fn tensor_spec<L: Layer>(inst: Instance, index: u32, out: *mut RxTensorSpec) -> Status {
     guard(std::ptr::null_mut(), || {
         let s = slot::<L>(inst)?;
-        let spec = s
-            .specs
-            .get(index as usize)
-            .ok_or_else(|| misuse("tensor index"))?;
+        let spec = s.specs.get(index as usize).ok_or_else(|| misuse("tensor index"))?;
         let out = out.as_mut().ok_or_else(|| misuse("null spec"))?;
         if spec.dims.len() > 4 {
             return Err(misuse("tensor rank above 4"));
@@ -210,10 +178,7 @@ unsafe extern "C" fn tensor_spec<L: Layer>(
             *d = v as u64;
         }
         *out = RxTensorSpec {
-            name: RxStr {
-                ptr: spec.name.as_ptr(),
-                len: spec.name.len(),
-            },
+            name: RxStr { ptr: spec.name.as_ptr(), len: spec.name.len() },
             rank: spec.dims.len() as u32,
             dims,
         };
@@ -221,36 +186,20 @@ unsafe extern "C" fn tensor_spec<L: Layer>(
     })
 }
 
-unsafe extern "C" fn load<L: Layer>(
-    inst: Instance,
-    tensors: *const RxTensor,
-    count: u32,
-    err: *mut RxError,
-) -> Status {
+unsafe extern "C" fn load<L: Layer>(inst: Instance, tensors: *const RxTensor, count: u32, err: *mut RxError) -> Status {
     guard(err, || {
         let s = slot::<L>(inst)?;
-        let layer = s
-            .layer
-            .as_mut()
-            .ok_or_else(|| misuse("load before configure"))?;
+        let layer = s.layer.as_mut().ok_or_else(|| misuse("load before configure"))?;
         if count as usize != s.specs.len() {
             return Err(misuse("load: wrong tensor count"));
         }
-        let raw: &[RxTensor] = if count == 0 {
-            &[]
-        } else {
-            std::slice::from_raw_parts(tensors, count as usize)
-        };
+        let raw: &[RxTensor] = if count == 0 { &[] } else { std::slice::from_raw_parts(tensors, count as usize) };
         let mut views: Vec<&[f32]> = Vec::with_capacity(raw.len());
         for (t, spec) in raw.iter().zip(&s.specs) {
             if t.len != spec.len() || (t.len > 0 && t.data.is_null()) {
                 return Err(misuse("load: tensor size differs from its spec"));
             }
-            views.push(if t.len == 0 {
-                &[]
-            } else {
-                std::slice::from_raw_parts(t.data, t.len)
-            });
+            views.push(if t.len == 0 { &[] } else { std::slice::from_raw_parts(t.data, t.len) });
         }
         layer.load(&views).map_err(fail)?;
         s.loaded = true;
@@ -286,11 +235,8 @@ unsafe extern "C" fn forward<L: Layer>(
         }
         let x = std::slice::from_raw_parts(input, input_len);
         let y = std::slice::from_raw_parts_mut(output, output_len);
-        let sc: &mut [f32] = if scratch_len == 0 {
-            &mut []
-        } else {
-            std::slice::from_raw_parts_mut(scratch, scratch_len)
-        };
+        let sc: &mut [f32] =
+            if scratch_len == 0 { &mut [] } else { std::slice::from_raw_parts_mut(scratch, scratch_len) };
         layer.forward(x, y, sc).map_err(fail)
     })
 }
@@ -300,7 +246,5 @@ unsafe extern "C" fn destroy<L: Layer>(inst: Instance) {
         return;
     }
     // A panicking Drop must not unwind into the host either; leaking is the lesser evil.
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        drop(Box::from_raw(inst.cast::<Slot<L>>()))
-    }));
+    let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(inst.cast::<Slot<L>>()))));
 }

@@ -73,9 +73,7 @@ impl Shape {
     pub fn seq(&self) -> Result<(usize, usize), Error> {
         match *self {
             Shape::Seq { channels, length } => Ok((channels, length)),
-            Shape::Flat(_) => Err(Error::shape(format!(
-                "expects an input [channels, length], got {self}"
-            ))),
+            Shape::Flat(_) => Err(Error::shape(format!("expects an input [channels, length], got {self}"))),
         }
     }
 
@@ -90,14 +88,8 @@ impl Shape {
 
     pub fn to_abi(self) -> abi::RxShape {
         match self {
-            Shape::Flat(n) => abi::RxShape {
-                rank: 1,
-                dims: [n as u64, 0],
-            },
-            Shape::Seq { channels, length } => abi::RxShape {
-                rank: 2,
-                dims: [channels as u64, length as u64],
-            },
+            Shape::Flat(n) => abi::RxShape { rank: 1, dims: [n as u64, 0] },
+            Shape::Seq { channels, length } => abi::RxShape { rank: 2, dims: [channels as u64, length as u64] },
         }
     }
 
@@ -105,10 +97,7 @@ impl Shape {
         let d = |i: usize| usize::try_from(s.dims[i]).ok();
         match s.rank {
             1 => Some(Shape::Flat(d(0)?)),
-            2 => Some(Shape::Seq {
-                channels: d(0)?,
-                length: d(1)?,
-            }),
+            2 => Some(Shape::Seq { channels: d(0)?, length: d(1)? }),
             _ => None,
         }
     }
@@ -145,28 +134,16 @@ pub struct Error {
 
 impl Error {
     pub fn config(m: impl Into<String>) -> Self {
-        Error {
-            kind: ErrorKind::Config,
-            message: m.into(),
-        }
+        Error { kind: ErrorKind::Config, message: m.into() }
     }
     pub fn shape(m: impl Into<String>) -> Self {
-        Error {
-            kind: ErrorKind::Shape,
-            message: m.into(),
-        }
+        Error { kind: ErrorKind::Shape, message: m.into() }
     }
     pub fn tensor(m: impl Into<String>) -> Self {
-        Error {
-            kind: ErrorKind::Tensor,
-            message: m.into(),
-        }
+        Error { kind: ErrorKind::Tensor, message: m.into() }
     }
     pub fn runtime(m: impl Into<String>) -> Self {
-        Error {
-            kind: ErrorKind::Runtime,
-            message: m.into(),
-        }
+        Error { kind: ErrorKind::Runtime, message: m.into() }
     }
 }
 
@@ -188,10 +165,7 @@ pub struct TensorSpec {
 
 impl TensorSpec {
     pub fn new(name: impl Into<String>, dims: &[usize]) -> Self {
-        TensorSpec {
-            name: name.into(),
-            dims: dims.to_vec(),
-        }
+        TensorSpec { name: name.into(), dims: dims.to_vec() }
     }
     pub fn len(&self) -> usize {
         self.dims.iter().product()
@@ -220,14 +194,7 @@ pub struct LayerInfo {
 impl LayerInfo {
     /// A layer that keeps its input's shape and looks at one sample at a time.
     pub fn elementwise(shape: Shape) -> Self {
-        LayerInfo {
-            output: shape,
-            scratch_len: 0,
-            params: 0,
-            macs: 0,
-            rf_span: Some(1),
-            rf_stride: 1,
-        }
+        LayerInfo { output: shape, scratch_len: 0, params: 0, macs: 0, rf_span: Some(1), rf_stride: 1 }
     }
 }
 

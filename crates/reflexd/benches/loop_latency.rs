@@ -33,13 +33,8 @@ struct Args {
 
 fn args() -> Args {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut a = Args {
-        model: repo.join("examples/bench/standard"),
-        rate: 1000.0,
-        hop: 1,
-        seconds: 20.0,
-        find_max: None,
-    };
+    let mut a =
+        Args { model: repo.join("examples/bench/standard"), rate: 1000.0, hop: 1, seconds: 20.0, find_max: None };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().unwrap_or_default();
@@ -70,25 +65,20 @@ fn config(dir: &Path, model: &Path, pty: &Path, port: u16, hop: usize) -> PathBu
     for line in text.lines() {
         let key = line.split('=').next().unwrap_or("").trim();
         match key {
-            "weights" => out.push_str(&format!(
-                "weights = \"{}\"\nplugin_dir = \"{}\"\n",
-                weights.display(),
-                plugins.display()
-            )),
+            "weights" => {
+                out.push_str(&format!("weights = \"{}\"\nplugin_dir = \"{}\"\n", weights.display(), plugins.display()))
+            }
             "hop" => out.push_str(&format!("hop = {hop}\nqueue = 64\n")),
-            _ if line.trim() == "[source]" => out.push_str(&format!(
-                "[source]\npath = \"{}\"\nformat = \"binary\"\n",
-                pty.display()
-            )),
+            _ if line.trim() == "[source]" => {
+                out.push_str(&format!("[source]\npath = \"{}\"\nformat = \"binary\"\n", pty.display()))
+            }
             _ => {
                 out.push_str(line);
                 out.push('\n');
             }
         }
     }
-    out.push_str(&format!(
-        "[[sinks]]\nkind = \"udp\"\ntarget = \"127.0.0.1:{port}\"\n"
-    ));
+    out.push_str(&format!("[[sinks]]\nkind = \"udp\"\ntarget = \"127.0.0.1:{port}\"\n"));
     let p = dir.join("loop.toml");
     std::fs::write(&p, out).unwrap();
     p
@@ -116,10 +106,7 @@ fn run(a: &Args, rate: f64, seconds: f64) -> Outcome {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("serial device open")
-    {
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("serial device open") {
         assert!(
             Instant::now() < deadline,
             "reflexd did not start: {}",
@@ -131,24 +118,15 @@ fn run(a: &Args, rate: f64, seconds: f64) -> Outcome {
         .unwrap()
         .lines()
         .find_map(|l| {
-            l.trim().strip_prefix("length = ").map(|v| {
-                v.split_whitespace()
-                    .next()
-                    .unwrap()
-                    .parse::<usize>()
-                    .unwrap()
-            })
+            l.trim().strip_prefix("length = ").map(|v| v.split_whitespace().next().unwrap().parse::<usize>().unwrap())
         })
         .unwrap();
 
     let n = (rate * seconds) as usize;
     let values: Vec<f32> = (0..6).map(|c| c as f32 * 0.1).collect();
-    let frames: Vec<Vec<u8>> = (0..n)
-        .map(|i| reflex_codecs::encode::binary(i as u32, &values))
-        .collect();
+    let frames: Vec<Vec<u8>> = (0..n).map(|i| reflex_codecs::encode::binary(i as u32, &values)).collect();
     let mut master = File::from(p.master);
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let receiver = std::thread::spawn(move || {
         let mut got = Vec::with_capacity(n);
         let mut buf = [0u8; 4096];
@@ -197,24 +175,11 @@ fn run(a: &Args, rate: f64, seconds: f64) -> Outcome {
         .unwrap_or(u64::MAX);
     let mut latencies_us: Vec<f64> = got
         .iter()
-        .filter_map(|(w, at)| {
-            sent_at
-                .get(w * a.hop + length - 1)
-                .map(|s| at.duration_since(*s).as_secs_f64() * 1e6)
-        })
+        .filter_map(|(w, at)| sent_at.get(w * a.hop + length - 1).map(|s| at.duration_since(*s).as_secs_f64() * 1e6))
         .collect();
     latencies_us.sort_by(f64::total_cmp);
-    let windows = if n < length {
-        0
-    } else {
-        (n - length) / a.hop + 1
-    };
-    Outcome {
-        sent: windows,
-        received: got.len(),
-        dropped,
-        latencies_us,
-    }
+    let windows = if n < length { 0 } else { (n - length) / a.hop + 1 };
+    Outcome { sent: windows, received: got.len(), dropped, latencies_us }
 }
 
 fn pct(v: &[f64], q: f64) -> f64 {
@@ -239,11 +204,7 @@ fn report(rate: f64, o: &Outcome) {
 
 fn main() {
     let a = args();
-    println!(
-        "model {} hop {}: pty → reflexd run → UDP",
-        a.model.display(),
-        a.hop
-    );
+    println!("model {} hop {}: pty → reflexd run → UDP", a.model.display(), a.hop);
     let o = run(&a, a.rate, a.seconds);
     report(a.rate, &o);
     if let Some(seconds) = a.find_max {

@@ -17,7 +17,9 @@ use reflex_config::Speed;
 use reflex_graph::Graph;
 use reflex_io::queue::drop_oldest;
 use reflex_io::record::{argmax, latency_us, Prediction};
+use reflex_io::recording::{unix_ns, RecordHandle, Recorder};
 use reflex_io::sink::Sinks;
+use reflex_io::source::mcap::McapLog;
 use reflex_io::source::replay::{ReplayEnd, ReplaySource};
 use reflex_io::source::serial::SerialSource;
 use reflex_io::source::{Counters, Feed, WindowQueue};
@@ -36,8 +38,16 @@ const SINK_GRACE: Duration = Duration::from_millis(700);
 /// Where samples come from.
 pub enum Input {
     Serial(SerialSource),
-    /// A log, fed losslessly.
+    /// A csv (or raw) log, fed losslessly.
     Log(ReplaySource),
+    /// An MCAP recording's `/imu/raw`, fed losslessly.
+    Mcap {
+        log: McapLog,
+        format: reflex_io::Format,
+        channels: usize,
+        time_column: bool,
+        speed: Speed,
+    },
 }
 
 impl Input {
@@ -45,10 +55,7 @@ impl Input {
     pub fn from_config(loaded: &Loaded) -> anyhow::Result<Input> {
         let s = &loaded.config.source;
         let shown = loaded.config.path.display();
-        let path = s
-            .path
-            .clone()
-            .with_context(|| format!("{shown}: [source] path is required"))?;
+        let path = s.path.clone().with_context(|| format!("{shown}: [source] path is required"))?;
         Ok(match s.kind {
             reflex_config::SourceKind::Serial => Input::Serial(SerialSource {
                 path,
@@ -59,6 +66,38 @@ impl Input {
             }),
             reflex_config::SourceKind::Replay => Input::log(loaded, path, s.speed)?,
         })
+    }
+
+    /// A recording made by `run --record`, decoded with the format it was recorded in. Warns
+    /// when the config, weights or plugins differ from the ones recorded.
+    pub fn mcap(loaded: &Loaded, path: &Path, speed: Speed) -> anyhow::Result<Input> {
+        let log = McapLog::open(path).map_err(anyhow::Error::msg)?;
+        let recorded = log.metadata();
+        let s = &loaded.config.source;
+        let mut format = reflex_io::format_of(s.format);
+        if let Some(f) = recorded.get("format") {
+            let f = match f.as_str() {
+                "csv" => reflex_io::Format::Csv,
+                "binary" => reflex_io::Format::Binary,
+                _ => reflex_io::Format::Witmotion,
+            };
+            if f != format {
+                tracing::warn!(recorded = ?f, config = ?format, "the recording was made in another wire format; decoding it as recorded");
+                format = f;
+            }
+        }
+        for (key, now) in provenance(loaded) {
+            match recorded.get(&key) {
+                Some(then) if *then == now => {}
+                Some(_) => tracing::warn!(
+                    "{}: {key} differs from the recording's: values may differ from the live ones",
+                    path.display()
+                ),
+                None if key != "config" => tracing::warn!("{}: the recording has no {key}", path.display()),
+                None => {}
+            }
+        }
+        Ok(Input::Mcap { log, format, channels: s.channels, time_column: s.time_column, speed })
     }
 
     /// A log read with the config's decoder settings.
@@ -93,10 +132,13 @@ pub struct Summary {
 /// Runs the pipeline until the source ends (a log) or SIGINT/SIGTERM; then finishes the queued
 /// windows, flushes the sinks and returns.
 ///
-/// With `reload`, config and weights changes and SIGHUP swap in a new graph (see `reload`).
-pub fn run(loaded: Loaded, input: Input, sinks: Sinks, reload: bool) -> anyhow::Result<Summary> {
+pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyhow::Result<Summary> {
     let (swaps_tx, swaps) = drop_oldest::<Swap>(1);
-    let reloader = reload.then(|| Reloader::new(&loaded, swaps_tx));
+    let reloader = options.reload.then(|| Reloader::new(&loaded, swaps_tx));
+    let recorder = match &options.record {
+        Some(path) => Some(Recorder::start(path, metadata(&loaded)).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let Loaded { config, graph } = loaded;
     reload::log_plugins(&graph, 1);
     let counters = Arc::new(Counters::default());
@@ -113,12 +155,16 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, reload: bool) -> anyhow::
             let (tx, rx) = drop_oldest(config.window.queue);
             (WindowQueue::Live(tx), rx)
         }
-        Input::Log(_) => {
+        Input::Log(_) | Input::Mcap { .. } => {
             let (tx, rx) = crossbeam_channel::bounded(config.window.queue);
             (WindowQueue::Lossless(tx), rx)
         }
     };
     let mut feed = Feed::new(windower, queue, recycle_rx, counters.clone());
+    if let Some(r) = &recorder {
+        feed.record(r.handle());
+    }
+    let recording = recorder.as_ref().map(Recorder::handle);
     let labels = reload::labels(&config);
     let sinks = Arc::new(sinks);
 
@@ -126,14 +172,12 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, reload: bool) -> anyhow::
         let (sinks, counters) = (sinks.clone(), counters.clone());
         std::thread::Builder::new()
             .name("inference".into())
-            .spawn(move || infer(graph, windows, swaps, recycle_tx, &sinks, labels, &counters))
+            .spawn(move || infer(graph, windows, swaps, recycle_tx, &sinks, labels, &counters, recording))
             .context("cannot start the inference thread")?
     };
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async move {
         let stop = CancellationToken::new();
         let (hup_tx, hup) = tokio::sync::mpsc::unbounded_channel();
@@ -142,28 +186,40 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, reload: bool) -> anyhow::
         match input {
             Input::Serial(source) => source.run(&mut feed, &stop).await,
             Input::Log(source) => {
-                let flag = Arc::new(AtomicBool::new(false));
-                let reader = {
-                    let flag = flag.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let end = source.run(&mut feed, &flag);
-                        (end, feed)
-                    })
-                };
-                let watcher = {
-                    let stop = stop.clone();
-                    tokio::spawn(async move {
-                        stop.cancelled().await;
-                        flag.store(true, Ordering::Relaxed);
-                    })
-                };
-                match reader.await {
-                    Ok((Ok(ReplayEnd::Finished), _)) => tracing::info!("end of log"),
-                    Ok((Ok(_), _)) => {}
-                    Ok((Err(e), _)) => tracing::error!(error = %e, "cannot read the log"),
-                    Err(e) => tracing::error!(error = %e, "log reader failed"),
+                let bar = progress_bar(options.progress);
+                let end = blocking_reader(&stop, move |flag| {
+                    source.run(&mut feed, flag, &mut |done, total| bar.update(done, total)).map_err(|e| e.to_string())
+                })
+                .await;
+                match end {
+                    Ok(ReplayEnd::Finished) => tracing::info!("end of log"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("cannot read the log: {e}"),
                 }
-                watcher.abort();
+            }
+            Input::Mcap { log, format, channels, time_column, speed } => {
+                let bar = progress_bar(options.progress);
+                let end = blocking_reader(&stop, move |flag| {
+                    log.replay(format, channels, time_column, speed, &mut feed, flag, &mut |done, total| {
+                        bar.update(done, total)
+                    })
+                })
+                .await;
+                match end {
+                    Ok((_, r)) => match r.cut_short {
+                        None => tracing::info!(
+                            raw_messages = r.raw_messages,
+                            seconds = format_args!("{:.1}", r.seconds),
+                            "end of recording"
+                        ),
+                        Some(why) => tracing::warn!(
+                            raw_messages = r.raw_messages,
+                            seconds = format_args!("{:.1}", r.seconds),
+                            "the recording was cut short ({why}): replayed what it holds up to its last complete chunk"
+                        ),
+                    },
+                    Err(e) => tracing::error!("cannot replay the recording: {e}"),
+                }
             }
         }
         signals.abort();
@@ -173,14 +229,19 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, reload: bool) -> anyhow::
     });
     // The reader is gone, and with it the window queue's sender: inference drains what is
     // queued and returns.
-    let summary = inference
-        .join()
-        .map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
+    let summary = inference.join().map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
     let deadline = Instant::now() + SINK_GRACE;
     let sinks = Arc::try_unwrap(sinks).map_err(|_| anyhow::anyhow!("sinks still in use"))?;
     let lost = sinks.lost();
     if !sinks.close(deadline) {
         tracing::warn!("a sink did not finish writing in time");
+    }
+    if let Some(r) = recorder {
+        match r.finish() {
+            Ok(0) => tracing::info!("recording complete"),
+            Ok(dropped) => tracing::warn!(dropped, "recording complete, but the disk fell behind: entries dropped"),
+            Err(e) => tracing::error!("recording failed: {e}"),
+        }
     }
     let c = &counters;
     tracing::info!(
@@ -199,11 +260,9 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, reload: bool) -> anyhow::
 
 async fn wait_for_signal(stop: CancellationToken, hup_tx: tokio::sync::mpsc::UnboundedSender<()>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
         tracing::error!("cannot install signal handlers");
         return;
     };
@@ -230,6 +289,7 @@ fn infer(
     sinks: &Sinks,
     mut labels: Option<Vec<Arc<str>>>,
     counters: &Counters,
+    recording: Option<RecordHandle>,
 ) -> Summary {
     let mut generation = 1;
     let mut summary = Summary::default();
@@ -274,10 +334,7 @@ fn infer(
             Ok(values) => {
                 let latency = w.arrival.elapsed();
                 let index = labels.as_ref().and_then(|_| argmax(values));
-                let label = labels
-                    .as_ref()
-                    .zip(index)
-                    .and_then(|(l, i)| l.get(i).cloned());
+                let label = labels.as_ref().zip(index).and_then(|(l, i)| l.get(i).cloned());
                 let record = Arc::new(Prediction {
                     window: w.index,
                     last_sample: w.last_sample,
@@ -289,6 +346,11 @@ fn infer(
                     generation,
                 });
                 sinks.send(&record);
+                if let Some(r) = &recording {
+                    if let Ok(json) = serde_json::to_vec(&*record) {
+                        r.prediction(unix_ns(), json);
+                    }
+                }
                 summary.predictions += 1;
                 report.latency(latency);
             }
@@ -380,16 +442,112 @@ pub fn default_sinks(configs: &[reflex_config::SinkConfig]) -> Vec<reflex_config
 }
 
 /// Starts sinks, turning their problems into one error (one line each).
-pub fn start_sinks(
-    configs: &[reflex_config::SinkConfig],
-    outputs: usize,
-    config: &Path,
-) -> anyhow::Result<Sinks> {
+pub fn start_sinks(configs: &[reflex_config::SinkConfig], outputs: usize, config: &Path) -> anyhow::Result<Sinks> {
     Sinks::start(configs, outputs).map_err(|p| {
-        anyhow::anyhow!(p
-            .iter()
-            .map(|l| format!("{}: {l}", config.display()))
-            .collect::<Vec<_>>()
-            .join("\n"))
+        anyhow::anyhow!(p.iter().map(|l| format!("{}: {l}", config.display())).collect::<Vec<_>>().join("\n"))
     })
+}
+
+/// How `run` and `replay` differ.
+#[derive(Default)]
+pub struct Options {
+    /// Swap in a new graph when the config or weights change, or on SIGHUP.
+    pub reload: bool,
+    /// Record to this MCAP file.
+    pub record: Option<PathBuf>,
+    /// Show a progress bar for a log (only on a terminal).
+    pub progress: bool,
+}
+
+/// Runs a blocking log reader, setting its stop flag when `stop` is cancelled.
+async fn blocking_reader<T: Send + 'static>(
+    stop: &CancellationToken,
+    read: impl FnOnce(&AtomicBool) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let flag = flag.clone();
+        tokio::task::spawn_blocking(move || read(&flag))
+    };
+    let watcher = {
+        let stop = stop.clone();
+        let flag = flag.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            flag.store(true, Ordering::Relaxed);
+        })
+    };
+    let end = reader.await.map_err(|e| format!("log reader failed: {e}")).and_then(|r| r);
+    watcher.abort();
+    end
+}
+
+/// A progress bar on stderr when it is a terminal; nothing otherwise.
+struct Progress(Option<indicatif::ProgressBar>);
+
+fn progress_bar(wanted: bool) -> Progress {
+    use std::io::IsTerminal;
+    Progress((wanted && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% {bytes}/{total_bytes} eta {eta}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    }))
+}
+
+impl Progress {
+    fn update(&self, done: u64, total: u64) {
+        if let Some(b) = &self.0 {
+            b.set_length(total);
+            b.set_position(done);
+            if done >= total {
+                b.finish_and_clear();
+            }
+        }
+    }
+}
+
+/// What a recording must remember to be replayed faithfully: the config text, and the SHA-256
+/// of the weights file and of every plugin library.
+fn provenance(loaded: &Loaded) -> Vec<(String, String)> {
+    use sha2::Digest;
+    let mut v = vec![("config".to_string(), loaded.config.text.clone())];
+    if let Some(w) = &loaded.config.model.weights {
+        if let Ok(bytes) = std::fs::read(w) {
+            v.push((
+                "weights_sha256".into(),
+                sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect(),
+            ));
+        }
+    }
+    for l in loaded.graph.layers() {
+        if let reflex_graph::Origin::Library { sha256, .. } = &l.origin {
+            let key = format!("plugin_sha256.{}", l.plugin);
+            if !v.iter().any(|(k, _)| *k == key) {
+                v.push((key, sha256.clone()));
+            }
+        }
+    }
+    v
+}
+
+fn metadata(loaded: &Loaded) -> std::collections::BTreeMap<String, String> {
+    let s = &loaded.config.source;
+    let mut m: std::collections::BTreeMap<String, String> = provenance(loaded).into_iter().collect();
+    m.insert("config_path".into(), loaded.config.path.display().to_string());
+    m.insert(
+        "format".into(),
+        match s.format {
+            reflex_config::FrameFormat::Csv => "csv",
+            reflex_config::FrameFormat::Binary => "binary",
+            reflex_config::FrameFormat::Witmotion => "witmotion",
+        }
+        .into(),
+    );
+    m.insert("channels".into(), s.channels.to_string());
+    m.insert("reflexd_version".into(), env!("CARGO_PKG_VERSION").into());
+    m
 }

@@ -13,11 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "reflexd",
-    version,
-    about = "Runs a small 1-D CNN of plugin convolution layers on IMU windows"
-)]
+#[command(name = "reflexd", version, about = "Runs a small 1-D CNN of plugin convolution layers on IMU windows")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,7 +29,13 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum Command {
     /// The daemon: source → windows → layer graph → sinks, until SIGINT/SIGTERM.
-    Run(ConfigArg),
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Record what is read, decoded and predicted to this MCAP file.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// Feed a recorded log through the same pipeline, losslessly.
     Replay {
         #[command(flatten)]
@@ -44,7 +46,7 @@ enum Command {
         /// Write the prediction records here (JSON lines) instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// The log: csv (decoded with the config's [source] settings).
+        /// The log: an MCAP recording (`.mcap`) or csv (decoded with the config's [source] settings).
         log: PathBuf,
     },
     /// Print the layer graph: shapes, parameters, MACs per window, receptive field.
@@ -77,13 +79,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Run(c) => commands::run::run(&c.config),
-        Command::Replay {
-            config,
-            speed,
-            out,
-            log,
-        } => commands::replay::run(&config.config, speed, out.as_deref(), &log),
+        Command::Run { config, record } => commands::run::run(&config.config, record.as_deref()),
+        Command::Replay { config, speed, out, log } => {
+            commands::replay::run(&config.config, speed, out.as_deref(), &log)
+        }
         Command::Inspect(c) => commands::inspect::run(&c.config),
         Command::Check(c) => commands::check::run(&c.config),
         Command::Bench { config, json } => commands::bench::run(&config.config, json),

@@ -24,10 +24,7 @@ pub fn plugin_dir(config: &Config) -> PathBuf {
 pub fn load(path: &Path) -> Result<Loaded, Problems> {
     let config = reflex_config::load(path)?;
     let shown = path.display();
-    let input = Shape::Seq {
-        channels: config.source.channels,
-        length: config.window.length,
-    };
+    let input = Shape::Seq { channels: config.source.channels, length: config.window.length };
     let graph = Graph::build(&config.model, input, &mut registry(), &plugin_dir(&config))
         .map_err(|p| Problems(p.0.into_iter().map(|l| format!("{shown}: {l}")).collect()))?;
     let out = graph.output_len();

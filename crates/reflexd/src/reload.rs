@@ -33,14 +33,8 @@ pub struct Swap {
 
 /// The labels of a `classify` output, shared by every record.
 pub fn labels(config: &Config) -> Option<Vec<Arc<str>>> {
-    (config.output.kind == OutputKind::Classify).then(|| {
-        config
-            .output
-            .labels
-            .iter()
-            .map(|l| Arc::from(l.as_str()))
-            .collect()
-    })
+    (config.output.kind == OutputKind::Classify)
+        .then(|| config.output.labels.iter().map(|l| Arc::from(l.as_str())).collect())
 }
 
 /// Logs the plugin libraries a graph uses, with their hashes.
@@ -66,11 +60,7 @@ struct Fixed {
 
 impl Fixed {
     fn of(c: &Config) -> Fixed {
-        Fixed {
-            source: c.source.clone(),
-            window: c.window.clone(),
-            sinks: c.sinks.clone(),
-        }
+        Fixed { source: c.source.clone(), window: c.window.clone(), sinks: c.sinks.clone() }
     }
 
     fn differences(&self, other: &Fixed) -> Vec<&'static str> {
@@ -102,21 +92,11 @@ type Stamp = Vec<Option<(u64, SystemTime, u64)>>;
 
 fn stamp(files: &[PathBuf]) -> Stamp {
     use std::os::unix::fs::MetadataExt;
-    files
-        .iter()
-        .map(|f| {
-            std::fs::metadata(f)
-                .ok()
-                .and_then(|m| Some((m.len(), m.modified().ok()?, m.ino())))
-        })
-        .collect()
+    files.iter().map(|f| std::fs::metadata(f).ok().and_then(|m| Some((m.len(), m.modified().ok()?, m.ino())))).collect()
 }
 
 fn watched_files(c: &Config) -> Vec<PathBuf> {
-    std::iter::once(c.path.clone())
-        .chain(c.model.weights.clone())
-        .map(|p| absolute(&p))
-        .collect()
+    std::iter::once(c.path.clone()).chain(c.model.weights.clone()).map(|p| absolute(&p)).collect()
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -179,14 +159,9 @@ impl Reloader {
                 Ok(Err(problems)) => {
                     let n = problems.0.len();
                     let first = problems.0.first().cloned().unwrap_or_default();
-                    let more = if n > 1 {
-                        format!(" (and {} more: run `reflexd check`)", n - 1)
-                    } else {
-                        String::new()
-                    };
-                    tracing::error!(
-                        "config change refused, the running graph keeps going: {first}{more}"
-                    );
+                    let more =
+                        if n > 1 { format!(" (and {} more: run `reflexd check`)", n - 1) } else { String::new() };
+                    tracing::error!("config change refused, the running graph keeps going: {first}{more}");
                     continue;
                 }
                 Err(e) => {
@@ -214,17 +189,16 @@ impl Reloader {
                         return;
                     }
                 }
-                Err(e) => tracing::error!("config change refused, the running graph keeps going: warm-up window failed: {e}"),
+                Err(e) => {
+                    tracing::error!("config change refused, the running graph keeps going: warm-up window failed: {e}")
+                }
             }
         }
     }
 
     /// A watcher on the directories holding the watched files (None where notify is
     /// unavailable: the poll covers it).
-    fn watch(
-        &self,
-        tx: tokio::sync::mpsc::UnboundedSender<()>,
-    ) -> Option<notify::RecommendedWatcher> {
+    fn watch(&self, tx: tokio::sync::mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
         use notify::Watcher;
         let files = self.files.clone();
         let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -252,9 +226,5 @@ fn warm_up(loaded: Loaded) -> Result<Swap, String> {
     let Loaded { config, mut graph } = loaded;
     let zeros = vec![0.0; graph.input_len()];
     graph.run(&zeros).map_err(|e| e.to_string())?;
-    Ok(Swap {
-        labels: labels(&config),
-        graph,
-        noticed: Instant::now(),
-    })
+    Ok(Swap { labels: labels(&config), graph, noticed: Instant::now() })
 }

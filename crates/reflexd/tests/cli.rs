@@ -9,10 +9,7 @@ use std::process::{Command, Output};
 use support::exe_dir;
 
 fn reflexd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reflexd"))
-        .args(args)
-        .output()
-        .expect("run reflexd")
+    Command::new(env!("CARGO_BIN_EXE_reflexd")).args(args).output().expect("run reflexd")
 }
 
 fn repo() -> PathBuf {
@@ -20,12 +17,7 @@ fn repo() -> PathBuf {
 }
 
 fn bench_model(variant: &str) -> String {
-    repo()
-        .join("examples/bench")
-        .join(variant)
-        .join("reflex.toml")
-        .display()
-        .to_string()
+    repo().join("examples/bench").join(variant).join("reflex.toml").display().to_string()
 }
 
 fn text(b: &[u8]) -> String {
@@ -36,15 +28,9 @@ fn text(b: &[u8]) -> String {
 fn assert_one_line_error(out: &Output, needle: &str) {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "{err}"
-    );
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.starts_with("error: ") && err.contains(needle),
-        "expected {needle:?} in {err}"
-    );
+    assert!(err.starts_with("error: ") && err.contains(needle), "expected {needle:?} in {err}");
 }
 
 /// (params, MACs, receptive field) of one layer in `inspect`'s table.
@@ -57,11 +43,7 @@ fn inspect_row(table: &str, layer: &str) -> (u64, u64, String) {
     let n = |s: &str| s.replace(',', "").parse::<u64>().unwrap();
     // layer plugin input(2 words) output(2 or 1 words) params MACs rf
     let len = cells.len();
-    (
-        n(cells[len - 3]),
-        n(cells[len - 2]),
-        cells[len - 1].to_string(),
-    )
+    (n(cells[len - 3]), n(cells[len - 2]), cells[len - 1].to_string())
 }
 
 #[test]
@@ -70,11 +52,7 @@ fn check_accepts_every_bundled_model() {
     for v in ["standard", "dilated", "depthwise", "grouped", "residual"] {
         let out = reflexd(&["check", "--config", &bench_model(v)]);
         assert!(out.status.success(), "{v}: {}", text(&out.stderr));
-        assert!(
-            text(&out.stdout).contains("OK: 8 layers"),
-            "{v}: {}",
-            text(&out.stdout)
-        );
+        assert!(text(&out.stdout).contains("OK: 8 layers"), "{v}: {}", text(&out.stdout));
     }
 }
 
@@ -85,10 +63,7 @@ fn inspect_counts_macs_params_and_receptive_field_by_the_textbook() {
     assert!(std.status.success(), "{}", text(&std.stderr));
     let std = text(&std.stdout);
     // conv2: out·L·in·k = 64·128·64·5; params 64·64·5 + 64 bias + 4·64 BatchNorm.
-    assert_eq!(
-        inspect_row(&std, "conv2"),
-        (64 * 64 * 5 + 64 + 256, 64 * 128 * 64 * 5, "9".into())
-    );
+    assert_eq!(inspect_row(&std, "conv2"), (64 * 64 * 5 + 64 + 256, 64 * 128 * 64 * 5, "9".into()));
     // Six k = 5 layers: 1 + 6·4 samples.
     assert_eq!(inspect_row(&std, "conv6").2, "25");
     assert_eq!(inspect_row(&std, "pool").2, "-");
@@ -122,13 +97,8 @@ fn bench_json_has_the_documented_shape() {
     assert!(total["p99_us"].as_f64().unwrap() >= total["median_us"].as_f64().unwrap());
     let layers = v["layers"].as_array().unwrap();
     let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        ["res1", "res2", "res3", "res4", "res5", "res6", "pool", "fc"]
-    );
-    assert!(layers
-        .iter()
-        .all(|l| l["median_us"].as_f64().unwrap() >= 0.0));
+    assert_eq!(names, ["res1", "res2", "res3", "res4", "res5", "res6", "pool", "fc"]);
+    assert!(layers.iter().all(|l| l["median_us"].as_f64().unwrap() >= 0.0));
     assert!(v["windows_per_s"].as_f64().unwrap() > 0.0);
 
     let table = reflexd(&["bench", "--config", &bench_model("residual")]);
@@ -154,11 +124,7 @@ fn config_with(plugin_dir: &Path, plugin: &str, keys: &str) -> String {
 #[test]
 fn a_third_party_plugin_loads_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(
-        dir.path(),
-        "r.toml",
-        &config_with(&exe_dir(), "moving_average", "length = 4"),
-    );
+    let cfg = write(dir.path(), "r.toml", &config_with(&exe_dir(), "moving_average", "length = 4"));
     let out = reflexd(&["inspect", "--config", &cfg]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
@@ -170,29 +136,16 @@ fn a_third_party_plugin_loads_by_name() {
 fn user_errors_are_one_line_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.toml").display().to_string();
-    assert_one_line_error(
-        &reflexd(&["check", "--config", &missing]),
-        "nope.toml: cannot read",
-    );
-    assert_one_line_error(
-        &reflexd(&["bench", "--config", &missing]),
-        "nope.toml: cannot read",
-    );
+    assert_one_line_error(&reflexd(&["check", "--config", &missing]), "nope.toml: cannot read");
+    assert_one_line_error(&reflexd(&["bench", "--config", &missing]), "nope.toml: cannot read");
 
     let cfg = write(dir.path(), "bad.toml", "[source]\nchannels = 2\n[window]\nlength = 16\n[model]\nweights = \"missing.safetensors\"\n[[model.layers]]\nname = \"f\"\nplugin = \"flatten\"\n");
-    assert_one_line_error(
-        &reflexd(&["inspect", "--config", &cfg]),
-        "missing.safetensors: cannot read",
-    );
+    assert_one_line_error(&reflexd(&["inspect", "--config", &cfg]), "missing.safetensors: cannot read");
 
     let cfg = write(dir.path(), "syntax.toml", "[source\nchannels = 2\n");
     assert_one_line_error(&reflexd(&["check", "--config", &cfg]), "syntax.toml:1:");
 
-    let cfg = write(
-        dir.path(),
-        "plugin.toml",
-        &config_with(&exe_dir(), "conv_nonesuch", ""),
-    );
+    let cfg = write(dir.path(), "plugin.toml", &config_with(&exe_dir(), "conv_nonesuch", ""));
     assert_one_line_error(
         &reflexd(&["check", "--config", &cfg]),
         "layer l (conv_nonesuch): plugin `conv_nonesuch` not found",
@@ -205,33 +158,17 @@ fn check_lists_every_problem_one_per_line() {
     let weights = repo().join("examples/bench/standard/weights.safetensors");
     let text_cfg = std::fs::read_to_string(bench_model("standard"))
         .unwrap()
-        .replace(
-            "weights = \"weights.safetensors\"",
-            &format!("weights = \"{}\"", weights.display()),
-        )
+        .replace("weights = \"weights.safetensors\"", &format!("weights = \"{}\"", weights.display()))
         .replacen("kernel_size = 5", "kernel_size = 3", 1)
         .replacen("padding = \"same\"", "padding = \"same\"\ndilation = 2", 1)
-        .replace(
-            "labels = [\"walk\", \"stairs_up\", \"stairs_down\", \"stand\"]",
-            "labels = [\"walk\"]",
-        );
+        .replace("labels = [\"walk\", \"stairs_up\", \"stairs_down\", \"stand\"]", "labels = [\"walk\"]");
     let cfg = write(dir.path(), "r.toml", &text_cfg);
     let out = reflexd(&["check", "--config", &cfg]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     let lines: Vec<&str> = err.lines().collect();
-    assert!(
-        lines
-            .iter()
-            .all(|l| l.starts_with("error: ") && l.contains("r.toml: ")),
-        "{err}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("layer conv1 (conv_standard): unknown field `dilation`")),
-        "{err}"
-    );
+    assert!(lines.iter().all(|l| l.starts_with("error: ") && l.contains("r.toml: ")), "{err}");
+    assert!(lines.iter().any(|l| l.contains("layer conv1 (conv_standard): unknown field `dilation`")), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -242,11 +179,7 @@ fn foreign_and_insecure_libraries_are_refused() {
     let plugins = tempfile::tempdir().unwrap();
     let dir = plugins.path();
     // A real Rust cdylib, under a name whose symbol it does not export.
-    std::fs::copy(
-        exe_dir().join("libconv_standard.so"),
-        dir.join("libimpostor.so"),
-    )
-    .unwrap();
+    std::fs::copy(exe_dir().join("libconv_standard.so"), dir.join("libimpostor.so")).unwrap();
     // Real shared libraries built from C: one claims ABI 99, one has the wrong magic.
     let c = "struct h { char magic[8]; unsigned major, minor; };\n\
              static const struct h future = { {'R','E','F','L','E','X','P','L'}, 99, 0 };\n\
@@ -266,11 +199,7 @@ fn foreign_and_insecure_libraries_are_refused() {
     }
     let cfgs = tempfile::tempdir().unwrap();
     let check = |plugin: &str| {
-        let cfg = write(
-            cfgs.path(),
-            &format!("{plugin}.toml"),
-            &config_with(dir, plugin, ""),
-        );
+        let cfg = write(cfgs.path(), &format!("{plugin}.toml"), &config_with(dir, plugin, ""));
         reflexd(&["check", "--config", &cfg])
     };
     assert_one_line_error(
@@ -284,20 +213,9 @@ fn foreign_and_insecure_libraries_are_refused() {
     );
 
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        dir.join("libimpostor.so"),
-        std::fs::Permissions::from_mode(0o757),
-    )
-    .unwrap();
-    assert_one_line_error(
-        &check("impostor"),
-        "libimpostor.so: refused: it is writable by every user",
-    );
-    std::fs::set_permissions(
-        dir.join("libimpostor.so"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(dir.join("libimpostor.so"), std::fs::Permissions::from_mode(0o757)).unwrap();
+    assert_one_line_error(&check("impostor"), "libimpostor.so: refused: it is writable by every user");
+    std::fs::set_permissions(dir.join("libimpostor.so"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     assert_one_line_error(&check("future"), "refused: it is writable by every user");
 }

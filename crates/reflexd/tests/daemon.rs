@@ -44,11 +44,7 @@ fn pty() -> Pty {
     cfmakeraw(&mut t);
     tcsetattr(&p.slave, SetArg::TCSANOW, &t).unwrap();
     let path = nix::unistd::ttyname(&p.slave).unwrap();
-    Pty {
-        master: File::from(p.master),
-        _slave: p.slave,
-        path,
-    }
+    Pty { master: File::from(p.master), _slave: p.slave, path }
 }
 
 impl Pty {
@@ -85,11 +81,7 @@ impl Daemon {
     fn wait_log(&self, needle: &str, times: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.log().matches(needle).count() < times {
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` in the log:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "no `{needle}` in the log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -108,10 +100,7 @@ impl Daemon {
             }
             if start.elapsed() > Duration::from_secs(5) {
                 let _ = self.child.kill();
-                panic!(
-                    "reflexd did not exit within 5 s of SIGTERM:\n{}",
-                    self.log()
-                );
+                panic!("reflexd did not exit within 5 s of SIGTERM:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -135,21 +124,9 @@ impl Drop for Daemon {
 
 /// A small model (conv → pool → linear, classify into 3) and a config streaming from `device`
 /// to `udp`. `extra` goes into `[[model.layers]]` first (e.g. a slow layer).
-fn setup(
-    dir: &Path,
-    device: &Path,
-    format: &str,
-    udp: u16,
-    queue: usize,
-    hop: usize,
-    extra: &str,
-) -> PathBuf {
+fn setup(dir: &Path, device: &Path, format: &str, udp: u16, queue: usize, hop: usize, extra: &str) -> PathBuf {
     let p = dir.join("reflex.toml");
-    std::fs::write(
-        &p,
-        config_text(dir, device, format, udp, queue, hop, extra, Model::A),
-    )
-    .unwrap();
+    std::fs::write(&p, config_text(dir, device, format, udp, queue, hop, extra, Model::A)).unwrap();
     p
 }
 
@@ -189,17 +166,9 @@ fn config_text(
             write_weights(
                 &dir.join("b.safetensors"),
                 &[
-                    (
-                        "conv.depthwise.weight",
-                        vec![CHANNELS, 1, 3],
-                        w(CHANNELS * 3, 5),
-                    ),
+                    ("conv.depthwise.weight", vec![CHANNELS, 1, 3], w(CHANNELS * 3, 5)),
                     ("conv.depthwise.bias", vec![CHANNELS], w(CHANNELS, 6)),
-                    (
-                        "conv.pointwise.weight",
-                        vec![8, CHANNELS, 1],
-                        w(8 * CHANNELS, 7),
-                    ),
+                    ("conv.pointwise.weight", vec![8, CHANNELS, 1], w(8 * CHANNELS, 7)),
                     ("conv.pointwise.bias", vec![8], w(8, 8)),
                     ("fc.weight", vec![3, 8], w(24, 9)),
                     ("fc.bias", vec![3], w(3, 10)),
@@ -232,9 +201,7 @@ fn receive(sock: &UdpSocket, n: usize) -> Vec<Value> {
     let mut buf = [0u8; 65536];
     (0..n)
         .map(|i| {
-            let len = sock
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("datagram {i} of {n}: {e}"));
+            let len = sock.recv(&mut buf).unwrap_or_else(|e| panic!("datagram {i} of {n}: {e}"));
             serde_json::from_slice(&buf[..len]).unwrap()
         })
         .collect()
@@ -244,18 +211,9 @@ fn receive(sock: &UdpSocket, n: usize) -> Vec<Value> {
 /// window of `samples` — what the daemon must have sent.
 fn expected(config: &Path, samples: &[Vec<f32>], hop: usize) -> Vec<Vec<f32>> {
     let c = reflex_config::load(config).unwrap();
-    let input = Shape::Seq {
-        channels: CHANNELS,
-        length: LENGTH,
-    };
-    let mut g =
-        reflex_graph::Graph::build(&c.model, input, &mut reflex_graph::registry(), &exe_dir())
-            .unwrap();
-    let count = if samples.len() < LENGTH {
-        0
-    } else {
-        (samples.len() - LENGTH) / hop + 1
-    };
+    let input = Shape::Seq { channels: CHANNELS, length: LENGTH };
+    let mut g = reflex_graph::Graph::build(&c.model, input, &mut reflex_graph::registry(), &exe_dir()).unwrap();
+    let count = if samples.len() < LENGTH { 0 } else { (samples.len() - LENGTH) / hop + 1 };
     (0..count)
         .map(|w| {
             let mut x = Vec::with_capacity(CHANNELS * LENGTH);
@@ -268,12 +226,7 @@ fn expected(config: &Path, samples: &[Vec<f32>], hop: usize) -> Vec<Vec<f32>> {
 }
 
 fn values(r: &Value) -> Vec<f32> {
-    r["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect()
+    r["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()
 }
 
 fn assert_records(records: &[Value], want: &[Vec<f32>], hop: usize) {
@@ -291,27 +244,13 @@ fn assert_records(records: &[Value], want: &[Vec<f32>], hop: usize) {
 
 /// `key=N` from the daemon's final "stopped" line.
 fn total(log: &str, key: &str) -> u64 {
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("stopped"))
-        .unwrap_or_else(|| panic!("no summary:\n{log}"));
-    let at = line
-        .find(&format!("{key}="))
-        .unwrap_or_else(|| panic!("no {key} in {line}"));
-    line[at + key.len() + 1..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    let line = log.lines().rev().find(|l| l.contains("stopped")).unwrap_or_else(|| panic!("no summary:\n{log}"));
+    let at = line.find(&format!("{key}=")).unwrap_or_else(|| panic!("no {key} in {line}"));
+    line[at + key.len() + 1..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
 }
 
 fn samples(n: usize, seed: u32) -> Vec<Vec<f32>> {
-    noise(n * CHANNELS, seed)
-        .chunks(CHANNELS)
-        .map(|c| c.iter().map(|v| v * 8.0).collect())
-        .collect()
+    noise(n * CHANNELS, seed).chunks(CHANNELS).map(|c| c.iter().map(|v| v * 8.0).collect()).collect()
 }
 
 #[test]
@@ -342,10 +281,7 @@ fn csv_over_a_pty_with_garbage_then_sigterm() {
     let want = expected(&cfg, &good, HOP);
     let records = receive(&sock, want.len());
     assert_records(&records, &want, HOP);
-    assert!(
-        records.iter().all(|r| r["t"].is_null()),
-        "csv without a time column has no t"
-    );
+    assert!(records.iter().all(|r| r["t"].is_null()), "csv without a time column has no t");
 
     let (status, took, log) = daemon.terminate();
     assert!(status.success(), "{status:?}\n{log}");
@@ -388,25 +324,13 @@ fn binary_frames_with_corruption_and_counter_gaps() {
     let want = expected(&cfg, &good, HOP);
     let records = receive(&sock, want.len());
     assert_records(&records, &want, HOP);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    assert!(
-        records
-            .iter()
-            .all(|r| (now - r["t"].as_f64().unwrap()).abs() < 60.0),
-        "t is the receive time"
-    );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(records.iter().all(|r| (now - r["t"].as_f64().unwrap()).abs() < 60.0), "t is the receive time");
 
     let (status, _, log) = daemon.terminate();
     assert!(status.success(), "{log}");
     assert_eq!(total(&log, "samples"), good.len() as u64, "{log}");
-    assert_eq!(
-        total(&log, "lost_samples"),
-        3,
-        "frames 10, 20 and 30 are missing from the counter:\n{log}"
-    );
+    assert_eq!(total(&log, "lost_samples"), 3, "frames 10, 20 and 30 are missing from the counter:\n{log}");
     assert!(total(&log, "decode_errors") >= 2, "{log}");
 }
 
@@ -475,10 +399,7 @@ fn the_device_vanishes_and_comes_back() {
     std::fs::remove_file(&link).unwrap();
     let cpu = daemon.cpu_seconds();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        daemon.cpu_seconds() - cpu < 0.2,
-        "the daemon spins while the device is away"
-    );
+    assert!(daemon.cpu_seconds() - cpu < 0.2, "the daemon spins while the device is away");
 
     let mut second = pty();
     std::os::unix::fs::symlink(&second.path, &link).unwrap();
@@ -489,12 +410,7 @@ fn the_device_vanishes_and_comes_back() {
     }
     // Numbering goes on across the gap: 32 samples in all give windows 0..=4.
     let more = receive(&sock, 3);
-    assert_eq!(
-        more.iter()
-            .map(|r| r["window"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
-        [2, 3, 4]
-    );
+    assert_eq!(more.iter().map(|r| r["window"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 3, 4]);
     let all: Vec<Vec<f32>> = before.into_iter().chain(after).collect();
     let want = expected(&cfg, &all, HOP);
     for r in &more {
@@ -529,33 +445,18 @@ fn a_slow_model_drops_the_oldest_windows() {
     assert!(status.success(), "{log}");
 
     let mut records = Vec::new();
-    sock.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     let mut buf = [0u8; 65536];
     while let Ok(n) = sock.recv(&mut buf) {
         records.push(serde_json::from_slice::<Value>(&buf[..n]).unwrap());
     }
-    let windows: Vec<u64> = records
-        .iter()
-        .map(|r| r["window"].as_u64().unwrap())
-        .collect();
+    let windows: Vec<u64> = records.iter().map(|r| r["window"].as_u64().unwrap()).collect();
     let total_windows = (200 - LENGTH + 1) as u64;
-    assert!(
-        windows.windows(2).all(|w| w[0] < w[1]),
-        "in order, none twice: {windows:?}"
-    );
-    assert_eq!(
-        *windows.last().unwrap(),
-        total_windows - 1,
-        "the newest window is never the one dropped"
-    );
+    assert!(windows.windows(2).all(|w| w[0] < w[1]), "in order, none twice: {windows:?}");
+    assert_eq!(*windows.last().unwrap(), total_windows - 1, "the newest window is never the one dropped");
     let dropped = total(&log, "dropped_windows");
     assert!(dropped > 0, "{log}");
-    assert_eq!(
-        windows.len() as u64 + dropped,
-        total_windows,
-        "every window is predicted or counted as dropped"
-    );
+    assert_eq!(windows.len() as u64 + dropped, total_windows, "every window is predicted or counted as dropped");
     let want = expected(&cfg, &all, 1);
     for r in &records {
         assert_eq!(values(r), want[r["window"].as_u64().unwrap() as usize]);
@@ -574,47 +475,29 @@ impl Collector {
         use std::sync::atomic::Ordering;
         let records = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let (r, s) = (records.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             let mut buf = [0u8; 65536];
             loop {
                 match sock.recv(&mut buf) {
-                    Ok(n) => r
-                        .lock()
-                        .unwrap()
-                        .push(serde_json::from_slice(&buf[..n]).unwrap()),
+                    Ok(n) => r.lock().unwrap().push(serde_json::from_slice(&buf[..n]).unwrap()),
                     Err(_) if s.load(Ordering::Relaxed) => return,
                     Err(_) => {}
                 }
             }
         });
-        Collector {
-            records,
-            stop,
-            thread,
-        }
+        Collector { records, stop, thread }
     }
 
     fn generation(&self) -> u64 {
-        self.records
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| r["generation"].as_u64().unwrap())
-            .max()
-            .unwrap_or(0)
+        self.records.lock().unwrap().iter().map(|r| r["generation"].as_u64().unwrap()).max().unwrap_or(0)
     }
 
     fn wait_generation(&self, g: u64) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.generation() < g {
-            assert!(
-                Instant::now() < deadline,
-                "generation {g} never arrived (at {})",
-                self.generation()
-            );
+            assert!(Instant::now() < deadline, "generation {g} never arrived (at {})", self.generation());
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -622,10 +505,7 @@ impl Collector {
     fn finish(self) -> Vec<Value> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().unwrap();
-        std::sync::Arc::try_unwrap(self.records)
-            .unwrap()
-            .into_inner()
-            .unwrap()
+        std::sync::Arc::try_unwrap(self.records).unwrap().into_inner().unwrap()
     }
 }
 
@@ -648,18 +528,12 @@ fn hot_swap_between_two_models_without_losing_a_window() {
 
     // 400 samples/s for 7 s, written while the config changes under the daemon.
     let all = samples(2800, 21);
-    let frames: Vec<Vec<u8>> = all
-        .iter()
-        .enumerate()
-        .map(|(i, s)| encode::binary(i as u32, s))
-        .collect();
+    let frames: Vec<Vec<u8>> = all.iter().enumerate().map(|(i, s)| encode::binary(i as u32, s)).collect();
     let mut master = imu.master.try_clone().unwrap();
     let writer = std::thread::spawn(move || {
         let start = Instant::now();
         for (i, f) in frames.iter().enumerate() {
-            if let Some(d) = (start + Duration::from_micros(2500) * i as u32)
-                .checked_duration_since(Instant::now())
-            {
+            if let Some(d) = (start + Duration::from_micros(2500) * i as u32).checked_duration_since(Instant::now()) {
                 std::thread::sleep(d);
             }
             master.write_all(f).unwrap();
@@ -671,11 +545,7 @@ fn hot_swap_between_two_models_without_losing_a_window() {
         std::fs::rename(&tmp, &cfg).unwrap();
     };
     let in_place = |text: &str| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(&cfg)
-            .unwrap();
+        let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&cfg).unwrap();
         f.write_all(text.as_bytes()).unwrap();
     };
     collector.wait_generation(1);
@@ -687,21 +557,12 @@ fn hot_swap_between_two_models_without_losing_a_window() {
     for (broken, why) in [
         ("[source\n".to_string(), "expected"),
         (a.replace("conv_standard", "conv_nonesuch"), "conv_nonesuch"),
-        (
-            a.replace("hop = 4", "hop = 2"),
-            "[window] changed, which needs a restart",
-        ),
+        (a.replace("hop = 4", "hop = 2"), "[window] changed, which needs a restart"),
     ] {
         let refused = daemon.log().matches("config change refused").count();
         in_place(&broken);
         daemon.wait_log("config change refused", refused + 1);
-        assert!(daemon
-            .log()
-            .lines()
-            .filter(|l| l.contains("config change refused"))
-            .last()
-            .unwrap()
-            .contains(why));
+        assert!(daemon.log().lines().filter(|l| l.contains("config change refused")).last().unwrap().contains(why));
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(collector.generation(), 3, "a broken edit changed the graph");
     }
@@ -714,25 +575,12 @@ fn hot_swap_between_two_models_without_losing_a_window() {
     let records = collector.finish();
 
     // Every window exactly once, in order, across four generations.
-    let windows: Vec<u64> = records
-        .iter()
-        .map(|r| r["window"].as_u64().unwrap())
-        .collect();
+    let windows: Vec<u64> = records.iter().map(|r| r["window"].as_u64().unwrap()).collect();
     let count = (all.len() - LENGTH) / HOP + 1;
-    assert_eq!(
-        windows,
-        (0..count as u64).collect::<Vec<_>>(),
-        "windows lost or repeated across swaps"
-    );
+    assert_eq!(windows, (0..count as u64).collect::<Vec<_>>(), "windows lost or repeated across swaps");
     assert_eq!(total(&log, "dropped_windows"), 0);
-    let gens: Vec<u64> = records
-        .iter()
-        .map(|r| r["generation"].as_u64().unwrap())
-        .collect();
-    assert!(
-        gens.windows(2).all(|g| g[0] <= g[1]) && gens.last() == Some(&4),
-        "{gens:?}"
-    );
+    let gens: Vec<u64> = records.iter().map(|r| r["generation"].as_u64().unwrap()).collect();
+    assert!(gens.windows(2).all(|g| g[0] <= g[1]) && gens.last() == Some(&4), "{gens:?}");
     // Each record holds the values of the model its generation ran.
     let want_a = expected(&dir.path().join("a.toml"), &all, HOP);
     let want_b = expected(&dir.path().join("b.toml"), &all, HOP);
@@ -742,10 +590,7 @@ fn hot_swap_between_two_models_without_losing_a_window() {
         assert_eq!(&values(r), want, "window {w}, generation {g}");
     }
     assert_eq!(log.matches("graph swapped").count(), 3, "{log}");
-    assert!(
-        log.contains("plugin=conv_depthwise") && log.contains("sha256="),
-        "{log}"
-    );
+    assert!(log.contains("plugin=conv_depthwise") && log.contains("sha256="), "{log}");
     for line in log.lines().filter(|l| l.contains("graph swapped")) {
         println!("{}", &line[line.find("generation").unwrap()..]);
     }
@@ -754,18 +599,9 @@ fn hot_swap_between_two_models_without_losing_a_window() {
 /// Resident memory (kB) and open files of a process.
 fn footprint(pid: u32) -> (u64, usize) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
+    let rss =
+        status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
     (rss, fds)
 }
 
@@ -786,16 +622,9 @@ fn five_hundred_swaps_in_a_row_leak_nothing() {
         }
     }
     let (rss, fds) = footprint(daemon.child.id());
-    println!(
-        "after 50 swaps: {} kB, {} fds; after 500: {rss} kB, {fds} fds",
-        after_warmup.0, after_warmup.1
-    );
+    println!("after 50 swaps: {} kB, {} fds; after 500: {rss} kB, {fds} fds", after_warmup.0, after_warmup.1);
     assert_eq!(fds, after_warmup.1, "open files grew");
-    assert!(
-        rss < after_warmup.0 + 4096,
-        "memory grew from {} kB to {rss} kB",
-        after_warmup.0
-    );
+    assert!(rss < after_warmup.0 + 4096, "memory grew from {} kB to {rss} kB", after_warmup.0);
     let (status, _, log) = daemon.terminate();
     assert!(status.success(), "{log}");
     assert!(log.contains("generation=501"), "{log}");

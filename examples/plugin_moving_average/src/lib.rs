@@ -38,20 +38,13 @@ impl Layer for MovingAverage {
         if p.length == 0 {
             return Err(Error::config("length must be at least 1"));
         }
-        Ok(MovingAverage {
-            channels,
-            len,
-            n: p.length,
-        })
+        Ok(MovingAverage { channels, len, n: p.length })
     }
 
     fn info(&self) -> LayerInfo {
         LayerInfo {
             rf_span: Some(self.n as u64),
-            ..LayerInfo::elementwise(Shape::Seq {
-                channels: self.channels,
-                length: self.len,
-            })
+            ..LayerInfo::elementwise(Shape::Seq { channels: self.channels, length: self.len })
         }
     }
 
@@ -90,17 +83,11 @@ mod tests {
     fn averages_the_last_samples_of_each_channel() {
         let p = Arc::new(Plugin::from_static(&DESCRIPTOR));
         let mut l = p.create(r#"{"length": 2}"#).unwrap();
-        let info = l
-            .configure(Shape::Seq {
-                channels: 2,
-                length: 4,
-            })
-            .unwrap();
+        let info = l.configure(Shape::Seq { channels: 2, length: 4 }).unwrap();
         assert_eq!(info.rf_span, Some(2));
         l.load(&[]).unwrap();
         let mut y = [0.0; 8];
-        l.forward(&[1.0, 3.0, 5.0, 7.0, 0.0, 2.0, 0.0, 2.0], &mut y, &mut [])
-            .unwrap();
+        l.forward(&[1.0, 3.0, 5.0, 7.0, 0.0, 2.0, 0.0, 2.0], &mut y, &mut []).unwrap();
         assert_eq!(y, [1.0, 2.0, 4.0, 6.0, 0.0, 1.0, 1.0, 1.0]);
     }
 }

@@ -32,10 +32,7 @@ impl Layer for Slow {
     type Params = Params;
 
     fn configure(p: Params, input: Shape) -> Result<Self, Error> {
-        Ok(Slow {
-            shape: input,
-            pause: Duration::from_millis(p.ms),
-        })
+        Ok(Slow { shape: input, pause: Duration::from_millis(p.ms) })
     }
     fn info(&self) -> LayerInfo {
         LayerInfo::elementwise(self.shape)

@@ -71,12 +71,7 @@ impl Layer for ConvDepthwise {
             pad_right: 0,
             in_len: depthwise.out_len(),
         };
-        let pointwise = ConvStage::new(
-            "pointwise.",
-            pw,
-            spec.bias,
-            spec.batch_norm.then_some("bn."),
-        )?;
+        let pointwise = ConvStage::new("pointwise.", pw, spec.bias, spec.batch_norm.then_some("bn."))?;
         Ok(ConvDepthwise {
             depthwise,
             pointwise,
@@ -89,11 +84,7 @@ impl Layer for ConvDepthwise {
         let g = self.depthwise.geometry();
         LayerInfo {
             output: self.pointwise.output(),
-            scratch_len: self.mid_len()
-                + self
-                    .depthwise
-                    .scratch_len()
-                    .max(self.pointwise.scratch_len()),
+            scratch_len: self.mid_len() + self.depthwise.scratch_len().max(self.pointwise.scratch_len()),
             params: self.depthwise.params() + self.pointwise.params(),
             macs: self.depthwise.macs() + self.pointwise.macs(),
             rf_span: Some((g.dilation * (g.kernel_size - 1) + 1) as u64),

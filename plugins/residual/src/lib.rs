@@ -71,9 +71,7 @@ fn pointwise(in_channels: usize, out_channels: usize, length: usize) -> ConvGeom
 
 impl Residual {
     fn stages(&self) -> impl Iterator<Item = &ConvStage> {
-        [&self.reduce, &self.conv, &self.expand]
-            .into_iter()
-            .chain(self.shortcut.as_ref())
+        [&self.reduce, &self.conv, &self.expand].into_iter().chain(self.shortcut.as_ref())
     }
     fn mid_len(&self) -> usize {
         self.reduce.output().len()
@@ -92,9 +90,7 @@ impl Layer for Residual {
         let out = positive("out_channels", p.out_channels.unwrap_or(channels))?;
         let dilation = positive("dilation", p.dilation)?;
         if !matches!(p.padding, Padding::Same | Padding::Causal) {
-            return Err(Error::config(
-                "padding must be \"same\" or \"causal\": the shortcut needs the input's length",
-            ));
+            return Err(Error::config("padding must be \"same\" or \"causal\": the shortcut needs the input's length"));
         }
         let (pad_left, pad_right) = p.padding.resolve(k, dilation, 1)?;
         let bn = |prefix| p.batch_norm.then_some(prefix);
@@ -110,28 +106,11 @@ impl Layer for Residual {
             in_len: length,
         };
         Ok(Residual {
-            reduce: ConvStage::new(
-                "reduce.",
-                pointwise(channels, mid, length),
-                p.bias,
-                bn("reduce.bn."),
-            )?,
+            reduce: ConvStage::new("reduce.", pointwise(channels, mid, length), p.bias, bn("reduce.bn."))?,
             conv: ConvStage::new("conv.", conv, p.bias, bn("conv.bn."))?,
-            expand: ConvStage::new(
-                "expand.",
-                pointwise(mid, out, length),
-                p.bias,
-                bn("expand.bn."),
-            )?,
+            expand: ConvStage::new("expand.", pointwise(mid, out, length), p.bias, bn("expand.bn."))?,
             shortcut: (out != channels)
-                .then(|| {
-                    ConvStage::new(
-                        "shortcut.",
-                        pointwise(channels, out, length),
-                        p.bias,
-                        bn("shortcut.bn."),
-                    )
-                })
+                .then(|| ConvStage::new("shortcut.", pointwise(channels, out, length), p.bias, bn("shortcut.bn.")))
                 .transpose()?,
             activation: p.activation.with(p.negative_slope),
         })
@@ -141,11 +120,7 @@ impl Layer for Residual {
         let g = self.conv.geometry();
         let out = self.expand.output();
         let stage_scratch = self.stages().map(ConvStage::scratch_len).max().unwrap_or(0);
-        let shortcut = if self.shortcut.is_some() {
-            out.len()
-        } else {
-            0
-        };
+        let shortcut = if self.shortcut.is_some() { out.len() } else { 0 };
         LayerInfo {
             output: out,
             scratch_len: 2 * self.mid_len() + shortcut + stage_scratch,

@@ -18,10 +18,7 @@ where
     let mut rest = bytes;
     let mut i = 0;
     while !rest.is_empty() {
-        let size = sizes
-            .get(i % sizes.len().max(1))
-            .copied()
-            .unwrap_or(usize::MAX);
+        let size = sizes.get(i % sizes.len().max(1)).copied().unwrap_or(usize::MAX);
         let (chunk, tail) = rest.split_at(size.max(1).min(rest.len()));
         rest = tail;
         i += 1;
@@ -31,10 +28,7 @@ where
             assert!(frames.len() <= bound, "decode keeps yielding frames");
         }
     }
-    while let Some(frame) = decoder
-        .decode_eof(&mut buf)
-        .expect("decode_eof never errors")
-    {
+    while let Some(frame) = decoder.decode_eof(&mut buf).expect("decode_eof never errors") {
         frames.push(frame);
         assert!(frames.len() <= bound, "decode_eof keeps yielding frames");
     }
@@ -53,18 +47,12 @@ where
 
 /// A sample without time.
 pub fn s(values: &[f32]) -> Frame {
-    Frame::Sample(Sample {
-        values: values.into(),
-        time: None,
-    })
+    Frame::Sample(Sample { values: values.into(), time: None })
 }
 
 /// A sample with a time.
 pub fn ts(time: f64, values: &[f32]) -> Frame {
-    Frame::Sample(Sample {
-        values: values.into(),
-        time: Some(time),
-    })
+    Frame::Sample(Sample { values: values.into(), time: Some(time) })
 }
 
 /// A rejected frame.
@@ -85,8 +73,5 @@ pub fn samples(frames: &[Frame]) -> Vec<Vec<f32>> {
 
 /// How many frames were rejected.
 pub fn malformed(frames: &[Frame]) -> usize {
-    frames
-        .iter()
-        .filter(|f| matches!(f, Frame::Malformed(_)))
-        .count()
+    frames.iter().filter(|f| matches!(f, Frame::Malformed(_))).count()
 }

@@ -61,9 +61,7 @@ impl Sinks {
         let mut handles = Vec::new();
         for (i, cfg) in configs.iter().enumerate() {
             let name = format!("sinks[{i}] ({})", describe(&cfg.kind));
-            match open(cfg, outputs)
-                .and_then(|(formatter, output)| spawn(name.clone(), formatter, output))
-            {
+            match open(cfg, outputs).and_then(|(formatter, output)| spawn(name.clone(), formatter, output)) {
                 Ok(h) => handles.push(h),
                 Err(e) => problems.push(format!("[{name}]: {e}")),
             }
@@ -91,9 +89,7 @@ impl Sinks {
     pub fn lost(&self) -> u64 {
         self.handles
             .iter()
-            .map(|h| {
-                h.stats.dropped.load(Ordering::Relaxed) + h.stats.failed.load(Ordering::Relaxed)
-            })
+            .map(|h| h.stats.dropped.load(Ordering::Relaxed) + h.stats.failed.load(Ordering::Relaxed))
             .sum()
     }
 
@@ -138,50 +134,40 @@ fn open(cfg: &SinkConfig, outputs: usize) -> Result<(Formatter, Box<dyn Output>)
     Ok((formatter, output))
 }
 
-fn spawn(
-    name: String,
-    formatter: Formatter,
-    mut output: Box<dyn Output>,
-) -> Result<Handle, String> {
+fn spawn(name: String, formatter: Formatter, mut output: Box<dyn Output>) -> Result<Handle, String> {
     let (queue, rx) = drop_oldest::<Arc<Prediction>>(QUEUE);
     let stats = Arc::new(SinkStats::default());
     let counters = stats.clone();
-    let thread = std::thread::Builder::new()
-        .name(format!("sink {name}"))
-        .spawn(move || {
-            let mut buf = Vec::with_capacity(512);
-            let mut last_warning: Option<Instant> = None;
-            for record in rx.iter() {
-                buf.clear();
-                formatter.write(&record, &mut buf, output.lines());
-                let mut result = output.write(&buf);
-                // Flush when nothing else waits: records reach the actuator or the disk now,
-                // and bursts are still written together.
-                if result.is_ok() && rx.is_empty() {
-                    result = output.flush();
+    let thread = std::thread::Builder::new().name(format!("sink {name}")).spawn(move || {
+        let mut buf = Vec::with_capacity(512);
+        let mut last_warning: Option<Instant> = None;
+        for record in rx.iter() {
+            buf.clear();
+            formatter.write(&record, &mut buf, output.lines());
+            let mut result = output.write(&buf);
+            // Flush when nothing else waits: records reach the actuator or the disk now,
+            // and bursts are still written together.
+            if result.is_ok() && rx.is_empty() {
+                result = output.flush();
+            }
+            match result {
+                Ok(()) => {
+                    counters.written.fetch_add(1, Ordering::Relaxed);
                 }
-                match result {
-                    Ok(()) => {
-                        counters.written.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        counters.failed.fetch_add(1, Ordering::Relaxed);
-                        // One warning per 10 s: an absent actuator must not flood the log.
-                        if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                            tracing::warn!(sink = %name, error = %e, "sink cannot write; records are counted as failed");
-                            last_warning = Some(Instant::now());
-                        }
+                Err(e) => {
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                    // One warning per 10 s: an absent actuator must not flood the log.
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        tracing::warn!(sink = %name, error = %e, "sink cannot write; records are counted as failed");
+                        last_warning = Some(Instant::now());
                     }
                 }
             }
-            if let Err(e) = output.flush() {
-                tracing::warn!(sink = %name, error = %e, "sink cannot flush at shutdown");
-            }
-        });
+        }
+        if let Err(e) = output.flush() {
+            tracing::warn!(sink = %name, error = %e, "sink cannot flush at shutdown");
+        }
+    });
     let thread = thread.map_err(|e| format!("cannot start its thread: {e}"))?;
-    Ok(Handle {
-        queue,
-        thread,
-        stats,
-    })
+    Ok(Handle { queue, thread, stats })
 }

@@ -20,34 +20,22 @@ pub struct Serial {
 
 impl Serial {
     pub fn new(path: &Path, baud_rate: u32) -> Serial {
-        Serial {
-            path: path.to_path_buf(),
-            baud_rate,
-            port: None,
-            last_attempt: None,
-        }
+        Serial { path: path.to_path_buf(), baud_rate, port: None, last_attempt: None }
     }
 
     fn port(&mut self) -> io::Result<&mut Box<dyn tokio_serial::SerialPort>> {
         if self.port.is_none() {
             if self.last_attempt.is_some_and(|t| t.elapsed() < RETRY) {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotConnected,
-                    "waiting to reopen the device",
-                ));
+                return Err(io::Error::new(io::ErrorKind::NotConnected, "waiting to reopen the device"));
             }
             self.last_attempt = Some(Instant::now());
             let port = tokio_serial::new(self.path.to_string_lossy(), self.baud_rate)
                 .timeout(WRITE_TIMEOUT)
                 .open()
-                .map_err(|e| {
-                    io::Error::other(format!("cannot open {}: {e}", self.path.display()))
-                })?;
+                .map_err(|e| io::Error::other(format!("cannot open {}: {e}", self.path.display())))?;
             self.port = Some(port);
         }
-        self.port
-            .as_mut()
-            .ok_or_else(|| io::Error::other("no port"))
+        self.port.as_mut().ok_or_else(|| io::Error::other("no port"))
     }
 }
 

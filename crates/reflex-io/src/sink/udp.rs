@@ -15,17 +15,9 @@ impl Udp {
             .map_err(|e| format!("cannot resolve {target}: {e}"))?
             .next()
             .ok_or_else(|| format!("{target} resolves to no address"))?;
-        let local: SocketAddr = if addr.is_ipv4() {
-            ([0, 0, 0, 0], 0).into()
-        } else {
-            ([0u16; 8], 0).into()
-        };
-        let socket =
-            UdpSocket::bind(local).map_err(|e| format!("cannot open a UDP socket: {e}"))?;
-        Ok(Udp {
-            socket,
-            target: addr,
-        })
+        let local: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        let socket = UdpSocket::bind(local).map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+        Ok(Udp { socket, target: addr })
     }
 }
 

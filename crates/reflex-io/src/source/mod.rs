@@ -3,10 +3,12 @@
 //! Both sources (a serial device, a recorded log) end in the same [`Feed`], so live and replay
 //! share the decoder, the numbering of samples and windows, and the normalisation.
 
+pub mod mcap;
 pub mod replay;
 pub mod serial;
 
 use crate::queue::DropOldest;
+use crate::recording::RecordHandle;
 use crate::window::{Window, Windower};
 use crossbeam_channel::{Receiver, Sender};
 use reflex_codecs::Frame;
@@ -55,20 +57,30 @@ pub struct Feed {
     /// Buffers of windows the inference thread has finished with.
     recycled: Receiver<Vec<f32>>,
     counters: Arc<Counters>,
+    recorder: Option<RecordHandle>,
 }
 
 impl Feed {
-    pub fn new(
-        windower: Windower,
-        queue: WindowQueue,
-        recycled: Receiver<Vec<f32>>,
-        counters: Arc<Counters>,
-    ) -> Feed {
-        Feed {
-            windower,
-            queue,
-            recycled,
-            counters,
+    pub fn new(windower: Windower, queue: WindowQueue, recycled: Receiver<Vec<f32>>, counters: Arc<Counters>) -> Feed {
+        Feed { windower, queue, recycled, counters, recorder: None }
+    }
+
+    /// Records raw bytes, samples and device events from now on.
+    pub fn record(&mut self, recorder: RecordHandle) {
+        self.recorder = Some(recorder);
+    }
+
+    /// Bytes as read from the device, received at `ns` (Unix nanoseconds).
+    pub fn raw(&self, ns: u64, bytes: &[u8]) {
+        if let Some(r) = &self.recorder {
+            r.raw(ns, bytes);
+        }
+    }
+
+    /// The device was (re)opened: the decoder starts afresh.
+    pub fn device_open(&self, ns: u64) {
+        if let Some(r) = &self.recorder {
+            r.device_open(ns);
         }
     }
 
@@ -76,9 +88,10 @@ impl Feed {
         &self.counters
     }
 
-    /// Takes one decoded frame. `t` is the sample's timestamp when the frame carries none of
-    /// its own (the receive time, for binary and witmotion).
-    pub fn frame(&mut self, frame: Frame, t: Option<f64>, arrival: Instant) -> Result<(), Closed> {
+    /// Takes one decoded frame received at `ns` (Unix nanoseconds). `t` is the sample's
+    /// timestamp when the frame carries none of its own (the receive time, for binary and
+    /// witmotion).
+    pub fn frame(&mut self, frame: Frame, t: Option<f64>, arrival: Instant, ns: u64) -> Result<(), Closed> {
         match frame {
             Frame::Malformed(_) => Counters::add(&self.counters.decode_errors, 1),
             Frame::Lost(n) => Counters::add(&self.counters.lost_samples, n),
@@ -95,6 +108,9 @@ impl Feed {
                         return Ok(());
                     }
                 };
+                if let Some(r) = &self.recorder {
+                    r.sample(ns, self.windower.samples() - 1, t, &s.values);
+                }
                 Counters::add(&self.counters.samples, 1);
                 if let Some(w) = window {
                     Counters::add(&self.counters.windows, 1);

@@ -2,6 +2,7 @@
 //! samples' own timestamps (or as fast as inference takes them).
 
 use super::{Closed, Feed};
+use crate::recording::unix_ns;
 use bytes::BytesMut;
 use reflex_codecs::{AnyDecoder, Format};
 use reflex_config::Speed;
@@ -36,7 +37,14 @@ impl ReplaySource {
     /// Feeds the whole log on the calling thread (it may block on a lossless queue). Samples
     /// are paced by their timestamps unless `speed` is `max`; samples without a timestamp are
     /// fed as fast as possible.
-    pub fn run(&self, feed: &mut Feed, stop: &AtomicBool) -> std::io::Result<ReplayEnd> {
+    ///
+    /// `progress(done, total)` is told how far into the file the replay is, in bytes.
+    pub fn run(
+        &self,
+        feed: &mut Feed,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> std::io::Result<ReplayEnd> {
         let mut file = std::fs::File::open(&self.path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
         let mut decoder = AnyDecoder::new(self.format, self.channels, self.time_column);
@@ -50,19 +58,19 @@ impl ReplaySource {
         let mut origin: Option<(f64, Instant)> = None;
         let mut chunk = vec![0u8; 64 * 1024];
         let mut eof = false;
+        let total = file.metadata().map_or(0, |m| m.len());
+        let mut done = 0u64;
         while !eof {
             let n = file.read(&mut chunk)?;
+            done += n as u64;
+            progress(done, total);
             eof = n == 0;
             buf.extend_from_slice(&chunk[..n]);
             loop {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(ReplayEnd::Stopped);
                 }
-                let frame = if eof {
-                    decoder.decode_eof(&mut buf)?
-                } else {
-                    decoder.decode(&mut buf)?
-                };
+                let frame = if eof { decoder.decode_eof(&mut buf)? } else { decoder.decode(&mut buf)? };
                 let Some(frame) = frame else { break };
                 if let (Some(factor), reflex_codecs::Frame::Sample(s)) = (factor, &frame) {
                     if let Some(t) = s.time {
@@ -73,7 +81,7 @@ impl ReplaySource {
                         }
                     }
                 }
-                if let Err(Closed) = feed.frame(frame, None, Instant::now()) {
+                if let Err(Closed) = feed.frame(frame, None, Instant::now(), unix_ns()) {
                     return Ok(ReplayEnd::Closed);
                 }
             }

@@ -5,10 +5,11 @@
 //! back; it never gives up on its own and never spins while it waits.
 
 use super::{Closed, Feed};
+use crate::recording::unix_ns;
 use bytes::BytesMut;
 use reflex_codecs::{AnyDecoder, Format};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
@@ -30,13 +31,6 @@ enum End {
     Stopped,
     Closed,
     Gone(String),
-}
-
-/// Seconds since the Unix epoch, for `t` of binary and witmotion samples.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn open(path: &Path, baud_rate: u32) -> Result<tokio_serial::SerialStream, tokio_serial::Error> {
@@ -81,17 +75,14 @@ impl SerialSource {
         }
     }
 
-    async fn read(
-        &self,
-        mut port: tokio_serial::SerialStream,
-        feed: &mut Feed,
-        stop: &CancellationToken,
-    ) -> End {
+    async fn read(&self, mut port: tokio_serial::SerialStream, feed: &mut Feed, stop: &CancellationToken) -> End {
         // A fresh decoder per connection: half a frame from before the unplug is not data.
         let mut decoder = AnyDecoder::new(self.format, self.channels, self.time_column);
+        feed.device_open(unix_ns());
         let mut buf = BytesMut::with_capacity(8192);
         loop {
             buf.reserve(4096);
+            let before = buf.len();
             let n = tokio::select! {
                 r = port.read_buf(&mut buf) => r,
                 _ = stop.cancelled() => return End::Stopped,
@@ -102,12 +93,15 @@ impl SerialSource {
                 Ok(_) => {}
             }
             let arrival = Instant::now();
-            // csv samples carry their own time (or none); binary and witmotion get the receive time.
-            let t = (self.format != Format::Csv).then(unix_now);
+            let ns = unix_ns();
+            feed.raw(ns, &buf[before..]);
+            // csv samples carry their own time (or none); binary and witmotion get the receive
+            // time, exactly as a replay of the recording will compute it.
+            let t = (self.format != Format::Csv).then_some(ns as f64 / 1e9);
             loop {
                 match decoder.decode(&mut buf) {
                     Ok(Some(frame)) => {
-                        if let Err(Closed) = feed.frame(frame, t, arrival) {
+                        if let Err(Closed) = feed.frame(frame, t, arrival, ns) {
                             return End::Closed;
                         }
                     }

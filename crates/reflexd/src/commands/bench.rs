@@ -48,10 +48,7 @@ fn window(len: usize) -> Vec<f32> {
 fn stat(samples: &mut [f64]) -> Stat {
     samples.sort_by(f64::total_cmp);
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    Stat {
-        median_us: at(0.5),
-        p99_us: at(0.99),
-    }
+    Stat { median_us: at(0.5), p99_us: at(0.99) }
 }
 
 fn measure(graph: &mut Graph) -> anyhow::Result<Report> {
@@ -63,10 +60,7 @@ fn measure(graph: &mut Graph) -> anyhow::Result<Report> {
         graph.run(&input)?;
     }
     let mut totals = Vec::with_capacity(MAX_WINDOWS);
-    let mut per_layer: Vec<Vec<f64>> = names
-        .iter()
-        .map(|_| Vec::with_capacity(MAX_WINDOWS))
-        .collect();
+    let mut per_layer: Vec<Vec<f64>> = names.iter().map(|_| Vec::with_capacity(MAX_WINDOWS)).collect();
     let start = Instant::now();
     while totals.len() < MIN_WINDOWS || (start.elapsed() < BUDGET && totals.len() < MAX_WINDOWS) {
         times.iter_mut().for_each(|t| *t = Duration::ZERO);
@@ -84,10 +78,7 @@ fn measure(graph: &mut Graph) -> anyhow::Result<Report> {
         layers: names
             .into_iter()
             .zip(per_layer.iter_mut())
-            .map(|(name, v)| LayerStat {
-                name,
-                stat: stat(v),
-            })
+            .map(|(name, v)| LayerStat { name, stat: stat(v) })
             .collect(),
         windows_per_s: windows as f64 / elapsed,
     })
@@ -100,13 +91,7 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
-    let width = report
-        .layers
-        .iter()
-        .map(|l| l.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(5);
+    let width = report.layers.iter().map(|l| l.name.len()).max().unwrap_or(0).max(5);
     println!(
         "{}: one window of [{}, {}] on one thread, kernels {}",
         path.display(),
@@ -116,15 +101,9 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<()> {
     );
     println!("{:<width$}  {:>10}  {:>10}", "layer", "median µs", "p99 µs");
     for l in &report.layers {
-        println!(
-            "{:<width$}  {:>10.2}  {:>10.2}",
-            l.name, l.stat.median_us, l.stat.p99_us
-        );
+        println!("{:<width$}  {:>10.2}  {:>10.2}", l.name, l.stat.median_us, l.stat.p99_us);
     }
-    println!(
-        "{:<width$}  {:>10.2}  {:>10.2}",
-        "total", report.total.median_us, report.total.p99_us
-    );
+    println!("{:<width$}  {:>10.2}  {:>10.2}", "total", report.total.median_us, report.total.p99_us);
     println!("{:.0} windows/s", report.windows_per_s);
     Ok(())
 }

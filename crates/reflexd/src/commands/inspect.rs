@@ -30,21 +30,9 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         thousands(layers.iter().map(|l| l.macs).sum()),
         String::new(),
     ];
-    let head = [
-        "layer",
-        "plugin",
-        "input",
-        "output",
-        "params",
-        "MACs",
-        "receptive field",
-    ]
-    .map(String::from);
+    let head = ["layer", "plugin", "input", "output", "params", "MACs", "receptive field"].map(String::from);
     let mut widths = [0usize; 7];
-    for row in std::iter::once(&head)
-        .chain(&rows)
-        .chain(std::iter::once(&total))
-    {
+    for row in std::iter::once(&head).chain(&rows).chain(std::iter::once(&total)) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -55,13 +43,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             .zip(widths)
             .enumerate()
             // Text left, numbers right.
-            .map(|(i, (c, w))| {
-                if (4..6).contains(&i) {
-                    format!("{c:>w$}")
-                } else {
-                    format!("{c:<w$}")
-                }
-            })
+            .map(|(i, (c, w))| if (4..6).contains(&i) { format!("{c:>w$}") } else { format!("{c:<w$}") })
             .collect();
         cells.join("  ").trim_end().to_string()
     };
@@ -80,13 +62,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         match &l.origin {
             Origin::Static => println!("{} {}: built in", l.plugin, l.version),
             Origin::Library { path, sha256 } => {
-                println!(
-                    "{} {}: {} (sha256 {})",
-                    l.plugin,
-                    l.version,
-                    path.display(),
-                    sha256
-                )
+                println!("{} {}: {} (sha256 {})", l.plugin, l.version, path.display(), sha256)
             }
         }
     }

@@ -1,4 +1,5 @@
-//! `reflexd replay`: a recorded log through the same decoder, windower and graph as `run`,
+//! `reflexd replay`: a recorded log (an MCAP recording of `run --record`, or csv) through the
+//! same decoder, windower and graph as `run`,
 //! losslessly. Records go to `--out` (JSON lines, the file is replaced) or stdout; the
 //! config's sinks are not used, so a replay never drives an actuator.
 
@@ -21,30 +22,21 @@ pub fn parse_speed(s: &str) -> Result<Speed, String> {
 }
 
 pub fn run(config: &Path, speed: Speed, out: Option<&Path>, log: &Path) -> anyhow::Result<()> {
-    if log.extension().is_some_and(|e| e == "mcap") {
-        anyhow::bail!(
-            "{}: replaying MCAP recordings is not implemented yet; replay a csv log",
-            log.display()
-        );
-    }
     let loaded = crate::model::load(config)?;
-    let input = Input::log(&loaded, PathBuf::from(log), speed)?;
+    let input = if log.extension().is_some_and(|e| e == "mcap") {
+        Input::mcap(&loaded, log, speed)?
+    } else {
+        Input::log(&loaded, PathBuf::from(log), speed)?
+    };
     let kind = match out {
         Some(path) => {
-            std::fs::File::create(path)
-                .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))?;
-            SinkKind::File {
-                path: path.to_path_buf(),
-            }
+            std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))?;
+            SinkKind::File { path: path.to_path_buf() }
         }
         None => SinkKind::Stdout,
     };
-    let sink = SinkConfig {
-        kind,
-        format: RecordFormat::Json,
-        template: None,
-    };
+    let sink = SinkConfig { kind, format: RecordFormat::Json, template: None };
     let sinks = daemon::start_sinks(&[sink], loaded.graph.output_len(), config)?;
-    daemon::run(loaded, input, sinks, false)?;
+    daemon::run(loaded, input, sinks, daemon::Options { progress: true, ..Default::default() })?;
     Ok(())
 }

@@ -3,12 +3,17 @@
 use crate::daemon::{self, Input};
 use std::path::Path;
 
-pub fn run(config: &Path) -> anyhow::Result<()> {
+pub fn run(config: &Path, record: Option<&Path>) -> anyhow::Result<()> {
     let loaded = crate::model::load(config)?;
     let input = Input::from_config(&loaded)?;
     let sinks = daemon::default_sinks(&loaded.config.sinks);
     let sinks = daemon::start_sinks(&sinks, loaded.graph.output_len(), config)?;
     tracing::info!(config = %config.display(), layers = loaded.graph.layers().len(), "reflexd running");
-    daemon::run(loaded, input, sinks, true)?;
+    daemon::run(
+        loaded,
+        input,
+        sinks,
+        daemon::Options { reload: true, record: record.map(Path::to_path_buf), progress: false },
+    )?;
     Ok(())
 }

@@ -8,44 +8,25 @@ use std::path::{Path, PathBuf};
 /// leaves them in `deps/`; only `cargo build` puts them beside `reflexd`, hence the README's
 /// `cargo build --workspace && cargo test --workspace`.
 pub fn exe_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_reflexd"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    for plugin in [
-        "conv_standard",
-        "conv_dilated",
-        "conv_depthwise",
-        "conv_grouped",
-        "residual",
-        "moving_average",
-        "slow",
-    ] {
+    let dir = Path::new(env!("CARGO_BIN_EXE_reflexd")).parent().unwrap().to_path_buf();
+    for plugin in
+        ["conv_standard", "conv_dilated", "conv_depthwise", "conv_grouped", "residual", "moving_average", "slow"]
+    {
         let lib = dir.join(format!("lib{plugin}.so"));
-        assert!(
-            lib.exists(),
-            "{} is missing: run `cargo build --workspace` before the tests",
-            lib.display()
-        );
+        assert!(lib.exists(), "{} is missing: run `cargo build --workspace` before the tests", lib.display());
     }
     dir
 }
 
 /// Writes an f32 safetensors file.
 pub fn write_weights(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .zip(&bytes)
         .map(|((n, s, _), b)| {
-            (
-                n.to_string(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .unwrap(),
-            )
+            (n.to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
         })
         .collect();
     safetensors::serialize_to_file(views, &None, path).unwrap();
