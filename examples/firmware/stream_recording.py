@@ -46,6 +46,7 @@ import decimal
 import math
 import os
 import select
+import signal
 import stat
 import struct
 import sys
@@ -479,6 +480,8 @@ def main(argv=None):
     if args.format == "witmotion" and len(rows[0]) != 6:
         p.error("witmotion carries exactly 6 channels (ax ay az wx wy wz); the recording has %d" % len(rows[0]))
 
+    # SIGTERM (kill, systemd, a background job whose SIGINT is ignored) stops like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     out = Output(args)
     if args.speed is None:
         args.speed = math.inf if out.is_file else 1.0
