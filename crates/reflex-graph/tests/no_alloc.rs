@@ -29,9 +29,12 @@ static GLOBAL: Counting = Counting;
 // The only test in this binary, so no other thread allocates while it counts.
 #[test]
 fn running_a_window_allocates_nothing() {
-    let bench = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bench");
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut dirs = common::fixtures();
-    dirs.extend(["standard", "dilated", "depthwise", "grouped", "residual"].map(|v| bench.join(v)));
+    for v in ["standard", "dilated", "depthwise", "grouped", "residual"] {
+        dirs.push(examples.join("bench").join(v));
+        dirs.push(examples.join("models").join(v));
+    }
     for dir in dirs {
         let (_, mut graph) = common::build(&dir.join("reflex.toml")).unwrap();
         let (inputs, _) = common::io(&dir);

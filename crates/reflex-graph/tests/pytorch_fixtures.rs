@@ -84,11 +84,15 @@ fn fixtures_cover_every_layer_activation_and_padding() {
     assert!(strided, "no fixture uses a stride above 1");
 }
 
+/// The benchmark models (random weights) and the trained example models (real IMU windows).
 #[test]
-fn the_bundled_benchmark_models_match_pytorch() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bench");
-    for variant in ["standard", "dilated", "depthwise", "grouped", "residual"] {
-        let dir = root.join(variant);
+fn the_bundled_models_match_pytorch() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    for variant in ["standard", "dilated", "depthwise", "grouped", "residual"]
+        .iter()
+        .flat_map(|v| [format!("bench/{v}"), format!("models/{v}")])
+    {
+        let dir = root.join(&variant);
         let (_, mut graph) = common::build(&dir.join("reflex.toml")).unwrap();
         let (inputs, outputs) = common::io(&dir);
         for (x, want) in inputs.iter().zip(&outputs) {
