@@ -394,7 +394,9 @@ def stream(args, out, times, rows):
         period = (times[-1] - times[0]) / (n - 1) if n > 1 else 0.01
     duration = times[-1] - times[0] + period  # one pass, for --loop time offsets
     paced = math.isfinite(args.speed)
-    say = lambda msg: print(msg, file=sys.stderr, flush=True)
+
+    def say(msg):
+        print(msg, file=sys.stderr, flush=True)
 
     if out.is_pty:
         say("waiting for a reader to open %s ..." % out.path)
@@ -447,6 +449,10 @@ def stream(args, out, times, rows):
     say("sent %d samples (%d bytes) in %.1f s" % (sent, nbytes, elapsed))
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         description="Stream an IMU recording to a serial device / pseudo-terminal / file in a "
@@ -481,7 +487,7 @@ def main(argv=None):
         p.error("witmotion carries exactly 6 channels (ax ay az wx wy wz); the recording has %d" % len(rows[0]))
 
     # SIGTERM (kill, systemd, a background job whose SIGINT is ignored) stops like Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, interrupt)
     out = Output(args)
     if args.speed is None:
         args.speed = math.inf if out.is_file else 1.0

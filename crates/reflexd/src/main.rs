@@ -6,6 +6,7 @@
 mod commands;
 mod daemon;
 mod model;
+mod plot;
 mod reload;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,9 @@ enum Command {
         /// Write the prediction records here (JSON lines) instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also draw the input channels and the predictions over time to this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
         /// The log: an MCAP recording (`.mcap`) or csv (decoded with the config's [source] settings).
         log: PathBuf,
     },
@@ -80,8 +84,8 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Run { config, record } => commands::run::run(&config.config, record.as_deref()),
-        Command::Replay { config, speed, out, log } => {
-            commands::replay::run(&config.config, speed, out.as_deref(), &log)
+        Command::Replay { config, speed, out, plot, log } => {
+            commands::replay::run(&config.config, speed, out.as_deref(), plot.as_deref(), &log)
         }
         Command::Inspect(c) => commands::inspect::run(&c.config),
         Command::Check(c) => commands::check::run(&c.config),
