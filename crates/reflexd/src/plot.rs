@@ -170,6 +170,20 @@ impl XAxis {
         }
     }
 
+    /// A tick label: whole sample numbers; seconds to a precision that suits `span`, without
+    /// trailing zeros.
+    fn tick(&self, x: f64, span: f64) -> String {
+        match self {
+            Self::Seconds { .. } => {
+                let decimals = (3.0 - span.log10().floor()).clamp(0.0, 9.0) as usize;
+                let s = format!("{x:.decimals$}");
+                let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+                if s == "-0" { "0".into() } else { s.into() }
+            }
+            Self::Samples => format!("{x:.0}"),
+        }
+    }
+
     fn label(&self) -> String {
         match self {
             Self::Seconds { offset } if *offset != 0.0 => format!("time (s) since the first sample, t = {offset:.3}"),
@@ -249,9 +263,8 @@ fn mean_std(values: impl Iterator<Item = f64>) -> (f64, f64) {
 
 /// The range of the values with a margin; never empty.
 fn padded(values: impl Iterator<Item = f64>, margin: f64) -> (f64, f64) {
-    let (lo, hi) = values
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) =
+        values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if lo > hi {
         return (-1.0, 1.0);
     }
@@ -281,8 +294,10 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
         .enumerate()
         .map(|(c, name)| {
             let (mean, std) = mean_std(rec.samples.iter().filter_map(|s| s.values.get(c).copied().flatten()));
-            let points =
-                rec.samples.iter().map(|s| (axis.sample(s), s.values.get(c).copied().flatten().map(|v| (v - mean) / std)));
+            let points = rec
+                .samples
+                .iter()
+                .map(|s| (axis.sample(s), s.values.get(c).copied().flatten().map(|v| (v - mean) / std)));
             Line::new(name, points)
         })
         .collect();
@@ -331,6 +346,7 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
         chart
             .configure_mesh()
             .x_desc(axis.label())
+            .x_label_formatter(&|x| axis.tick(*x, x1 - x0))
             .y_desc("z-score")
             .x_max_light_lines(4)
             .y_max_light_lines(1)
@@ -363,6 +379,7 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
         chart
             .configure_mesh()
             .x_desc(axis.label())
+            .x_label_formatter(&|x| axis.tick(*x, x1 - x0))
             .y_desc(if labels.is_some() { "score" } else { "value" })
             .x_max_light_lines(4)
             .y_max_light_lines(1)
@@ -370,9 +387,11 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
             .label_style((FONT, 14))
             .draw()?;
         if let Some((b0, b1)) = band {
-            chart.draw_series(label_runs(rec, &axis).into_iter().map(|(xa, xb, class)| {
-                Rectangle::new([(xa, b0), (xb, b1)], color(class).filled())
-            }))?;
+            chart.draw_series(
+                label_runs(rec, &axis)
+                    .into_iter()
+                    .map(|(xa, xb, class)| Rectangle::new([(xa, b0), (xb, b1)], color(class).filled())),
+            )?;
         }
         for (i, line) in predictions.iter().enumerate() {
             for run in &line.runs {
@@ -395,12 +414,8 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
 /// The predicted label as runs of equal class: (from, to, class) in x, each window covering
 /// half the way to its neighbours.
 fn label_runs(rec: &Recording, axis: &XAxis) -> Vec<(f64, f64, usize)> {
-    let marks: Vec<(f64, usize)> = rec
-        .records
-        .iter()
-        .filter_map(|r| Some((axis.record(r), r.index?)))
-        .filter(|(x, _)| x.is_finite())
-        .collect();
+    let marks: Vec<(f64, usize)> =
+        rec.records.iter().filter_map(|r| Some((axis.record(r), r.index?))).filter(|(x, _)| x.is_finite()).collect();
     let mut steps: Vec<f64> = marks.windows(2).map(|w| w[1].0 - w[0].0).filter(|d| *d > 0.0).collect();
     steps.sort_by(f64::total_cmp);
     let step = steps.get(steps.len() / 2).copied().unwrap_or(1.0);

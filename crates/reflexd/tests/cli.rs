@@ -56,6 +56,22 @@ fn check_accepts_every_bundled_model() {
     }
 }
 
+/// Every config a user is pointed at — the defaults, the demo, the trained models — is valid.
+#[test]
+fn check_accepts_every_shipped_config() {
+    exe_dir();
+    let mut configs: Vec<PathBuf> =
+        ["config/reflex.toml", "config/demo.toml", "config/serial-imu.toml"].iter().map(|c| repo().join(c)).collect();
+    configs.extend(
+        ["standard", "dilated", "depthwise", "grouped", "residual"]
+            .map(|v| repo().join("examples/models").join(v).join("reflex.toml")),
+    );
+    for c in configs {
+        let out = reflexd(&["check", "--config", c.to_str().unwrap()]);
+        assert!(out.status.success(), "{}: {}", c.display(), text(&out.stderr));
+    }
+}
+
 #[test]
 fn inspect_counts_macs_params_and_receptive_field_by_the_textbook() {
     exe_dir();

@@ -60,7 +60,11 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>,
     let missing = rec.missing_samples();
     let lost = summary.predictions.saturating_sub(rec.windows() as u64);
     if missing > 0 || lost > 0 {
-        tracing::warn!(missing_samples = missing, missing_windows = lost, "the plot's recording fell behind: gaps in the plot");
+        tracing::warn!(
+            missing_samples = missing,
+            missing_windows = lost,
+            "the plot's recording fell behind: gaps in the plot"
+        );
     }
     crate::plot::draw(&rec, &crate::plot::Meta { log, config, labels }, plot)?;
     tracing::info!(windows = rec.windows(), "plot written to {}", plot.display());
