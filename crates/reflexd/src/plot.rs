@@ -178,7 +178,11 @@ impl XAxis {
                 let decimals = (3.0 - span.log10().floor()).clamp(0.0, 9.0) as usize;
                 let s = format!("{x:.decimals$}");
                 let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
-                if s == "-0" { "0".into() } else { s.into() }
+                if s == "-0" {
+                    "0".into()
+                } else {
+                    s.into()
+                }
             }
             Self::Samples => format!("{x:.0}"),
         }
@@ -400,7 +404,7 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
         }
         if rec.records.is_empty() {
             plot.draw(&Text::new(
-                "no predictions: the log is shorter than one window",
+                "no predictions in this replay (is the log shorter than one window?)",
                 (80, (SIZE.1 - TITLE) as i32 / 4),
                 (FONT, 16).into_font().color(&RGBColor(160, 0, 0)),
             ))?;

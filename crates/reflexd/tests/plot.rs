@@ -1,0 +1,130 @@
+//! `reflexd replay --plot FILE.svg` end to end: the real binary, the real plugins (from the
+//! directory holding `reflexd`: run `cargo build --workspace` first), a real gait recording.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::exe_dir;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn reflexd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reflexd")).current_dir(repo()).args(args).output().expect("run reflexd")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const LOG: &str = "examples/data/gaitmap/stair_up_left.csv";
+
+/// `<polyline>` elements with at least `min` points: the data lines, not axes or legend marks.
+fn long_polylines(svg: &str, min: usize) -> usize {
+    svg.split("<polyline")
+        .skip(1)
+        .filter(|el| {
+            let points = el.split("points=\"").nth(1).and_then(|p| p.split('"').next()).unwrap_or("");
+            points.split_whitespace().count() >= min
+        })
+        .count()
+}
+
+#[test]
+fn replay_plots_the_inputs_and_the_predictions_to_svg() {
+    exe_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let svg_path = dir.path().join("x.svg");
+    let out_path = dir.path().join("records.jsonl");
+    let out = reflexd(&[
+        "replay",
+        "--config",
+        "config/demo.toml",
+        "--speed",
+        "max",
+        "--out",
+        out_path.to_str().unwrap(),
+        "--plot",
+        svg_path.to_str().unwrap(),
+        LOG,
+    ]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // --out still gets every record.
+    let records: Vec<serde_json::Value> =
+        std::fs::read_to_string(&out_path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(records.len() > 100, "{} records", records.len());
+    let outputs = records[0]["values"].as_array().unwrap().len();
+    assert!(outputs >= 2, "{outputs} outputs");
+
+    let svg = std::fs::read_to_string(&svg_path).expect("the SVG was written");
+    assert!(svg.trim_start().starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<svg").count(), 1);
+    assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
+
+    // One long line per input channel and per output value.
+    let lines = long_polylines(&svg, 20);
+    assert!(lines >= 6 + outputs, "{lines} data lines for 6 channels and {outputs} outputs");
+
+    // Title: the log, the config, the number of windows; legends: channel names and labels.
+    assert!(svg.contains("stair_up_left.csv"));
+    assert!(svg.contains("config/demo.toml"));
+    assert!(svg.contains(&format!("{} windows", records.len())), "no window count {}", records.len());
+    for name in ["acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z"] {
+        assert!(svg.contains(name), "no legend entry {name}");
+    }
+    for label in records.iter().filter_map(|r| r["label"].as_str()) {
+        assert!(svg.contains(label), "no legend entry {label}");
+    }
+    assert!(svg.contains("time (s)"));
+}
+
+#[test]
+fn plot_accepts_only_svg_and_says_so_before_replaying() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["x.png", "x", "x.svg.pdf"] {
+        let path = dir.path().join(name);
+        let out = reflexd(&["replay", "--config", "config/demo.toml", "--plot", path.to_str().unwrap(), LOG]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        // One line, and no log lines: the replay never started.
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(err.starts_with("error: ") && err.contains("--plot") && err.contains(".svg"), "{name}: {err}");
+        assert!(out.stdout.is_empty(), "{name}: a replay ran");
+        assert!(!path.exists(), "{name} was created");
+    }
+}
+
+#[test]
+fn plot_into_a_missing_directory_fails_before_replaying() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no/such/dir/x.svg");
+    let out = reflexd(&["replay", "--config", "config/demo.toml", "--plot", path.to_str().unwrap(), LOG]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: --plot ") && err.contains("no such directory"), "{err}");
+}
+
+#[test]
+fn plot_of_an_empty_log_is_one_error_line() {
+    exe_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("empty.csv");
+    std::fs::write(&log, "").unwrap();
+    let svg = dir.path().join("x.svg");
+    let out =
+        reflexd(&["replay", "--config", "config/demo.toml", "--plot", svg.to_str().unwrap(), log.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("--plot") && errors[0].contains("no samples"), "{err}");
+    assert!(!svg.exists());
+}
