@@ -158,8 +158,10 @@ fn run(a: &Args, rate: f64, seconds: f64) -> Outcome {
                 std::hint::spin_loop();
             }
         }
-        master.write_all(f).unwrap();
+        // Stamped before the write: the daemon's reader, woken by it, may preempt this thread
+        // before write_all returns, and a later stamp would hide that time.
         sent_at.push(Instant::now());
+        master.write_all(f).unwrap();
     }
     let got = receiver.join().unwrap();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
