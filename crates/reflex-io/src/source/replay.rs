@@ -63,6 +63,8 @@ impl ReplaySource {
         while !eof {
             let n = file.read(&mut chunk)?;
             done += n as u64;
+            // A recording of a replayed log holds the log's bytes, so it replays in turn.
+            feed.raw(unix_ns(), &chunk[..n]);
             progress(done, total);
             eof = n == 0;
             buf.extend_from_slice(&chunk[..n]);
