@@ -10,18 +10,17 @@
 //! `--find-max S` then searches the highest sample rate sustained for S seconds with no
 //! dropped window and no datagram missing.
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-use nix::pty::openpty;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 use nix::unistd::Pid;
 use std::fs::File;
 use std::io::Write;
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 struct Args {
     model: PathBuf,
@@ -86,14 +85,8 @@ fn config(dir: &Path, model: &Path, pty: &Path, port: u16, hop: usize) -> PathBu
 
 fn run(a: &Args, rate: f64, seconds: f64) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
-    let p = openpty(None, None).unwrap();
-    for fd in [&p.master, &p.slave] {
-        fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).unwrap();
-    }
-    let mut t = tcgetattr(&p.slave).unwrap();
-    cfmakeraw(&mut t);
-    tcsetattr(&p.slave, SetArg::TCSANOW, &t).unwrap();
-    let path = nix::unistd::ttyname(&p.slave).unwrap();
+    let imu = support::pty();
+    let path = imu.path.clone();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sock.local_addr().unwrap().port();
     let cfg = config(dir.path(), &a.model, &path, port, a.hop);
@@ -125,7 +118,7 @@ fn run(a: &Args, rate: f64, seconds: f64) -> Outcome {
     let n = (rate * seconds) as usize;
     let values: Vec<f32> = (0..6).map(|c| c as f32 * 0.1).collect();
     let frames: Vec<Vec<u8>> = (0..n).map(|i| reflex_codecs::encode::binary(i as u32, &values)).collect();
-    let mut master = File::from(p.master);
+    let mut master = imu.master;
     sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let receiver = std::thread::spawn(move || {
         let mut got = Vec::with_capacity(n);

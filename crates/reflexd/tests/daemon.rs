@@ -4,10 +4,7 @@
 
 mod support;
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-use nix::pty::openpty;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 use nix::unistd::Pid;
 use reflex_codecs::encode;
 use reflex_plugin_sdk::Shape;
@@ -15,44 +12,14 @@ use serde_json::Value;
 use std::fs::File;
 use std::io::Write;
 use std::net::UdpSocket;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use support::{exe_dir, noise, write_weights};
+use support::{exe_dir, noise, pty, write_weights};
 
 const CHANNELS: usize = 6;
 const LENGTH: usize = 16;
 const HOP: usize = 4;
-
-/// One end of a pseudo-terminal pair for the test (the "IMU"), the other for the daemon.
-struct Pty {
-    master: File,
-    _slave: OwnedFd,
-    path: PathBuf,
-}
-
-fn pty() -> Pty {
-    let p = openpty(None, None).expect("openpty");
-    // Tests run in parallel and spawn daemons: without close-on-exec another test's daemon
-    // would inherit this master and keep the "device" alive after we unplug it.
-    for fd in [&p.master, &p.slave] {
-        fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).unwrap();
-    }
-    // Raw: no echo, no line editing, no CR/LF translation — bytes go through as written.
-    let mut t = tcgetattr(&p.slave).unwrap();
-    cfmakeraw(&mut t);
-    tcsetattr(&p.slave, SetArg::TCSANOW, &t).unwrap();
-    let path = nix::unistd::ttyname(&p.slave).unwrap();
-    Pty { master: File::from(p.master), _slave: p.slave, path }
-}
-
-impl Pty {
-    fn write(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).unwrap();
-        self.master.flush().unwrap();
-    }
-}
 
 struct Daemon {
     child: Child,

@@ -2,6 +2,12 @@
 
 #![allow(dead_code)]
 
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::pty::openpty;
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Where `reflexd` looks for plugins by default. `cargo test` compiles the plugin libraries but
@@ -43,4 +49,33 @@ pub fn noise(n: usize, seed: u32) -> Vec<f32> {
             (s as f32 / u32::MAX as f32) * 2.0 - 1.0
         })
         .collect()
+}
+
+/// One end of a pseudo-terminal pair for the test (the "IMU"), the other for the daemon.
+pub struct Pty {
+    pub master: File,
+    _slave: OwnedFd,
+    pub path: PathBuf,
+}
+
+pub fn pty() -> Pty {
+    let p = openpty(None, None).expect("openpty");
+    // Tests run in parallel and spawn daemons: without close-on-exec another test's daemon
+    // would inherit this master and keep the "device" alive after we unplug it.
+    for fd in [&p.master, &p.slave] {
+        fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).unwrap();
+    }
+    // Raw: no echo, no line editing, no CR/LF translation — bytes go through as written.
+    let mut t = tcgetattr(&p.slave).unwrap();
+    cfmakeraw(&mut t);
+    tcsetattr(&p.slave, SetArg::TCSANOW, &t).unwrap();
+    let path = nix::unistd::ttyname(&p.slave).unwrap();
+    Pty { master: File::from(p.master), _slave: p.slave, path }
+}
+
+impl Pty {
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).unwrap();
+        self.master.flush().unwrap();
+    }
 }
