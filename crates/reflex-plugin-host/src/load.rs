@@ -138,7 +138,12 @@ fn open_private_copy(
     std::fs::write(&copy, bytes).map_err(io)?;
     let result = open(name, &copy, path);
     drop(dir);
-    result
+    match result {
+        // The temporary directory may be mounted noexec (hardened hosts): then map the library
+        // itself. It works; only a rebuild in place is no longer picked up until a restart.
+        Err(LoadError::NotLoadable { .. }) => open(name, path, path),
+        other => other,
+    }
 }
 
 /// Opens `file` (a private copy); errors name `shown`, the library the user configured.
