@@ -696,8 +696,9 @@ fn a_recording_cut_by_kill_9_still_replays() {
 
     let (replayed, err) = replay(&cfg, &rec, &dir.path().join("cut.jsonl"));
     assert!(err.contains("cut short"), "{err}");
-    // 200 samples/s, a window every 4: one second is 50 windows.
-    assert!(replayed.len() + 60 >= live.len(), "recovered {} of {} windows", replayed.len(), live.len());
+    // 200 samples/s, a window every 4: one second is 50 windows. A chunk is closed every
+    // second; allow half a second more for a loaded machine's scheduling.
+    assert!(replayed.len() + 75 >= live.len(), "recovered {} of {} windows", replayed.len(), live.len());
     assert!(!replayed.is_empty());
     for (r, l) in replayed.iter().zip(&live) {
         assert_eq!(without_latency(r), without_latency(l));
