@@ -48,6 +48,7 @@ fn default_baud_rate() -> u32 {
 /// One `[[sinks]]` entry.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct SinkConfig {
+    /// `kind = "stdout" | "file" | "udp" | "serial"` and that kind's own keys.
     #[serde(flatten)]
     pub kind: SinkKind,
     /// How each record is written.
