@@ -55,6 +55,9 @@ impl<'de> Deserialize<'de> for Speed {
     }
 }
 
+/// The most values per sample.
+pub const MAX_CHANNELS: usize = 4096;
+
 fn default_baud_rate() -> u32 {
     115_200
 }
@@ -90,6 +93,9 @@ impl SourceConfig {
         let mut p = Vec::new();
         if self.channels == 0 {
             p.push("channels must be at least 1".to_string());
+        }
+        if self.channels > MAX_CHANNELS {
+            p.push(format!("channels = {}: must be at most {MAX_CHANNELS}", self.channels));
         }
         if self.channels > 255 && self.format == FrameFormat::Binary {
             p.push(format!("channels = {}: the binary format carries at most 255 values per frame", self.channels));

@@ -99,6 +99,16 @@ fn speed_accepts_words_and_factors() {
     assert!(parse_str(&GOOD.replace("channels = 6", "channels = 6\nspeed = -1")).is_err());
 }
 
+#[test]
+fn sizes_that_could_not_be_allocated_are_errors() {
+    let p = parse_str(&GOOD.replace("length = 16", "length = 1000000000000")).unwrap_err();
+    assert_eq!(p.0.len(), 1, "{p}");
+    assert!(p.0[0].contains("[window] length = 1000000000000: must be at most"), "{p}");
+    let p = parse_str(&GOOD.replace("length = 16", "length = 1000000").replace("channels = 6", "channels = 600"))
+        .unwrap_err();
+    assert!(p.to_string().contains("a window of 600 channels × 1000000 samples"), "{p}");
+}
+
 proptest! {
     // The loader's contract for `check`: whatever the bytes, an answer and never a panic.
     #[test]

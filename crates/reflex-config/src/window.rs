@@ -9,6 +9,11 @@ fn default_queue() -> usize {
     32
 }
 
+/// The largest `length`, `hop` and `queue`.
+pub const MAX_SIZE: usize = 1 << 20;
+/// The most values in one window (channels × length).
+pub const MAX_WINDOW: usize = 1 << 24;
+
 /// `[window]`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +40,15 @@ impl WindowConfig {
         for (key, v) in [("length", self.length), ("hop", self.hop), ("queue", self.queue)] {
             if v == 0 {
                 p.push(format!("{key} must be at least 1"));
+            } else if v > MAX_SIZE {
+                p.push(format!("{key} = {v}: must be at most {MAX_SIZE}"));
             }
+        }
+        if self.length <= MAX_SIZE && channels.saturating_mul(self.length) > MAX_WINDOW {
+            p.push(format!(
+                "a window of {channels} channels × {} samples is more than the {MAX_WINDOW} values Reflex plans for",
+                self.length
+            ));
         }
         for (key, values) in [("mean", &self.mean), ("std", &self.std)] {
             let Some(values) = values else { continue };

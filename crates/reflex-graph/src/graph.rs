@@ -13,6 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The most values one layer's output or scratch may hold (256 MiB of f32).
+pub const MAX_VALUES: usize = 1 << 26;
+
 /// The name of the graph's own input in `input = "…"`.
 pub const INPUT: &str = "input";
 
@@ -295,7 +298,7 @@ fn build_add(layer: &LayerConfig, upstream: Option<&[Known]>, errors: &mut Vec<S
     let keys: AddKeys = match serde_json::from_value(serde_json::Value::Object(layer.params.clone())) {
         Ok(k) => k,
         Err(e) => {
-            errors.push(trim_json_position(&e.to_string()));
+            errors.push(reflex_plugin_sdk::config_message(&e));
             return UNKNOWN;
         }
     };
@@ -347,7 +350,7 @@ fn build_layer(
     let mut inst = match plugin.create(&params) {
         Ok(i) => i,
         Err(e) => {
-            errors.push(trim_json_position(&e.to_string()));
+            errors.push(e.to_string());
             return UNKNOWN;
         }
     };
@@ -359,6 +362,15 @@ fn build_layer(
             return UNKNOWN;
         }
     };
+    // Buffers are planned from these sizes: refuse what could not be allocated, rather than
+    // aborting when the graph is built.
+    if info.output.len() > MAX_VALUES || info.scratch_len > MAX_VALUES {
+        errors.push(format!(
+            "output {} and scratch of {} values: more than the {MAX_VALUES} a layer may use",
+            info.output, info.scratch_len
+        ));
+        return UNKNOWN;
+    }
     let rf = match (up.rf, info.rf_span) {
         (Some((span, jump)), Some(s)) => Some((span + (s - 1) * jump, jump * info.rf_stride)),
         _ => None,
@@ -416,13 +428,5 @@ fn summarize(
         params: info.params,
         macs: info.macs,
         receptive_field: None,
-    }
-}
-
-/// serde_json appends a position inside JSON the user never wrote.
-fn trim_json_position(s: &str) -> String {
-    match s.rfind(" at line ") {
-        Some(i) => s[..i].to_string(),
-        None => s.to_string(),
     }
 }

@@ -169,6 +169,33 @@ fn a_weights_file_that_is_not_safetensors_is_one_line() {
     assert!(p.contains("weights.safetensors: not a safetensors file"), "{p}");
 }
 
+/// Sizes far beyond any wearable-robot model are errors naming the key, never a crash while
+/// planning buffers or an overflow inside a plugin.
+#[test]
+fn absurd_sizes_are_errors_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    for (keys, needle) in [
+        (
+            "plugin = \"conv_standard\"\nout_channels = 4611686018427387904\nkernel_size = 3",
+            "out_channels = 4611686018427387904: must be between 1 and",
+        ),
+        (
+            "plugin = \"conv_dilated\"\nout_channels = 2\nkernel_size = 3\ndilation = 9223372036854775807",
+            "dilation = 9223372036854775807",
+        ),
+        (
+            "plugin = \"conv_standard\"\nout_channels = 1000000\nkernel_size = 3",
+            "more than the 67108864 a layer may use",
+        ),
+    ] {
+        let layers =
+            format!("[[model.layers]]\nname = \"c\"\n{keys}\n[[model.layers]]\nname = \"f\"\nplugin = \"flatten\"\n");
+        let cfg = common::write_config(dir.path(), 4, 1000, false, &layers);
+        let p = common::build(&cfg).err().unwrap();
+        assert!(p.contains(needle) && p.lines().count() == 1, "{p}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 

@@ -172,12 +172,22 @@ macro_rules! conv_params {
 }
 
 /// Checks a key that must be at least 1, naming it.
+/// The largest channel count, length, kernel, stride or dilation a layer accepts. Far beyond
+/// any model for a wearable robot, and small enough that no product of two sizes overflows.
+pub const MAX_SIZE: usize = 1 << 20;
+
+/// Checks a size key (at least 1, at most [`MAX_SIZE`]), naming it.
 pub fn positive(key: &str, v: usize) -> Result<usize, Error> {
-    if v == 0 {
-        Err(Error::config(format!("{key} must be at least 1")))
-    } else {
+    if (1..=MAX_SIZE).contains(&v) {
         Ok(v)
+    } else {
+        Err(Error::config(format!("{key} = {v}: must be between 1 and {MAX_SIZE}")))
     }
+}
+
+/// Input samples one output of a kernel of `k` taps with `dilation` sees.
+pub fn span(kernel_size: usize, dilation: usize) -> usize {
+    dilation.saturating_mul(kernel_size.saturating_sub(1)).saturating_add(1)
 }
 
 /// One PyTorch `Conv1d` (+ optional BatchNorm folded into it), with its tensor names.
@@ -206,7 +216,7 @@ impl ConvStage {
                 geom.in_channels, geom.out_channels, geom.groups
             )));
         }
-        let span = geom.dilation * (geom.kernel_size - 1) + 1;
+        let span = span(geom.kernel_size, geom.dilation);
         let out_len = geom.out_len().ok_or_else(|| {
             Error::shape(format!(
                 "{}the kernel spans {span} samples but the padded input has only {}",
@@ -362,7 +372,7 @@ impl<F: ConvFlavour> Layer for PlainConv<F> {
             scratch_len: self.stage.scratch_len() + if self.shuffle { out.len() } else { 0 },
             params: self.stage.params(),
             macs: self.stage.macs(),
-            rf_span: Some((g.dilation * (g.kernel_size - 1) + 1) as u64),
+            rf_span: Some(span(g.kernel_size, g.dilation) as u64),
             rf_stride: g.stride as u64,
         }
     }

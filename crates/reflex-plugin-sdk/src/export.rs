@@ -108,8 +108,8 @@ fn misuse(m: &str) -> (Status, String) {
 }
 
 /// serde_json appends "at line 1 column 42" to its messages, which points into JSON the user
-/// never wrote.
-fn config_message(e: &serde_json::Error) -> String {
+/// never wrote. Hosts parsing layer keys themselves use it too.
+pub fn config_message(e: &serde_json::Error) -> String {
     let s = e.to_string();
     match s.rfind(" at line ") {
         Some(i) => s[..i].to_string(),

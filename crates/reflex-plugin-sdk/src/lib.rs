@@ -42,7 +42,7 @@ pub mod abi;
 pub mod conv;
 mod export;
 
-pub use export::descriptor_for;
+pub use export::{config_message, descriptor_for};
 pub use reflex_kernels as kernels;
 pub use serde;
 

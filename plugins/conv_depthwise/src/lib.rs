@@ -6,7 +6,7 @@
 //! `{name}.pointwise.weight [out, in, 1]`, `{name}.pointwise.bias [out]`; BatchNorm (`{name}.bn.*`,
 //! `out` channels) follows the pointwise convolution.
 
-use reflex_plugin_sdk::conv::{default_one, positive, ActivationName, ConvStage};
+use reflex_plugin_sdk::conv::{default_one, positive, span, ActivationName, ConvStage};
 use reflex_plugin_sdk::kernels::{Activation, ConvGeometry};
 use reflex_plugin_sdk::{conv_params, export_plugin, Error, Layer, LayerInfo, Shape, TensorSpec};
 
@@ -87,7 +87,7 @@ impl Layer for ConvDepthwise {
             scratch_len: self.mid_len() + self.depthwise.scratch_len().max(self.pointwise.scratch_len()),
             params: self.depthwise.params() + self.pointwise.params(),
             macs: self.depthwise.macs() + self.pointwise.macs(),
-            rf_span: Some((g.dilation * (g.kernel_size - 1) + 1) as u64),
+            rf_span: Some(span(g.kernel_size, g.dilation) as u64),
             rf_stride: g.stride as u64,
         }
     }

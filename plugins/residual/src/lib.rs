@@ -6,7 +6,7 @@
 //! (`{name}.reduce.bn.*`, …). The output keeps the input's length.
 
 use reflex_plugin_sdk::conv::{
-    default_negative_slope, default_one, default_true, positive, ActivationName, ConvStage, Padding,
+    default_negative_slope, default_one, default_true, positive, span, ActivationName, ConvStage, Padding,
 };
 use reflex_plugin_sdk::kernels::{add_assign, Activation, ConvGeometry};
 use reflex_plugin_sdk::{export_plugin, Error, Layer, LayerInfo, Shape, TensorSpec};
@@ -126,7 +126,7 @@ impl Layer for Residual {
             scratch_len: 2 * self.mid_len() + shortcut + stage_scratch,
             params: self.stages().map(ConvStage::params).sum(),
             macs: self.stages().map(ConvStage::macs).sum(),
-            rf_span: Some((g.dilation * (g.kernel_size - 1) + 1) as u64),
+            rf_span: Some(span(g.kernel_size, g.dilation) as u64),
             rf_stride: 1,
         }
     }
