@@ -2,7 +2,8 @@
 
 use reflex_config::RecordFormat;
 use serde::Serialize;
-use std::fmt::Write as _;
+// Formatting straight into the sink's reused buffer: no String per record.
+use std::io::Write as _;
 use std::sync::Arc;
 
 /// One prediction, as every sink receives it.
@@ -98,54 +99,50 @@ impl Formatter {
                 }
             }
             Kind::Csv => {
-                let mut s = String::new();
-                let _ = write!(s, "{},{},", r.window, r.last_sample);
+                let _ = write!(out, "{},{},", r.window, r.last_sample);
                 if let Some(t) = r.t {
-                    let _ = write!(s, "{t}");
+                    let _ = write!(out, "{t}");
                 }
-                let _ = write!(s, ",{},", r.label.as_deref().unwrap_or(""));
+                let _ = write!(out, ",{},", r.label.as_deref().unwrap_or(""));
                 if let Some(i) = r.index {
-                    let _ = write!(s, "{i}");
+                    let _ = write!(out, "{i}");
                 }
-                let _ = write!(s, ",{},{}", r.latency_us, r.generation);
+                let _ = write!(out, ",{},{}", r.latency_us, r.generation);
                 for v in &r.values {
-                    let _ = write!(s, ",{v}");
+                    let _ = write!(out, ",{v}");
                 }
-                out.extend_from_slice(s.as_bytes());
                 if line {
                     out.push(b'\n');
                 }
             }
             Kind::Template(pieces) => {
-                let mut s = String::new();
                 for p in pieces {
                     match p {
-                        Piece::Text(t) => s.push_str(t),
-                        Piece::Field(f, precision) => field(&mut s, r, f, *precision),
+                        Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
+                        Piece::Field(f, precision) => field(out, r, f, *precision),
                     }
                 }
-                out.extend_from_slice(s.as_bytes());
             }
         }
     }
 }
 
-fn number(s: &mut String, v: f64, precision: Option<usize>) {
+fn number(s: &mut Vec<u8>, v: f64, precision: Option<usize>) {
     let _ = match precision {
         Some(p) => write!(s, "{v:.p$}"),
         None => write!(s, "{v}"),
     };
 }
 
-fn field(s: &mut String, r: &Prediction, f: &Field, precision: Option<usize>) {
+fn field(s: &mut Vec<u8>, r: &Prediction, f: &Field, precision: Option<usize>) {
     match f {
         Field::Window => number(s, r.window as f64, precision),
         Field::LastSample => number(s, r.last_sample as f64, precision),
         Field::T => match r.t {
             Some(t) => number(s, t, precision),
-            None => s.push_str("null"),
+            None => s.extend_from_slice(b"null"),
         },
-        Field::Label => s.push_str(r.label.as_deref().unwrap_or("")),
+        Field::Label => s.extend_from_slice(r.label.as_deref().unwrap_or("").as_bytes()),
         Field::Index => {
             if let Some(i) = r.index {
                 let _ = write!(s, "{i}");
@@ -156,7 +153,7 @@ fn field(s: &mut String, r: &Prediction, f: &Field, precision: Option<usize>) {
         Field::Values => {
             for (i, v) in r.values.iter().enumerate() {
                 if i > 0 {
-                    s.push(',');
+                    s.push(b',');
                 }
                 match precision {
                     Some(_) => number(s, *v as f64, precision),
