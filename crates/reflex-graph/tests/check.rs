@@ -236,15 +236,7 @@ fn layer_names_are_unique() {
     use reflex_plugin_host::Plugin;
     let mut names: Vec<String> = reflex_graph::builtin::BUILTINS.iter().map(|d| Plugin::from_static(d).name).collect();
     names.push(reflex_graph::builtin::ADD.to_string());
-    for d in [
-        &conv_standard::DESCRIPTOR,
-        &conv_dilated::DESCRIPTOR,
-        &conv_depthwise::DESCRIPTOR,
-        &conv_grouped::DESCRIPTOR,
-        &residual::DESCRIPTOR,
-    ] {
-        names.push(Plugin::from_static(d).name);
-    }
+    names.extend(common::PLUGINS.iter().map(|d| Plugin::from_static(d).name));
     let unique: std::collections::BTreeSet<&String> = names.iter().collect();
     assert_eq!(unique.len(), names.len(), "{names:?}");
     assert_eq!(names.len(), 15);

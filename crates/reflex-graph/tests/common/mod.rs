@@ -7,15 +7,18 @@ use reflex_graph::{Graph, Registry};
 use reflex_plugin_sdk::Shape;
 use std::path::{Path, PathBuf};
 
+/// The bundled convolution plugins, linked in.
+pub static PLUGINS: [&reflex_plugin_sdk::abi::PluginDescriptor; 5] = [
+    &conv_standard::DESCRIPTOR,
+    &conv_dilated::DESCRIPTOR,
+    &conv_depthwise::DESCRIPTOR,
+    &conv_grouped::DESCRIPTOR,
+    &residual::DESCRIPTOR,
+];
+
 pub fn registry() -> Registry {
     let mut r = reflex_graph::registry();
-    for d in [
-        &conv_standard::DESCRIPTOR,
-        &conv_dilated::DESCRIPTOR,
-        &conv_depthwise::DESCRIPTOR,
-        &conv_grouped::DESCRIPTOR,
-        &residual::DESCRIPTOR,
-    ] {
+    for d in PLUGINS {
         r.register_static(d);
     }
     r
