@@ -153,6 +153,22 @@ pub enum Format {
     Witmotion,
 }
 
+impl Format {
+    /// The config's name for it (`"csv"`, `"binary"`, `"witmotion"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Binary => "binary",
+            Format::Witmotion => "witmotion",
+        }
+    }
+
+    /// The format a config (or a recording's metadata) names.
+    pub fn from_name(name: &str) -> Option<Format> {
+        [Format::Csv, Format::Binary, Format::Witmotion].into_iter().find(|f| f.name() == name)
+    }
+}
+
 /// Any of the three decoders, chosen at run time.
 #[derive(Clone, Debug)]
 pub enum AnyDecoder {

@@ -75,12 +75,7 @@ impl Input {
         let recorded = log.metadata();
         let s = &loaded.config.source;
         let mut format = reflex_io::format_of(s.format);
-        if let Some(f) = recorded.get("format") {
-            let f = match f.as_str() {
-                "csv" => reflex_io::Format::Csv,
-                "binary" => reflex_io::Format::Binary,
-                _ => reflex_io::Format::Witmotion,
-            };
+        if let Some(f) = recorded.get("format").and_then(|f| reflex_io::Format::from_name(f)) {
             if f != format {
                 tracing::warn!(recorded = ?f, config = ?format, "the recording was made in another wire format; decoding it as recorded");
                 format = f;
@@ -538,15 +533,7 @@ fn metadata(loaded: &Loaded) -> std::collections::BTreeMap<String, String> {
     let s = &loaded.config.source;
     let mut m: std::collections::BTreeMap<String, String> = provenance(loaded).into_iter().collect();
     m.insert("config_path".into(), loaded.config.path.display().to_string());
-    m.insert(
-        "format".into(),
-        match s.format {
-            reflex_config::FrameFormat::Csv => "csv",
-            reflex_config::FrameFormat::Binary => "binary",
-            reflex_config::FrameFormat::Witmotion => "witmotion",
-        }
-        .into(),
-    );
+    m.insert("format".into(), reflex_io::format_of(s.format).name().into());
     m.insert("channels".into(), s.channels.to_string());
     m.insert("reflexd_version".into(), env!("CARGO_PKG_VERSION").into());
     m
