@@ -12,7 +12,9 @@
 //! closed at least every second, so a recording cut by power loss or `kill -9` still replays
 //! up to its last completed chunk.
 
+use crate::record::Prediction;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::io::BufWriter;
 use std::path::Path;
@@ -36,10 +38,12 @@ pub fn unix_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// What the reader and the inference thread hand over; JSON is written on the recorder's own
+/// thread, not on theirs.
 enum Entry {
     Raw { ns: u64, bytes: Vec<u8> },
-    Sample { ns: u64, json: Vec<u8> },
-    Prediction { ns: u64, json: Vec<u8> },
+    Sample { ns: u64, n: u64, t: Option<f64>, values: SmallVec<[f32; 16]> },
+    Prediction { ns: u64, record: Arc<Prediction> },
     DeviceOpen { ns: u64 },
 }
 
@@ -63,20 +67,12 @@ impl RecordHandle {
 
     /// Sample number `n`, its time and values.
     pub fn sample(&self, ns: u64, n: u64, t: Option<f64>, values: &[f32]) {
-        #[derive(serde::Serialize)]
-        struct S<'a> {
-            sample: u64,
-            t: Option<f64>,
-            values: &'a [f32],
-        }
-        if let Ok(json) = serde_json::to_vec(&S { sample: n, t, values }) {
-            self.send(Entry::Sample { ns, json });
-        }
+        self.send(Entry::Sample { ns, n, t, values: SmallVec::from_slice(values) });
     }
 
-    /// A prediction record, already serialized as JSON.
-    pub fn prediction(&self, ns: u64, json: Vec<u8>) {
-        self.send(Entry::Prediction { ns, json });
+    /// A prediction record, as the sinks got it.
+    pub fn prediction(&self, ns: u64, record: Arc<Prediction>) {
+        self.send(Entry::Prediction { ns, record });
     }
 
     pub fn device_open(&self, ns: u64) {
@@ -166,8 +162,16 @@ impl Recorder {
     }
 }
 
+#[derive(serde::Serialize)]
+struct SampleJson<'a> {
+    sample: u64,
+    t: Option<f64>,
+    values: &'a [f32],
+}
+
 fn write_loop(w: &mut McapWriter, ch: &Channels, rx: Receiver<Entry>) -> Result<(), String> {
     let mut sequence = 0u32;
+    let mut json = Vec::with_capacity(1024);
     let mut last_chunk = Instant::now();
     loop {
         let entry = match rx.recv_timeout(Duration::from_millis(200)) {
@@ -176,11 +180,19 @@ fn write_loop(w: &mut McapWriter, ch: &Channels, rx: Receiver<Entry>) -> Result<
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         };
         if let Some(e) = entry {
-            let (channel_id, ns, data): (u16, u64, std::borrow::Cow<'_, [u8]>) = match &e {
-                Entry::Raw { ns, bytes } => (ch.raw, *ns, bytes.into()),
-                Entry::Sample { ns, json } => (ch.samples, *ns, json.into()),
-                Entry::Prediction { ns, json } => (ch.predictions, *ns, json.into()),
-                Entry::DeviceOpen { ns } => (ch.events, *ns, br#"{"event":"device_open"}"#[..].into()),
+            json.clear();
+            // Serializing numbers and strings into a Vec cannot fail.
+            let (channel_id, ns, data): (u16, u64, &[u8]) = match &e {
+                Entry::Raw { ns, bytes } => (ch.raw, *ns, bytes),
+                Entry::Sample { ns, n, t, values } => {
+                    let _ = serde_json::to_writer(&mut json, &SampleJson { sample: *n, t: *t, values });
+                    (ch.samples, *ns, &json)
+                }
+                Entry::Prediction { ns, record } => {
+                    let _ = serde_json::to_writer(&mut json, &**record);
+                    (ch.predictions, *ns, &json)
+                }
+                Entry::DeviceOpen { ns } => (ch.events, *ns, br#"{"event":"device_open"}"#),
             };
             sequence = sequence.wrapping_add(1);
             let header = mcap::records::MessageHeader { channel_id, sequence, log_time: ns, publish_time: ns };

@@ -342,9 +342,7 @@ fn infer(
                 });
                 sinks.send(&record);
                 if let Some(r) = &recording {
-                    if let Ok(json) = serde_json::to_vec(&*record) {
-                        r.prediction(unix_ns(), json);
-                    }
+                    r.prediction(unix_ns(), record.clone());
                 }
                 summary.predictions += 1;
                 report.latency(latency);
