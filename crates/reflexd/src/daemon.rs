@@ -57,13 +57,16 @@ impl Input {
         let shown = loaded.config.path.display();
         let path = s.path.clone().with_context(|| format!("{shown}: [source] path is required"))?;
         Ok(match s.kind {
-            reflex_config::SourceKind::Serial => Input::Serial(SerialSource {
-                path,
-                baud_rate: s.baud_rate,
-                format: reflex_io::format_of(s.format),
-                channels: s.channels,
-                time_column: s.time_column,
-            }),
+            reflex_config::SourceKind::Serial => {
+                usable_device(&path)?;
+                Input::Serial(SerialSource {
+                    path,
+                    baud_rate: s.baud_rate,
+                    format: reflex_io::format_of(s.format),
+                    channels: s.channels,
+                    time_column: s.time_column,
+                })
+            }
             reflex_config::SourceKind::Replay => Input::log(loaded, path, s.speed)?,
         })
     }
@@ -115,6 +118,20 @@ impl Input {
             speed,
         }))
     }
+}
+
+/// A device missing or not readable and writable at start is the user's error (SPEC §1): one
+/// line and exit 1. Only a device that vanishes after it was opened is waited for. `access`
+/// rather than `open`: opening a serial port toggles DTR, which resets many microcontrollers.
+fn usable_device(path: &Path) -> anyhow::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| anyhow::anyhow!("{}: not a device path", path.display()))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    if unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        anyhow::bail!("{}: cannot open the serial device: {e}", path.display());
+    }
+    Ok(())
 }
 
 /// Totals at the end of a run.

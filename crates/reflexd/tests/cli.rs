@@ -161,6 +161,15 @@ fn user_errors_are_one_line_and_exit_1() {
     let cfg = write(dir.path(), "syntax.toml", "[source\nchannels = 2\n");
     assert_one_line_error(&reflexd(&["check", "--config", &cfg]), "syntax.toml:1:");
 
+    // An IMU that is not there when the daemon starts is the user's error, not something to wait for.
+    let device = format!("[source]\npath = \"{}/ttyNONE\"\n", dir.path().display());
+    let text = device + &config_with(&exe_dir(), "moving_average", "length = 2").replace("[source]\n", "");
+    let cfg = write(dir.path(), "device.toml", &text);
+    assert_one_line_error(
+        &reflexd(&["run", "--config", &cfg]),
+        "ttyNONE: cannot open the serial device: No such file or directory",
+    );
+
     let cfg = write(dir.path(), "plugin.toml", &config_with(&exe_dir(), "conv_nonesuch", ""));
     assert_one_line_error(
         &reflexd(&["check", "--config", &cfg]),
