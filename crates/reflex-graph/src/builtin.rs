@@ -6,8 +6,9 @@
 use reflex_kernels as k;
 use reflex_plugin_sdk::abi::PluginDescriptor;
 use reflex_plugin_sdk::conv::{default_negative_slope, default_true, positive, ActivationName};
-use reflex_plugin_sdk::{descriptor_for, Error, Layer, LayerInfo, Shape, TensorSpec};
+use reflex_plugin_sdk::{descriptor_for, for_each_row_range, Error, Layer, LayerInfo, Shape, TensorSpec};
 use serde::Deserialize;
+use std::ops::Range;
 
 /// Every built-in layer. Names must be unique and distinct from the bundled plugins' (tested).
 pub static BUILTINS: [&PluginDescriptor; 9] =
@@ -70,6 +71,17 @@ impl Layer for ActivationLayer {
         self.f.apply(y);
         Ok(())
     }
+    fn stream_offset(&self) -> Option<usize> {
+        matches!(self.shape, Shape::Seq { .. }).then_some(0)
+    }
+    fn forward_range(&self, x: &[f32], y: &mut [f32], _: &mut [f32], range: Range<usize>) -> Result<(), Error> {
+        let (_, n) = self.shape.seq()?;
+        for_each_row_range(y, n, range.clone(), |c, y| {
+            y.copy_from_slice(&x[c * n + range.start..c * n + range.end]);
+            self.f.apply(y);
+        });
+        Ok(())
+    }
 }
 
 /// Eval-mode BatchNorm1d over `[C, L]` (or `[C]`), eps 1e-5.
@@ -110,6 +122,17 @@ impl Layer for BatchNorm {
     fn forward(&self, x: &[f32], y: &mut [f32], _: &mut [f32]) -> Result<(), Error> {
         y.copy_from_slice(x);
         k::scale_shift(y, self.channels, x.len() / self.channels.max(1), &self.scale, &self.shift);
+        Ok(())
+    }
+    fn stream_offset(&self) -> Option<usize> {
+        matches!(self.shape, Shape::Seq { .. }).then_some(0)
+    }
+    fn forward_range(&self, x: &[f32], y: &mut [f32], _: &mut [f32], range: Range<usize>) -> Result<(), Error> {
+        let (_, n) = self.shape.seq()?;
+        for_each_row_range(y, n, range.clone(), |c, y| {
+            y.copy_from_slice(&x[c * n + range.start..c * n + range.end]);
+            k::scale_shift(y, 1, y.len(), &self.scale[c..=c], &self.shift[c..=c]);
+        });
         Ok(())
     }
 }
@@ -188,6 +211,18 @@ impl<R: Reduce> Layer for Pool<R> {
     }
     fn forward(&self, x: &[f32], y: &mut [f32], _: &mut [f32]) -> Result<(), Error> {
         R::pool(x, self.channels, self.len, self.k, y);
+        Ok(())
+    }
+    fn stream_offset(&self) -> Option<usize> {
+        Some(0)
+    }
+    fn forward_range(&self, x: &[f32], y: &mut [f32], _: &mut [f32], range: Range<usize>) -> Result<(), Error> {
+        let (k, n) = (self.k, self.len / self.k);
+        let seen = range.start * k..range.end * k;
+        for_each_row_range(y, n, range, |c, y| {
+            let row = &x[c * self.len..(c + 1) * self.len];
+            R::pool(&row[seen.clone()], 1, seen.len(), k, y);
+        });
         Ok(())
     }
 }

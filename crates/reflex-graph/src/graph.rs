@@ -9,6 +9,8 @@ use reflex_plugin_sdk::conv::{default_negative_slope, ActivationName};
 use reflex_plugin_sdk::Shape;
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +34,30 @@ pub struct LayerSummary {
     pub macs: u64,
     /// Input samples one output position sees; `None` once the time axis is gone.
     pub receptive_field: Option<u64>,
+    /// What streaming inference does with this layer (set by [`Graph::set_hop`]).
+    pub stream: Stream,
+}
+
+/// How a layer runs when consecutive windows overlap (streaming inference).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// No hop set, or windows that do not overlap: every window is computed whole.
+    Off,
+    /// Keeps the previous window's output, shifted, and recomputes `recomputed` of its
+    /// `length` positions per window: the new positions and those near the padded edges.
+    Partial { recomputed: usize, length: usize },
+    /// Computes its whole output for every window, for the reason given.
+    Whole(String),
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stream::Off => f.write_str("-"),
+            Stream::Partial { recomputed, length } => write!(f, "{recomputed} of {length}"),
+            Stream::Whole(why) => write!(f, "all ({why})"),
+        }
+    }
 }
 
 /// A forward pass failed for one window.
@@ -65,6 +91,26 @@ struct Node {
     /// Indices into `Graph::values`; always below this node's own output index.
     inputs: Vec<usize>,
     scratch_len: usize,
+    /// Output position `j` reads input positions `j*stride - pad_left ..+ span`; `pad_left`
+    /// is `None` when the layer cannot compute part of its output.
+    window: Option<Window>,
+    output: Shape,
+}
+
+/// What a layer reads for one output position.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    pad_left: usize,
+    span: usize,
+    stride: usize,
+}
+
+/// Streaming plan of one node: output position `j` of a window equals position `j + shift`
+/// of the previous window's output for `j` in `keep`; the rest is recomputed.
+#[derive(Clone, Debug)]
+struct Keep {
+    shift: usize,
+    keep: Range<usize>,
 }
 
 /// A built graph: every layer configured and loaded, every buffer allocated.
@@ -74,6 +120,15 @@ pub struct Graph {
     values: Vec<Vec<f32>>,
     scratch: Vec<f32>,
     summary: Vec<LayerSummary>,
+    input: Shape,
+    /// Samples between consecutive windows; 0 when streaming is off.
+    hop: usize,
+    /// Per node, for `hop`.
+    plan: Vec<Option<Keep>>,
+    /// `values` hold the complete activations of the last window (a failed run clears it).
+    primed: bool,
+    /// The last window reused the one before it.
+    streamed: bool,
 }
 
 /// Per-value facts known while building; `None` where an upstream layer failed.
@@ -167,10 +222,10 @@ impl Graph {
             // even when its own tensors are wrong.
             index.insert(name, (value, built.known));
             match (built.node, built.known) {
-                (Some((op, scratch_len, s)), Some(known)) => {
+                (Some((op, scratch_len, window, s)), Some(known)) => {
                     summary.push(LayerSummary { receptive_field: known.rf.map(|r| r.0), ..s });
                     shapes.push(known.shape);
-                    nodes.push(Node { op, inputs, scratch_len });
+                    nodes.push(Node { op, inputs, scratch_len, window, output: known.shape });
                 }
                 _ => failed_prefixes.push(format!("{name}.")),
             }
@@ -201,7 +256,46 @@ impl Graph {
         }
         let values = shapes.iter().map(|s| vec![0.0; s.len()]).collect();
         let scratch = vec![0.0; nodes.iter().map(|n| n.scratch_len).max().unwrap_or(0)];
-        Ok(Graph { nodes, values, scratch, summary })
+        let plan = vec![None; nodes.len()];
+        Ok(Graph { nodes, values, scratch, summary, input, hop: 0, plan, primed: false, streamed: false })
+    }
+
+    /// Streaming inference for windows that start `hop` samples apart (`window.hop`): when a
+    /// window is the previous one shifted by `hop` samples (checked on its values, so a
+    /// dropped window or a gap simply runs whole), each layer keeps the part of its previous
+    /// output that cannot have changed and recomputes only the rest. Results are those of
+    /// whole-window runs. Sets [`LayerSummary::stream`]. Allocates; call it before the loop.
+    pub fn set_hop(&mut self, hop: usize) {
+        let input = self.input;
+        // Per value: how far it shifts between windows, and which positions carry over.
+        let mut state: Vec<Option<Keep>> = Vec::with_capacity(self.values.len());
+        state.push(match input {
+            Shape::Seq { length, .. } if hop > 0 && hop < length => Some(Keep { shift: hop, keep: 0..length - hop }),
+            _ => None,
+        });
+        self.hop = if state[0].is_some() { hop } else { 0 };
+        self.primed = false;
+        for (i, node) in self.nodes.iter().enumerate() {
+            let (keep, stream) = if self.hop == 0 {
+                (None, Stream::Off)
+            } else {
+                match plan_node(node, &state) {
+                    Ok(k) => {
+                        let length = seq_len(node.output);
+                        let stream = Stream::Partial { recomputed: length - k.keep.len(), length };
+                        (Some(k), stream)
+                    }
+                    Err(why) => (None, Stream::Whole(why)),
+                }
+            };
+            self.summary[i].stream = stream;
+            self.plan[i] = keep.clone();
+            state.push(keep);
+        }
+        if self.plan.iter().all(Option::is_none) {
+            // Nothing to reuse: no need to compare windows.
+            self.hop = 0;
+        }
     }
 
     pub fn input_len(&self) -> usize {
@@ -210,6 +304,11 @@ impl Graph {
 
     pub fn output_len(&self) -> usize {
         self.values.last().map_or(0, Vec::len)
+    }
+
+    /// Whether the last window reused the previous window's activations (see [`Graph::set_hop`]).
+    pub fn streamed(&self) -> bool {
+        self.streamed
     }
 
     /// One entry per layer, in order.
@@ -232,32 +331,132 @@ impl Graph {
         if window.len() != expected {
             return Err(RunError::InputLength { expected, got: window.len() });
         }
+        let streaming = self.primed && self.hop > 0 && follows(&self.values[0], window, seq_len(self.input), self.hop);
+        // Set again only once every layer has succeeded.
+        self.primed = false;
+        self.streamed = streaming;
         self.values[0].copy_from_slice(window);
         for (i, node) in self.nodes.iter_mut().enumerate() {
             let start = times.is_some().then(Instant::now);
             let (done, rest) = self.values.split_at_mut(i + 1);
-            let out = &mut rest[0];
-            match &mut node.op {
-                Op::Layer(layer) => {
-                    let scratch = &mut self.scratch[..node.scratch_len];
-                    layer
-                        .forward(&done[node.inputs[0]], out, scratch)
-                        .map_err(|e| RunError::Layer { layer: self.summary[i].name.clone(), message: e.to_string() })?;
-                }
-                Op::Add(activation) => {
-                    out.copy_from_slice(&done[node.inputs[0]]);
-                    for &j in &node.inputs[1..] {
-                        add_assign(out, &done[j]);
+            let out = &mut rest[0][..];
+            let scratch = &mut self.scratch[..node.scratch_len];
+            let failed = |e: reflex_plugin_host::PluginError| RunError::Layer {
+                layer: self.summary[i].name.clone(),
+                message: e.to_string(),
+            };
+            match (&self.plan[i], streaming) {
+                (Some(Keep { shift, keep }), true) => {
+                    let n = seq_len(node.output);
+                    for row in out.chunks_exact_mut(n) {
+                        row.copy_within(keep.start + shift..keep.end + shift, keep.start);
                     }
-                    activation.apply(out);
+                    for range in [0..keep.start, keep.end..n] {
+                        if range.is_empty() {
+                            continue;
+                        }
+                        match &mut node.op {
+                            Op::Layer(layer) => {
+                                layer.forward_range(&done[node.inputs[0]], out, scratch, range).map_err(failed)?
+                            }
+                            Op::Add(activation) => add_range(out, done, &node.inputs, n, range, *activation),
+                        }
+                    }
                 }
+                _ => match &mut node.op {
+                    Op::Layer(layer) => layer.forward(&done[node.inputs[0]], out, scratch).map_err(failed)?,
+                    Op::Add(activation) => {
+                        out.copy_from_slice(&done[node.inputs[0]]);
+                        for &j in &node.inputs[1..] {
+                            add_assign(out, &done[j]);
+                        }
+                        activation.apply(out);
+                    }
+                },
             }
             if let (Some(t), Some(start)) = (times.as_deref_mut(), start) {
                 t[i] += start.elapsed();
             }
         }
+        self.primed = true;
         Ok(self.values.last().map_or(&[][..], |v| &v[..]))
     }
+}
+
+/// Whether `window` is `previous` moved `hop` samples on: every row's first `len - hop`
+/// values are bit for bit the previous row's last ones.
+fn follows(previous: &[f32], window: &[f32], len: usize, hop: usize) -> bool {
+    len > hop
+        && previous
+            .chunks_exact(len)
+            .zip(window.chunks_exact(len))
+            .all(|(p, w)| p[hop..].iter().zip(&w[..len - hop]).all(|(a, b)| a.to_bits() == b.to_bits()))
+}
+
+/// Positions `range` of every row of an `add`.
+fn add_range(out: &mut [f32], values: &[Vec<f32>], inputs: &[usize], n: usize, range: Range<usize>, a: Activation) {
+    for (c, row) in out.chunks_exact_mut(n).enumerate() {
+        let at = c * n + range.start..c * n + range.end;
+        let dst = &mut row[range.clone()];
+        dst.copy_from_slice(&values[inputs[0]][at.clone()]);
+        for &j in &inputs[1..] {
+            add_assign(dst, &values[j][at.clone()]);
+        }
+        a.apply(dst);
+    }
+}
+
+/// The length of a `[channels, length]` shape; 0 once the time axis is gone.
+fn seq_len(shape: Shape) -> usize {
+    match shape {
+        Shape::Seq { length, .. } => length,
+        Shape::Flat(_) => 0,
+    }
+}
+
+/// The streaming plan of one node, given the plans of the values before it, or why it has to
+/// compute its whole output.
+fn plan_node(node: &Node, state: &[Option<Keep>]) -> Result<Keep, String> {
+    let Shape::Seq { length, .. } = node.output else {
+        return Err("no time axis".into());
+    };
+    let inputs: Vec<&Keep> = node.inputs.iter().filter_map(|&i| state[i].as_ref()).collect();
+    if inputs.len() < node.inputs.len() {
+        return Err("its input is computed whole".into());
+    }
+    let keep = match (&node.op, node.window) {
+        (Op::Add(_), _) => {
+            let shift = inputs[0].shift;
+            if inputs.iter().any(|k| k.shift != shift) {
+                return Err("its inputs move by different amounts".into());
+            }
+            let start = inputs.iter().map(|k| k.keep.start).max().unwrap_or(0);
+            let end = inputs.iter().map(|k| k.keep.end).min().unwrap_or(0);
+            Keep { shift, keep: start..end.max(start) }
+        }
+        (Op::Layer(_), None) => return Err("the layer cannot compute part of its output".into()),
+        (Op::Layer(_), Some(w)) => {
+            let Keep { shift, keep } = inputs[0];
+            if shift % w.stride != 0 {
+                return Err(format!("its stride {} does not divide the shift of {shift}", w.stride));
+            }
+            let shift = shift / w.stride;
+            // Output j reads inputs [j*stride - pad_left, j*stride - pad_left + span); it is
+            // unchanged when they all are (none of them padding), and then equals the previous
+            // output at j + shift.
+            let first = (keep.start + w.pad_left).div_ceil(w.stride);
+            let end = match (keep.end + w.pad_left).checked_sub(w.span) {
+                Some(last) => last / w.stride + 1,
+                None => 0,
+            };
+            let end = end.min(length.saturating_sub(shift));
+            Keep { shift, keep: first.min(end)..end }
+        }
+    };
+    if keep.keep.is_empty() {
+        return Err("no position carries over".into());
+    }
+    Ok(keep)
 }
 
 /// The names a layer reads: `inputs` for add, else `input` or the previous layer.
@@ -289,7 +488,7 @@ fn input_names(layer: &LayerConfig, i: usize, model: &ModelConfig) -> Result<Vec
 /// runnable node when everything (tensors included) is right.
 struct Built {
     known: Option<Known>,
-    node: Option<(Op, usize, LayerSummary)>,
+    node: Option<(Op, usize, Option<Window>, LayerSummary)>,
 }
 
 const UNKNOWN: Built = Built { known: None, node: None };
@@ -321,8 +520,10 @@ fn build_add(layer: &LayerConfig, upstream: Option<&[Known]>, errors: &mut Vec<S
         params: 0,
         macs: 0,
         receptive_field: None,
+        stream: Stream::Off,
     };
-    Built { known: Some(known), node: Some((Op::Add(keys.activation.with(keys.negative_slope)), 0, summary)) }
+    let add = Op::Add(keys.activation.with(keys.negative_slope));
+    Built { known: Some(known), node: Some((add, 0, None, summary)) }
 }
 
 struct LayerCtx<'a> {
@@ -409,7 +610,13 @@ fn build_layer(
         return Built { known, node: None };
     }
     let summary = summarize(layer, inst.plugin(), up.shape, &info);
-    Built { known, node: Some((Op::Layer(inst), info.scratch_len, summary)) }
+    let window = match (inst.stream_offset(), info.rf_span, up.shape, info.output) {
+        (Some(pad_left), Some(span), Shape::Seq { .. }, Shape::Seq { .. }) => {
+            usize::try_from(span).ok().map(|span| Window { pad_left, span, stride: info.rf_stride as usize })
+        }
+        _ => None,
+    };
+    Built { known, node: Some((Op::Layer(inst), info.scratch_len, window, summary)) }
 }
 
 fn summarize(
@@ -428,5 +635,6 @@ fn summarize(
         params: info.params,
         macs: info.macs,
         receptive_field: None,
+        stream: Stream::Off,
     }
 }

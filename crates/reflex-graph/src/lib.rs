@@ -20,7 +20,7 @@ pub mod builtin;
 mod graph;
 pub mod weights;
 
-pub use graph::{Graph, LayerSummary, RunError, INPUT};
+pub use graph::{Graph, LayerSummary, RunError, Stream, INPUT};
 pub use reflex_plugin_host::{Origin, Registry};
 pub use weights::{Tensor, Weights, WeightsError};
 

@@ -47,5 +47,34 @@ fn running_a_window_allocates_nothing() {
         }
         let n = ALLOCATIONS.load(Ordering::SeqCst) - before;
         assert_eq!(n, 0, "{}: {n} allocations in 10 passes", dir.display());
+
+        // Streaming: overlapping windows cut from the fixture's windows laid end to end.
+        let (c, len) = match graph.layers().first().map(|l| l.input) {
+            Some(reflex_plugin_sdk::Shape::Seq { channels, length }) => (channels, length),
+            _ => continue,
+        };
+        let hop = 1.max(len / 8);
+        graph.set_hop(hop);
+        let t = len * inputs.len();
+        let signal: Vec<f32> = (0..c)
+            .flat_map(|ch| inputs.iter().flat_map(move |x| x[ch * len..(ch + 1) * len].iter().copied()))
+            .collect();
+        let windows: Vec<Vec<f32>> = (0..=(t - len) / hop)
+            .map(|i| signal.chunks_exact(t).flat_map(|row| &row[i * hop..i * hop + len]).copied().collect())
+            .collect();
+        graph.run(&windows[0]).unwrap();
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        for w in &windows[1..] {
+            graph.run(w).unwrap();
+        }
+        let n = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        assert_eq!(n, 0, "{}: {n} allocations streaming at hop {hop}", dir.display());
+        assert!(
+            windows.len() < 3
+                || graph.streamed()
+                || graph.layers().iter().all(|l| !matches!(l.stream, reflex_graph::Stream::Partial { .. })),
+            "{}: never streamed",
+            dir.display()
+        );
     }
 }

@@ -77,6 +77,36 @@ fn check_conv(g: ConvGeometry, seed: u64, with_bias: bool) {
         let mut again = vec![0.0; want.len()];
         conv.run_with(ks, &x, &mut again, &mut scratch);
         assert_eq!(out, again, "{}: rerun differs", ks.name);
+        check_ranges(&g, &conv, ks, &x, &out, seed);
+    }
+}
+
+/// `run_range` computes exactly the full run's values in its range, reads no input position
+/// its range does not see (those are NaN here) and writes nothing outside its range.
+fn check_ranges(g: &ConvGeometry, conv: &Conv1d, ks: &KernelSet, x: &[f32], full: &[f32], seed: u64) {
+    let n = conv.out_len();
+    let cut = |k: u64| (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(k as u32 * 13) % (n as u64 + 1)) as usize;
+    let (a, b) = (cut(1).min(cut(2)), cut(1).max(cut(2)));
+    let span = g.dilation * (g.kernel_size - 1) + 1;
+    let mut scratch = vec![f32::NAN; conv.scratch_len()];
+    for range in [0..a, a..b, b..n, 0..n, n.saturating_sub(1)..n] {
+        let first = (range.start * g.stride) as isize - g.pad_left as isize;
+        let last = (range.end as isize - 1) * g.stride as isize - g.pad_left as isize + span as isize;
+        let seen = |i: usize| range.is_empty() || (first..last).contains(&(i as isize));
+        let poisoned: Vec<f32> =
+            x.iter().enumerate().map(|(i, &v)| if seen(i % g.in_len) { v } else { f32::NAN }).collect();
+        let mut out = vec![1234.5; full.len()];
+        conv.run_range_with(ks, &poisoned, &mut out, &mut scratch, range.clone());
+        for (i, (&got, &want)) in out.iter().zip(full).enumerate() {
+            let expect = if range.contains(&(i % n)) { want } else { 1234.5 };
+            assert!(
+                got.to_bits() == expect.to_bits(),
+                "{}: {g:?} range {range:?} at [{}, {}]: got {got}, want {expect}",
+                ks.name,
+                i / n,
+                i % n
+            );
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! 1-D convolution (PyTorch `conv1d`, N = 1) over a zero-padded input.
 
 use crate::kernels::{kernels, KernelSet, Tile, MR, SLACK};
+use std::ops::Range;
 
 /// Geometry of one PyTorch `Conv1d` (N = 1, layout `[C, L]` row-major,
 /// channels first). Padding is explicit per side, so PyTorch's
@@ -210,21 +211,67 @@ impl Conv1d {
 
     /// [`run`](Conv1d::run) with an explicit kernel set.
     pub fn run_with(&self, ks: &KernelSet, input: &[f32], output: &mut [f32], scratch: &mut [f32]) {
+        let scratch = self.check(input, output, scratch);
+        self.prepare_input(input, scratch);
+        self.compute(ks, scratch, output, 0..self.out_len);
+    }
+
+    /// Output positions `range` of every output channel, reading only the input positions
+    /// they see (`[start*stride - pad_left, (end-1)*stride - pad_left + span)`, clipped to
+    /// the input); every other output position is left as it is. Each value is computed
+    /// exactly as [`run`](Conv1d::run) computes it, so streaming inference can recompute the
+    /// edges of a window and keep the rest. Never allocates.
+    ///
+    /// # Panics
+    /// If a slice has the wrong length or `range` is not within `0..out_len`.
+    pub fn run_range(&self, input: &[f32], output: &mut [f32], scratch: &mut [f32], range: Range<usize>) {
+        self.run_range_with(self.ks, input, output, scratch, range)
+    }
+
+    /// [`run_range`](Conv1d::run_range) with an explicit kernel set.
+    pub fn run_range_with(
+        &self,
+        ks: &KernelSet,
+        input: &[f32],
+        output: &mut [f32],
+        scratch: &mut [f32],
+        range: Range<usize>,
+    ) {
+        assert!(
+            range.start <= range.end && range.end <= self.out_len,
+            "conv1d range {range:?} beyond {}",
+            self.out_len
+        );
+        let scratch = self.check(input, output, scratch);
+        if range.is_empty() {
+            return;
+        }
+        self.prepare_columns(input, scratch, &range);
+        self.compute(ks, scratch, output, range);
+    }
+
+    fn check<'s>(&self, input: &[f32], output: &[f32], scratch: &'s mut [f32]) -> &'s mut [f32] {
         let g = &self.geom;
         assert_eq!(input.len(), g.in_channels * g.in_len, "conv1d input length");
         assert_eq!(output.len(), g.out_channels * self.out_len, "conv1d output length");
         assert!(scratch.len() >= self.scratch_len, "conv1d scratch too short");
-        let scratch = &mut scratch[..self.scratch_len];
-        self.prepare_input(input, scratch);
-        let scratch = &*scratch;
+        &mut scratch[..self.scratch_len]
+    }
+
+    /// Runs the tiles over output positions `range`, the input already prepared in scratch.
+    fn compute(&self, ks: &KernelSet, scratch: &[f32], output: &mut [f32], range: Range<usize>) {
         let n = self.out_len;
+        let width = range.len();
         let steps = self.offsets.len();
         for tile in &self.tiles {
-            let out = &mut output[tile.out_ch * n..];
+            // Every offset is relative to the output position, so shifting the input rows by
+            // `range.start` makes position `range.start` the kernel's position 0.
+            let x = &scratch[tile.x_base + range.start..];
+            let out = &mut output[tile.out_ch * n + range.start..];
             match tile.kind {
                 TileKind::Panel { rows } => (ks.panel)(
                     &Tile {
-                        x: &scratch[tile.x_base..],
+                        x,
                         offs: &self.offsets,
                         w: &self.packed[tile.w_base..tile.w_base + steps * MR],
                         bias: &self.biases[tile.b_base..tile.b_base + MR],
@@ -232,17 +279,48 @@ impl Conv1d {
                     out,
                     n,
                     rows,
-                    n,
+                    width,
                 ),
                 TileKind::Row => (ks.row)(
                     &Tile {
-                        x: &scratch[tile.x_base..],
+                        x,
                         offs: &self.offsets,
                         w: &self.packed[tile.w_base..tile.w_base + steps],
                         bias: &self.biases[tile.b_base..tile.b_base + 1],
                     },
-                    &mut out[..n],
+                    &mut out[..width],
                 ),
+            }
+        }
+    }
+
+    /// Like [`prepare_input`](Self::prepare_input), but only the padded columns that output
+    /// positions `range` read.
+    fn prepare_columns(&self, input: &[f32], scratch: &mut [f32], range: &Range<usize>) {
+        let g = &self.geom;
+        let s = g.stride;
+        let span = g.dilation * (g.kernel_size - 1) + 1;
+        let first = range.start * s;
+        let last = (range.end - 1) * s + span;
+        let chan_stride = self.phase_len * s;
+        // Padded column q holds input position q - pad_left; the real ones are [lo, hi).
+        let lo = first.max(g.pad_left).min(last);
+        let hi = last.min(g.pad_left + g.in_len).max(lo);
+        for (dst, src) in scratch.chunks_exact_mut(chan_stride).zip(input.chunks_exact(g.in_len)) {
+            if s == 1 {
+                dst[first..lo].fill(0.0);
+                if lo < hi {
+                    dst[lo..hi].copy_from_slice(&src[lo - g.pad_left..hi - g.pad_left]);
+                }
+                dst[hi..last].fill(0.0);
+                continue;
+            }
+            for q in first..last {
+                let v = match q.checked_sub(g.pad_left) {
+                    Some(i) if i < g.in_len => src[i],
+                    _ => 0.0,
+                };
+                dst[(q % s) * self.phase_len + q / s] = v;
             }
         }
     }

@@ -1,6 +1,6 @@
 //! A safe handle on one layer instance living inside a plugin.
 
-use crate::Plugin;
+use crate::{entry, Plugin};
 use reflex_plugin_sdk::abi::*;
 use reflex_plugin_sdk::{ErrorKind, LayerInfo, Shape, TensorSpec};
 use std::fmt;
@@ -72,7 +72,7 @@ impl LayerInstance {
         let params = RxStr { ptr: params_json.as_ptr(), len: params_json.len() };
         let mut e = RxError { buf: err.as_mut_ptr(), cap: ERROR_CAP, len: 0 };
         // SAFETY: arguments follow the ABI; `params` outlives the call.
-        let status = unsafe { (plugin.descriptor.create)(params, &mut inst, &mut e) };
+        let status = unsafe { entry!(plugin, create)(params, &mut inst, &mut e) };
         if status != STATUS_OK {
             return Err(PluginError { status, message: message(&err[..], e.len) });
         }
@@ -100,7 +100,7 @@ impl LayerInstance {
     pub fn configure(&mut self, input: Shape) -> Result<LayerInfo, PluginError> {
         let shape = input.to_abi();
         let mut raw = RxLayerInfo::default();
-        let configure = self.plugin.descriptor.configure;
+        let configure = entry!(self.plugin, configure);
         // SAFETY: pointers are valid for the call.
         self.call(|inst, e| unsafe { configure(inst, &shape, &mut raw, e) })?;
         let output =
@@ -124,7 +124,7 @@ impl LayerInstance {
         for i in 0..self.tensor_count {
             let mut raw = RxTensorSpec { name: RxStr { ptr: std::ptr::null(), len: 0 }, rank: 0, dims: [0; 4] };
             // SAFETY: i < tensor_count; the name is owned by the instance and copied at once.
-            let status = unsafe { (self.plugin.descriptor.tensor_spec)(self.inst, i, &mut raw) };
+            let status = unsafe { entry!(self.plugin, tensor_spec)(self.inst, i, &mut raw) };
             if status != STATUS_OK || raw.rank > 4 || (raw.name.len > 0 && raw.name.ptr.is_null()) {
                 return Err(PluginError::host("plugin failed to describe a tensor"));
             }
@@ -139,7 +139,7 @@ impl LayerInstance {
     /// Hands over the tensors in `tensor_specs` order (BatchNorm folding etc. happen here).
     pub fn load(&mut self, tensors: &[&[f32]]) -> Result<(), PluginError> {
         let raw: Vec<RxTensor> = tensors.iter().map(|t| RxTensor { data: t.as_ptr(), len: t.len() }).collect();
-        let load = self.plugin.descriptor.load;
+        let load = entry!(self.plugin, load);
         // SAFETY: `raw` borrows `tensors`, which outlive the call.
         self.call(|inst, e| unsafe { load(inst, raw.as_ptr(), raw.len() as u32, e) })
     }
@@ -147,7 +147,7 @@ impl LayerInstance {
     /// Runs one window. `output` must have the configured output length and `scratch` at least
     /// `scratch_len` elements. Allocates nothing unless the plugin fails.
     pub fn forward(&mut self, input: &[f32], output: &mut [f32], scratch: &mut [f32]) -> Result<(), PluginError> {
-        let forward = self.plugin.descriptor.forward;
+        let forward = entry!(self.plugin, forward);
         // SAFETY: the slices are valid for the call and do not overlap (distinct borrows).
         self.call(|inst, e| unsafe {
             forward(
@@ -164,6 +164,49 @@ impl LayerInstance {
     }
 }
 
+impl LayerInstance {
+    /// Streaming (after `configure`): `Some(pad_left)` when the layer can compute any range of
+    /// its output positions by itself ([`LayerInstance::forward_range`]); `None` for a layer
+    /// that cannot, or a plugin built before ABI minor 1.
+    pub fn stream_offset(&mut self) -> Option<usize> {
+        let (stream, _) = self.plugin.streaming?;
+        let mut raw = RxStream::default();
+        // SAFETY: the instance is configured; `raw` is valid for the call.
+        let status = unsafe { stream(self.inst, &mut raw) };
+        (status == STATUS_OK && raw.supported == 1).then(|| usize::try_from(raw.pad_left).ok()).flatten()
+    }
+
+    /// Output positions `range` of every channel only, reading only the input positions they
+    /// see; the rest of `output` is left as it is. Only for layers with a
+    /// [`stream_offset`](LayerInstance::stream_offset). Allocates nothing unless the plugin fails.
+    pub fn forward_range(
+        &mut self,
+        input: &[f32],
+        output: &mut [f32],
+        scratch: &mut [f32],
+        range: std::ops::Range<usize>,
+    ) -> Result<(), PluginError> {
+        let Some((_, forward_range)) = self.plugin.streaming else {
+            return Err(PluginError::host("this plugin cannot compute part of its output"));
+        };
+        // SAFETY: as `forward`.
+        self.call(|inst, e| unsafe {
+            forward_range(
+                inst,
+                input.as_ptr(),
+                input.len(),
+                output.as_mut_ptr(),
+                output.len(),
+                scratch.as_mut_ptr(),
+                scratch.len(),
+                range.start,
+                range.end,
+                e,
+            )
+        })
+    }
+}
+
 fn message(buf: &[u8], len: usize) -> String {
     String::from_utf8_lossy(&buf[..len.min(buf.len())]).into_owned()
 }
@@ -171,6 +214,6 @@ fn message(buf: &[u8], len: usize) -> String {
 impl Drop for LayerInstance {
     fn drop(&mut self) {
         // SAFETY: `inst` came from this plugin's `create` and is destroyed once.
-        unsafe { (self.plugin.descriptor.destroy)(self.inst) }
+        unsafe { entry!(self.plugin, destroy)(self.inst) }
     }
 }

@@ -23,7 +23,7 @@ mod load;
 pub use instance::{LayerInstance, PluginError};
 pub use load::{library_file_name, LoadError};
 
-use reflex_plugin_sdk::abi::PluginDescriptor;
+use reflex_plugin_sdk::abi::{ForwardRangeFn, PluginDescriptor, StreamFn};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,7 +39,11 @@ pub enum Origin {
 
 /// A plugin ready to create layer instances.
 pub struct Plugin {
-    descriptor: &'static PluginDescriptor,
+    /// Valid for the process (libraries are never unloaded). A plugin built for an older minor
+    /// has a shorter descriptor, so it is read field by field ([`entry!`]), never as a whole.
+    descriptor: *const PluginDescriptor,
+    /// The minor-1 entry points, when the plugin has them.
+    streaming: Option<(StreamFn, ForwardRangeFn)>,
     pub name: String,
     pub version: String,
     pub origin: Origin,
@@ -55,12 +59,40 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
+// SAFETY: the descriptor is immutable 'static data (PluginDescriptor is Sync).
+unsafe impl Send for Plugin {}
+unsafe impl Sync for Plugin {}
+
+/// Reads entry point `$field` of a plugin's descriptor (one of the minor-0 fields, which every
+/// descriptor of this major has).
+macro_rules! entry {
+    ($plugin:expr, $field:ident) => {{
+        // SAFETY: `descriptor` points at a live descriptor whose magic and major were checked.
+        #[allow(unused_unsafe)]
+        let f = unsafe { std::ptr::addr_of!((*$plugin.descriptor).$field).read() };
+        f
+    }};
+}
+pub(crate) use entry;
+
 impl Plugin {
     /// Registers a descriptor linked into this executable.
     pub fn from_static(descriptor: &'static PluginDescriptor) -> Plugin {
-        // SAFETY: static descriptors come from `descriptor_for`, whose strings are 'static.
-        let (name, version) = unsafe { load::descriptor_strings(descriptor) };
-        Plugin { descriptor, name, version, origin: Origin::Static }
+        // SAFETY: a static of this crate's type is complete, and `descriptor_for` makes its
+        // strings 'static.
+        unsafe { Plugin::from_raw(descriptor, Origin::Static) }
+    }
+
+    /// # Safety
+    /// `descriptor` points at a descriptor valid for the process, whose magic and major were
+    /// checked, and whose strings are valid for the process.
+    pub(crate) unsafe fn from_raw(descriptor: *const PluginDescriptor, origin: Origin) -> Plugin {
+        let (name, version) = load::descriptor_strings(descriptor);
+        let minor = std::ptr::addr_of!((*descriptor).header.abi_minor).read();
+        let streaming = (minor >= 1).then(|| {
+            (std::ptr::addr_of!((*descriptor).stream).read(), std::ptr::addr_of!((*descriptor).forward_range).read())
+        });
+        Plugin { descriptor, streaming, name, version, origin }
     }
 
     /// A new, unconfigured instance from the layer's keys as a JSON object.

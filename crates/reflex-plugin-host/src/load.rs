@@ -59,15 +59,20 @@ fn check_owner_only(path: &Path) -> Result<(), LoadError> {
 
 /// # Safety
 /// The descriptor's strings must be valid for 'static (they live in a never-unloaded library).
-pub(crate) unsafe fn descriptor_strings(d: &PluginDescriptor) -> (String, String) {
-    (
-        String::from_utf8_lossy(d.name.as_bytes()).into_owned(),
-        String::from_utf8_lossy(d.version.as_bytes()).into_owned(),
-    )
+pub(crate) unsafe fn descriptor_strings(d: *const PluginDescriptor) -> (String, String) {
+    let (name, version) = (std::ptr::addr_of!((*d).name).read(), std::ptr::addr_of!((*d).version).read());
+    (String::from_utf8_lossy(name.as_bytes()).into_owned(), String::from_utf8_lossy(version.as_bytes()).into_owned())
 }
 
+/// A descriptor inside a library that stays mapped for the process.
+#[derive(Clone, Copy)]
+pub(crate) struct Mapped(pub(crate) *const PluginDescriptor);
+
+// SAFETY: it points at immutable data that is never unmapped.
+unsafe impl Send for Mapped {}
+
 struct Opened {
-    descriptor: &'static PluginDescriptor,
+    descriptor: Mapped,
     /// (device, inode, size, mtime s, mtime ns) of the file when it was hashed.
     stamp: (u64, u64, u64, i64, i64),
     sha256: String,
@@ -113,11 +118,12 @@ pub(crate) fn load_library(name: &str, dir: &Path) -> Result<Plugin, LoadError> 
         }
     };
     // SAFETY: the library is never unloaded, so its strings live for the process.
-    let (found, version) = unsafe { descriptor_strings(descriptor) };
+    let (found, _) = unsafe { descriptor_strings(descriptor.0) };
     if found != name {
         return Err(LoadError::NameMismatch { path, expected: name.into(), found });
     }
-    Ok(Plugin { descriptor, name: found, version, origin: Origin::Library { path, sha256 } })
+    // SAFETY: `open` checked magic and major; the library stays mapped.
+    Ok(unsafe { Plugin::from_raw(descriptor.0, Origin::Library { path, sha256 }) })
 }
 
 /// The dynamic loader maps a path once: `dlopen` of a library rebuilt in place returns the old
@@ -125,12 +131,7 @@ pub(crate) fn load_library(name: &str, dir: &Path) -> Result<Plugin, LoadError> 
 /// hash, and that file is opened (and removed at once: the mapping stays). A rebuilt plugin
 /// therefore runs at the next graph build, and the old one stays mapped for whatever still
 /// uses it.
-fn open_private_copy(
-    name: &str,
-    path: &Path,
-    bytes: &[u8],
-    sha256: &str,
-) -> Result<&'static PluginDescriptor, LoadError> {
+fn open_private_copy(name: &str, path: &Path, bytes: &[u8], sha256: &str) -> Result<Mapped, LoadError> {
     let io = |source| LoadError::Io { path: path.into(), source };
     // mkdtemp: a fresh directory only we can enter, so nobody can swap the copy under us.
     let dir = tempfile::Builder::new().prefix("reflex-plugin-").tempdir().map_err(io)?;
@@ -147,7 +148,7 @@ fn open_private_copy(
 }
 
 /// Opens `file` (a private copy); errors name `shown`, the library the user configured.
-fn open(name: &str, file: &Path, shown: &Path) -> Result<&'static PluginDescriptor, LoadError> {
+fn open(name: &str, file: &Path, shown: &Path) -> Result<Mapped, LoadError> {
     let path = shown;
     // SAFETY: loading runs the library's initialisers. That is the point of a plugin; the file
     // was vetted above (owner-only), which is what we can check.
@@ -173,8 +174,9 @@ fn open(name: &str, file: &Path, shown: &Path) -> Result<&'static PluginDescript
     if header.abi_major != ABI_MAJOR {
         return Err(LoadError::AbiMismatch { path: path.into(), major: header.abi_major, minor: header.abi_minor });
     }
-    // SAFETY: magic and major match, so the full descriptor has this layout.
-    Ok(unsafe { &*ptr })
+    // Magic and major match: the fields of this major's minor 0 are there (and later ones if
+    // `abi_minor` says so, which `Plugin::from_raw` reads).
+    Ok(Mapped(ptr))
 }
 
 fn hex(bytes: &[u8]) -> String {

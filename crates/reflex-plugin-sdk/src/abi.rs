@@ -7,18 +7,22 @@
 //! Versioning: the host reads [`DescriptorHeader`] first and refuses anything whose `magic` is
 //! not [`MAGIC`] or whose `abi_major` differs from [`ABI_MAJOR`] before touching any function
 //! pointer. A minor bump may only append fields at the end of [`PluginDescriptor`]; the host reads
-//! an appended field only when the plugin's `abi_minor` says it is there.
+//! an appended field only when the plugin's `abi_minor` says it is there, and never forms a
+//! reference to a whole descriptor of a lower minor (it would reach past the plugin's static).
 //!
 //! The life of one layer instance:
 //! `create(params)` → `configure(input shape)` → `tensor_spec(i)` for each tensor →
 //! `load(tensors)` → `forward(…)` per window, any number of times → `destroy`.
+//! Since minor 1, a layer that can compute part of its output says so through `stream`, and the
+//! host may then call `forward_range` instead of `forward` to recompute only the positions of a
+//! window that differ from the previous window's, shifted (streaming inference).
 
 use std::ffi::c_void;
 
 /// Bumped when a change breaks plugins built against the previous version.
 pub const ABI_MAJOR: u32 = 1;
-/// Bumped when fields are appended to [`PluginDescriptor`].
-pub const ABI_MINOR: u32 = 0;
+/// Bumped when fields are appended to [`PluginDescriptor`]. 1: `stream`, `forward_range`.
+pub const ABI_MINOR: u32 = 1;
 /// First bytes of every descriptor: a library exporting the symbol by accident is still refused.
 pub const MAGIC: [u8; 8] = *b"REFLEXPL";
 /// The exported symbol is `reflex_plugin_<name>`, so that several plugins can be linked
@@ -122,6 +126,17 @@ pub struct RxLayerInfo {
     pub tensor_count: u32,
 }
 
+/// Whether and how a layer computes part of its output (filled by `stream`, minor 1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxStream {
+    /// 1 when `forward_range` can compute any range of output positions on its own.
+    pub supported: u32,
+    /// Output position `j` reads input positions `j * rf_stride - pad_left` onwards, `rf_span`
+    /// of them (those outside the input are the layer's zero padding).
+    pub pad_left: u64,
+}
+
 /// Opaque per-layer state owned by the plugin.
 pub type Instance = *mut c_void;
 
@@ -170,7 +185,29 @@ pub struct PluginDescriptor {
         err: *mut RxError,
     ) -> Status,
     pub destroy: unsafe extern "C" fn(inst: Instance),
+    // ---- Minor 1. A host reads these only when `header.abi_minor >= 1`. ----
+    pub stream: StreamFn,
+    pub forward_range: ForwardRangeFn,
 }
+
+/// Minor 1. After `configure`: whether the layer can run `forward_range`, and its left padding.
+pub type StreamFn = unsafe extern "C" fn(inst: Instance, out: *mut RxStream) -> Status;
+
+/// Minor 1. Like `forward`, but computes only output positions `start..end` (of every channel),
+/// reading only the input positions they see, and leaves the rest of `output` as it is.
+/// Called only when `stream` said `supported`. Must not allocate.
+pub type ForwardRangeFn = unsafe extern "C" fn(
+    inst: Instance,
+    input: *const f32,
+    input_len: usize,
+    output: *mut f32,
+    output_len: usize,
+    scratch: *mut f32,
+    scratch_len: usize,
+    start: usize,
+    end: usize,
+    err: *mut RxError,
+) -> Status;
 
 unsafe impl Sync for PluginDescriptor {}
 

@@ -1,10 +1,11 @@
 //! Building blocks for convolution plugins: the keys they share, padding rules, and a
 //! convolution stage that loads its weights (folding BatchNorm) and runs on the kernels crate.
 
-use crate::{Error, Layer, LayerInfo, Shape, TensorSpec};
+use crate::{for_each_row_range, Error, Layer, LayerInfo, Shape, TensorSpec};
 use reflex_kernels::{fold_batch_norm, Activation, Conv1d, ConvGeometry};
 use serde::Deserialize;
 use std::marker::PhantomData;
+use std::ops::Range;
 
 /// BatchNorm1d's default epsilon, which SPEC §3 fixes.
 pub const BN_EPS: f32 = 1e-5;
@@ -292,6 +293,32 @@ impl ConvStage {
         conv.run(input, output, &mut scratch[..conv.scratch_len()]);
         Ok(())
     }
+
+    /// Output positions `range` only, reading only the input positions they see
+    /// ([`ConvStage::input_range`]); the rest of `output` is left as it is.
+    pub fn run_range(
+        &self,
+        input: &[f32],
+        output: &mut [f32],
+        scratch: &mut [f32],
+        range: Range<usize>,
+    ) -> Result<(), Error> {
+        let conv = self.conv.as_ref().ok_or_else(|| Error::runtime("weights not loaded"))?;
+        conv.run_range(input, output, &mut scratch[..conv.scratch_len()], range);
+        Ok(())
+    }
+
+    /// The input positions that output positions `range` read, clipped to the input: what a
+    /// stage before this one must have computed for [`ConvStage::run_range`].
+    pub fn input_range(&self, range: &Range<usize>) -> Range<usize> {
+        let g = &self.geom;
+        if range.is_empty() {
+            return 0..0;
+        }
+        let first = (range.start * g.stride).saturating_sub(g.pad_left).min(g.in_len);
+        let last = ((range.end - 1) * g.stride + span(g.kernel_size, g.dilation)).saturating_sub(g.pad_left);
+        first..last.clamp(first, g.in_len)
+    }
 }
 
 fn stage_label(prefix: &str) -> String {
@@ -383,6 +410,36 @@ impl<F: ConvFlavour> Layer for PlainConv<F> {
 
     fn load(&mut self, tensors: &[&[f32]]) -> Result<(), Error> {
         self.stage.load(&mut tensors.iter())
+    }
+
+    fn stream_offset(&self) -> Option<usize> {
+        Some(self.stage.geometry().pad_left)
+    }
+
+    fn forward_range(
+        &self,
+        input: &[f32],
+        output: &mut [f32],
+        scratch: &mut [f32],
+        range: Range<usize>,
+    ) -> Result<(), Error> {
+        let n = self.stage.out_len();
+        if !self.shuffle {
+            self.stage.run_range(input, output, scratch, range.clone())?;
+            for_each_row_range(output, n, range, |_, r| self.activation.apply(r));
+            return Ok(());
+        }
+        let (conv_out, rest) = scratch.split_at_mut(output.len());
+        self.stage.run_range(input, conv_out, rest, range.clone())?;
+        for_each_row_range(conv_out, n, range.clone(), |_, r| self.activation.apply(r));
+        let g = self.stage.geometry();
+        let per = g.out_channels / g.groups;
+        // Output channel i*groups + j is convolution channel j*per + i, as in channel_shuffle.
+        for_each_row_range(output, n, range.clone(), |c, r| {
+            let src = (c % g.groups) * per + c / g.groups;
+            r.copy_from_slice(&conv_out[src * n + range.start..src * n + range.end]);
+        });
+        Ok(())
     }
 
     fn forward(&self, input: &[f32], output: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {

@@ -21,6 +21,8 @@ pub const fn descriptor_for<L: Layer>() -> PluginDescriptor {
         load: load::<L>,
         forward: forward::<L>,
         destroy: destroy::<L>,
+        stream: stream::<L>,
+        forward_range: forward_range::<L>,
     }
 }
 
@@ -238,6 +240,60 @@ unsafe extern "C" fn forward<L: Layer>(
         let sc: &mut [f32] =
             if scratch_len == 0 { &mut [] } else { std::slice::from_raw_parts_mut(scratch, scratch_len) };
         layer.forward(x, y, sc).map_err(fail)
+    })
+}
+
+unsafe extern "C" fn stream<L: Layer>(inst: Instance, out: *mut RxStream) -> Status {
+    guard(std::ptr::null_mut(), || {
+        let s = slot::<L>(inst)?;
+        let layer = s.layer.as_ref().ok_or_else(|| misuse("stream before configure"))?;
+        let out = out.as_mut().ok_or_else(|| misuse("stream: null out"))?;
+        *out = match layer.stream_offset() {
+            Some(pad_left) => RxStream { supported: 1, pad_left: pad_left as u64 },
+            None => RxStream::default(),
+        };
+        Ok(())
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn forward_range<L: Layer>(
+    inst: Instance,
+    input: *const f32,
+    input_len: usize,
+    output: *mut f32,
+    output_len: usize,
+    scratch: *mut f32,
+    scratch_len: usize,
+    start: usize,
+    end: usize,
+    err: *mut RxError,
+) -> Status {
+    guard(err, || {
+        let s = slot::<L>(inst)?;
+        let (Some(layer), Some(info), true) = (s.layer.as_ref(), s.info.as_ref(), s.loaded) else {
+            return Err(misuse("forward_range before load"));
+        };
+        let Shape::Seq { length, .. } = info.output else {
+            return Err(misuse("forward_range on a layer without a time axis"));
+        };
+        if input_len != s.in_len
+            || output_len != info.output.len()
+            || scratch_len < info.scratch_len
+            || input.is_null()
+            || output.is_null()
+            || (scratch_len > 0 && scratch.is_null())
+            || start > end
+            || end > length
+            || layer.stream_offset().is_none()
+        {
+            return Err(misuse("forward_range: buffer sizes or range differ from configure"));
+        }
+        let x = std::slice::from_raw_parts(input, input_len);
+        let y = std::slice::from_raw_parts_mut(output, output_len);
+        let sc: &mut [f32] =
+            if scratch_len == 0 { &mut [] } else { std::slice::from_raw_parts_mut(scratch, scratch_len) };
+        layer.forward_range(x, y, sc, start..end).map_err(fail)
     })
 }
 

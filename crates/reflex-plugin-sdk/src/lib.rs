@@ -216,4 +216,45 @@ pub trait Layer: Sized + Send + 'static {
     /// `tensors` in the order of [`Layer::tensors`], each with exactly the announced size.
     fn load(&mut self, tensors: &[&[f32]]) -> Result<(), Error>;
     fn forward(&self, input: &[f32], output: &mut [f32], scratch: &mut [f32]) -> Result<(), Error>;
+
+    /// Streaming: `Some(pad_left)` when [`Layer::forward_range`] can compute any range of
+    /// output positions by itself, output position `j` reading input positions from
+    /// `j * rf_stride - pad_left` on (`rf_span` of them, see [`LayerInfo`]). The host then
+    /// recomputes only the positions of a window that the previous window, shifted by the hop,
+    /// does not already hold. `None` (the default): every window runs [`Layer::forward`].
+    fn stream_offset(&self) -> Option<usize> {
+        None
+    }
+
+    /// Output positions `range` of every channel of `output` (`[channels, length]`), exactly as
+    /// [`Layer::forward`] computes them, reading only the input positions those outputs see;
+    /// every other output value must be left as it is. Called only when
+    /// [`Layer::stream_offset`] is `Some`. Must not allocate.
+    fn forward_range(
+        &self,
+        input: &[f32],
+        output: &mut [f32],
+        scratch: &mut [f32],
+        range: std::ops::Range<usize>,
+    ) -> Result<(), Error> {
+        let _ = (input, output, scratch, range);
+        Err(Error::runtime("this layer cannot compute part of its output"))
+    }
+}
+
+/// Applies `f` to positions `range` of every row of a `[rows, row_len]` buffer: how
+/// position-wise steps (activations, BatchNorm, sums) of a [`Layer::forward_range`] touch only
+/// their range.
+pub fn for_each_row_range(
+    buf: &mut [f32],
+    row_len: usize,
+    range: std::ops::Range<usize>,
+    mut f: impl FnMut(usize, &mut [f32]),
+) {
+    if row_len == 0 || range.is_empty() {
+        return;
+    }
+    for (r, row) in buf.chunks_exact_mut(row_len).enumerate() {
+        f(r, &mut row[range.clone()]);
+    }
 }

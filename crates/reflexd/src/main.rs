@@ -64,6 +64,10 @@ enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// Time windows that each follow the previous one by this many samples, as a stream
+        /// delivers them (streaming inference); default: unrelated whole windows.
+        #[arg(long, value_name = "SAMPLES", value_parser = clap::value_parser!(u32).range(1..))]
+        hop: Option<u32>,
     },
 }
 
@@ -89,7 +93,7 @@ fn main() -> ExitCode {
         }
         Command::Inspect(c) => commands::inspect::run(&c.config),
         Command::Check(c) => commands::check::run(&c.config),
-        Command::Bench { config, json } => commands::bench::run(&config.config, json),
+        Command::Bench { config, json, hop } => commands::bench::run(&config.config, json, hop.map(|h| h as usize)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,8 @@
 
 use reflex_plugin_sdk::conv::{default_one, positive, span, ActivationName, ConvStage};
 use reflex_plugin_sdk::kernels::{Activation, ConvGeometry};
-use reflex_plugin_sdk::{conv_params, export_plugin, Error, Layer, LayerInfo, Shape, TensorSpec};
+use reflex_plugin_sdk::{conv_params, export_plugin, for_each_row_range, Error, Layer, LayerInfo, Shape, TensorSpec};
+use std::ops::Range;
 
 conv_params! {
     /// Keys of `conv_depthwise`.
@@ -102,6 +103,21 @@ impl Layer for ConvDepthwise {
         let mut it = tensors.iter();
         self.depthwise.load(&mut it)?;
         self.pointwise.load(&mut it)
+    }
+
+    fn stream_offset(&self) -> Option<usize> {
+        Some(self.depthwise.geometry().pad_left)
+    }
+
+    fn forward_range(&self, x: &[f32], y: &mut [f32], scratch: &mut [f32], range: Range<usize>) -> Result<(), Error> {
+        let n = self.pointwise.out_len();
+        let (mid, rest) = scratch.split_at_mut(self.mid_len());
+        // The pointwise convolution reads exactly its own positions of `mid`.
+        self.depthwise.run_range(x, mid, rest, range.clone())?;
+        for_each_row_range(mid, n, range.clone(), |_, r| self.mid_activation.apply(r));
+        self.pointwise.run_range(mid, y, rest, range.clone())?;
+        for_each_row_range(y, n, range, |_, r| self.activation.apply(r));
+        Ok(())
     }
 
     fn forward(&self, x: &[f32], y: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {

@@ -9,8 +9,9 @@ use reflex_plugin_sdk::conv::{
     default_negative_slope, default_one, default_true, positive, span, ActivationName, ConvStage, Padding,
 };
 use reflex_plugin_sdk::kernels::{add_assign, Activation, ConvGeometry};
-use reflex_plugin_sdk::{export_plugin, Error, Layer, LayerInfo, Shape, TensorSpec};
+use reflex_plugin_sdk::{export_plugin, for_each_row_range, Error, Layer, LayerInfo, Shape, TensorSpec};
 use serde::Deserialize;
+use std::ops::Range;
 
 fn default_relu() -> ActivationName {
     ActivationName::Relu
@@ -144,6 +145,38 @@ impl Layer for Residual {
             Some(s) => s.load(&mut it),
             None => Ok(()),
         }
+    }
+
+    fn stream_offset(&self) -> Option<usize> {
+        Some(self.conv.geometry().pad_left)
+    }
+
+    fn forward_range(&self, x: &[f32], y: &mut [f32], scratch: &mut [f32], range: Range<usize>) -> Result<(), Error> {
+        let n = self.expand.out_len();
+        let (h1, rest) = scratch.split_at_mut(self.mid_len());
+        let (h2, rest) = rest.split_at_mut(self.mid_len());
+        // The 1×1 convolutions read their own positions; the middle one needs its kernel's
+        // span of `h1` around the range.
+        let seen = self.conv.input_range(&range);
+        self.reduce.run_range(x, h1, rest, seen.clone())?;
+        for_each_row_range(h1, n, seen, |_, r| self.activation.apply(r));
+        self.conv.run_range(h1, h2, rest, range.clone())?;
+        for_each_row_range(h2, n, range.clone(), |_, r| self.activation.apply(r));
+        self.expand.run_range(h2, y, rest, range.clone())?;
+        let shortcut: &[f32] = match &self.shortcut {
+            None => x,
+            Some(shortcut) => {
+                let (s, rest) = rest.split_at_mut(y.len());
+                shortcut.run_range(x, s, rest, range.clone())?;
+                s
+            }
+        };
+        let r = range.clone();
+        for_each_row_range(y, n, range, |c, y| {
+            add_assign(y, &shortcut[c * n + r.start..c * n + r.end]);
+            self.activation.apply(y);
+        });
+        Ok(())
     }
 
     fn forward(&self, x: &[f32], y: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {

@@ -1,6 +1,8 @@
 //! `reflexd bench`: latency of one window through the graph, per layer and in total.
 //!
-//! Runs on the calling thread, after a warm-up, for about two seconds of windows.
+//! Runs on the calling thread, after a warm-up, for about two seconds of windows. By default
+//! every window is computed whole; with `--hop` the windows are cut from one signal, each
+//! following the previous one by the hop, so streaming inference reuses what overlaps.
 
 use reflex_graph::Graph;
 use serde::Serialize;
@@ -32,8 +34,11 @@ struct Report {
     windows_per_s: f64,
 }
 
-/// A fixed pseudo-random window, so runs compare like with like.
-fn window(len: usize) -> Vec<f32> {
+/// Consecutive windows cut from one signal; a full lap ends with a window that does not follow.
+const LAP: usize = 256;
+
+/// A fixed pseudo-random signal, so runs compare like with like.
+fn noise(len: usize) -> Vec<f32> {
     let mut s: u32 = 0x9E37_79B9;
     (0..len)
         .map(|_| {
@@ -51,21 +56,37 @@ fn stat(samples: &mut [f64]) -> Stat {
     Stat { median_us: at(0.5), p99_us: at(0.99) }
 }
 
-fn measure(graph: &mut Graph) -> anyhow::Result<Report> {
-    let input = window(graph.input_len());
+/// The windows to time: one, or a lap of `LAP` windows `hop` samples apart (`[C, L]` each).
+fn windows(channels: usize, len: usize, hop: Option<usize>) -> Vec<Vec<f32>> {
+    let Some(hop) = hop else { return vec![noise(channels * len)] };
+    let t = len + (LAP - 1) * hop;
+    let signal = noise(channels * t);
+    (0..LAP).map(|i| signal.chunks_exact(t).flat_map(|row| &row[i * hop..i * hop + len]).copied().collect()).collect()
+}
+
+fn measure(graph: &mut Graph, windows: &[Vec<f32>]) -> anyhow::Result<Report> {
     let names: Vec<String> = graph.layers().iter().map(|l| l.name.clone()).collect();
     let mut times = vec![Duration::ZERO; names.len()];
     let start = Instant::now();
+    let mut next = windows.iter().cycle();
     while start.elapsed() < WARMUP {
-        graph.run(&input)?;
+        graph.run(next.next().unwrap_or(&windows[0]))?;
     }
     let mut totals = Vec::with_capacity(MAX_WINDOWS);
     let mut per_layer: Vec<Vec<f64>> = names.iter().map(|_| Vec::with_capacity(MAX_WINDOWS)).collect();
     let start = Instant::now();
-    while totals.len() < MIN_WINDOWS || (start.elapsed() < BUDGET && totals.len() < MAX_WINDOWS) {
+    for (i, input) in windows.iter().enumerate().cycle() {
+        if totals.len() >= MIN_WINDOWS && (start.elapsed() >= BUDGET || totals.len() >= MAX_WINDOWS) {
+            break;
+        }
+        if i == 0 && windows.len() > 1 {
+            // The start of a lap does not follow the end of the last one: not what is timed.
+            graph.run(input)?;
+            continue;
+        }
         times.iter_mut().for_each(|t| *t = Duration::ZERO);
         let t0 = Instant::now();
-        graph.run_timed(&input, &mut times)?;
+        graph.run_timed(input, &mut times)?;
         totals.push(t0.elapsed().as_secs_f64() * 1e6);
         for (v, t) in per_layer.iter_mut().zip(&times) {
             v.push(t.as_secs_f64() * 1e6);
@@ -84,19 +105,26 @@ fn measure(graph: &mut Graph) -> anyhow::Result<Report> {
     })
 }
 
-pub fn run(path: &Path, json: bool) -> anyhow::Result<()> {
+pub fn run(path: &Path, json: bool, hop: Option<usize>) -> anyhow::Result<()> {
     let mut loaded = crate::model::load(path)?;
-    let report = measure(&mut loaded.graph)?;
+    let (channels, len) = (loaded.config.source.channels, loaded.config.window.length);
+    if let Some(h) = hop {
+        anyhow::ensure!(h < len, "--hop {h}: must be shorter than the window ({len} samples) for windows to overlap");
+        loaded.graph.set_hop(h);
+    }
+    let report = measure(&mut loaded.graph, &windows(channels, len, hop))?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
     let width = report.layers.iter().map(|l| l.name.len()).max().unwrap_or(0).max(5);
+    let what = match hop {
+        None => "whole windows".to_string(),
+        Some(h) => format!("windows {h} samples apart (streaming)"),
+    };
     println!(
-        "{}: one window of [{}, {}] on one thread, kernels {}",
+        "{}: {what} of [{channels}, {len}] on one thread, kernels {}",
         path.display(),
-        loaded.config.source.channels,
-        loaded.config.window.length,
         reflex_kernels::kernels().name
     );
     println!("{:<width$}  {:>10}  {:>10}", "layer", "median µs", "p99 µs");

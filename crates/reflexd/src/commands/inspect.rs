@@ -7,7 +7,7 @@ use std::path::Path;
 pub fn run(path: &Path) -> anyhow::Result<()> {
     let loaded = crate::model::load(path)?;
     let layers = loaded.graph.layers();
-    let rows: Vec<[String; 7]> = layers
+    let rows: Vec<[String; 8]> = layers
         .iter()
         .map(|l| {
             [
@@ -18,6 +18,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
                 thousands(l.params),
                 thousands(l.macs),
                 l.receptive_field.map_or("-".into(), |r| r.to_string()),
+                l.stream.to_string(),
             ]
         })
         .collect();
@@ -29,15 +30,20 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         thousands(layers.iter().map(|l| l.params).sum()),
         thousands(layers.iter().map(|l| l.macs).sum()),
         String::new(),
+        String::new(),
     ];
-    let head = ["layer", "plugin", "input", "output", "params", "MACs", "receptive field"].map(String::from);
-    let mut widths = [0usize; 7];
+    // Streaming inference: of each layer's output positions, how many a window recomputes
+    // when it follows the previous one by `window.hop` samples.
+    let recomputed = format!("recomputed at hop {}", loaded.config.window.hop);
+    let head =
+        ["layer", "plugin", "input", "output", "params", "MACs", "receptive field", &recomputed].map(String::from);
+    let mut widths = [0usize; 8];
     for row in std::iter::once(&head).chain(&rows).chain(std::iter::once(&total)) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |row: &[String; 7]| {
+    let line = |row: &[String; 8]| {
         let cells: Vec<String> = row
             .iter()
             .zip(widths)
