@@ -134,3 +134,114 @@ impl Registry {
         Ok(plugin)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reflex_plugin_sdk::abi::*;
+    use reflex_plugin_sdk::{descriptor_for, Error, Layer, LayerInfo, Shape, TensorSpec};
+
+    /// Doubles its input; can compute any range of positions.
+    struct Double(Shape);
+
+    #[derive(serde::Deserialize)]
+    struct NoKeys {}
+
+    impl Layer for Double {
+        const NAME: &'static str = "double";
+        const VERSION: &'static str = "1.0.0";
+        type Params = NoKeys;
+        fn configure(_: NoKeys, input: Shape) -> Result<Self, Error> {
+            Ok(Double(input))
+        }
+        fn info(&self) -> LayerInfo {
+            LayerInfo::elementwise(self.0)
+        }
+        fn tensors(&self) -> Vec<TensorSpec> {
+            Vec::new()
+        }
+        fn load(&mut self, _: &[&[f32]]) -> Result<(), Error> {
+            Ok(())
+        }
+        fn forward(&self, x: &[f32], y: &mut [f32], _: &mut [f32]) -> Result<(), Error> {
+            y.iter_mut().zip(x).for_each(|(y, x)| *y = 2.0 * x);
+            Ok(())
+        }
+        fn stream_offset(&self) -> Option<usize> {
+            Some(0)
+        }
+        fn forward_range(
+            &self,
+            x: &[f32],
+            y: &mut [f32],
+            _: &mut [f32],
+            r: std::ops::Range<usize>,
+        ) -> Result<(), Error> {
+            y[r.clone()].iter_mut().zip(&x[r]).for_each(|(y, x)| *y = 2.0 * x);
+            Ok(())
+        }
+    }
+
+    const FULL: PluginDescriptor = descriptor_for::<Double>();
+
+    /// The descriptor as ABI 1.0 laid it out: the minor-1 entry points are not there.
+    #[repr(C)]
+    struct DescriptorV1_0 {
+        header: DescriptorHeader,
+        name: RxStr,
+        version: RxStr,
+        create: unsafe extern "C" fn(RxStr, *mut Instance, *mut RxError) -> Status,
+        configure: unsafe extern "C" fn(Instance, *const RxShape, *mut RxLayerInfo, *mut RxError) -> Status,
+        tensor_spec: unsafe extern "C" fn(Instance, u32, *mut RxTensorSpec) -> Status,
+        load: unsafe extern "C" fn(Instance, *const RxTensor, u32, *mut RxError) -> Status,
+        #[allow(clippy::type_complexity)]
+        forward:
+            unsafe extern "C" fn(Instance, *const f32, usize, *mut f32, usize, *mut f32, usize, *mut RxError) -> Status,
+        destroy: unsafe extern "C" fn(Instance),
+    }
+
+    static OLD: DescriptorV1_0 = DescriptorV1_0 {
+        header: DescriptorHeader { magic: MAGIC, abi_major: ABI_MAJOR, abi_minor: 0 },
+        name: FULL.name,
+        version: FULL.version,
+        create: FULL.create,
+        configure: FULL.configure,
+        tensor_spec: FULL.tensor_spec,
+        load: FULL.load,
+        forward: FULL.forward,
+        destroy: FULL.destroy,
+    };
+    static NEW: PluginDescriptor = descriptor_for::<Double>();
+
+    fn configured(plugin: Plugin) -> LayerInstance {
+        let mut inst = Arc::new(plugin).create("{}").unwrap();
+        inst.configure(Shape::Seq { channels: 1, length: 4 }).unwrap();
+        inst.load(&[]).unwrap();
+        inst
+    }
+
+    #[test]
+    fn a_plugin_built_for_minor_0_runs_whole_windows() {
+        // SAFETY: OLD is a complete 1.0 descriptor with 'static strings.
+        let plugin = unsafe { Plugin::from_raw((&raw const OLD).cast(), Origin::Static) };
+        assert!(plugin.streaming.is_none());
+        let mut inst = configured(plugin);
+        assert_eq!(inst.stream_offset(), None);
+        let mut y = [0.0; 4];
+        inst.forward(&[1.0, 2.0, 3.0, 4.0], &mut y, &mut []).unwrap();
+        assert_eq!(y, [2.0, 4.0, 6.0, 8.0]);
+        assert!(inst.forward_range(&[1.0; 4], &mut y, &mut [], 0..1).is_err());
+    }
+
+    #[test]
+    fn a_minor_1_plugin_computes_ranges() {
+        let mut inst = configured(Plugin::from_static(&NEW));
+        assert_eq!(inst.stream_offset(), Some(0));
+        let mut y = [0.0; 4];
+        inst.forward_range(&[1.0, 2.0, 3.0, 4.0], &mut y, &mut [], 1..3).unwrap();
+        assert_eq!(y, [0.0, 4.0, 6.0, 0.0]);
+        // A range beyond the output is the host's mistake, reported, never a panic.
+        let e = inst.forward_range(&[1.0; 4], &mut y, &mut [], 2..9).unwrap_err();
+        assert_eq!(e.status, STATUS_MISUSE);
+    }
+}
