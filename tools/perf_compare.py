@@ -87,9 +87,9 @@ def fma_peak() -> tuple[float, str]:
 # --------------------------------------------------------------------------------- engines
 
 
-def reflexd_bench(exe: str, cfg: Path) -> dict:
-    out = subprocess.run([exe, "bench", "--json", "--config", str(cfg)], check=True,
-                         capture_output=True, text=True)
+def reflexd_bench(exe: str, cfg: Path, hop: int | None = None) -> dict:
+    cmd = [exe, "bench", "--json", "--config", str(cfg)] + (["--hop", str(hop)] if hop else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout)["total"]
 
 
@@ -219,12 +219,18 @@ def best(runs: list[dict]) -> dict:
 def measure(cfg: Path, tag: str, tmp: Path, args, peak_gflops: float) -> dict:
     p = prepare(cfg, tmp, tag)
     rx, ox, px = [], [], []
+    length = p["model"].length
+    hops = [h for h in args.hops if h < length]
+    sx: dict[int, list] = {h: [] for h in hops}
     with torch.no_grad():
         for _ in range(args.rounds):  # interleaved: a noisy neighbour hits every engine alike
             rx.append(reflexd_bench(args.reflexd, cfg))
             ox.append(time_calls(p["run_ort"], args.iters, args.warmup))
             px.append(time_calls(p["run_torch"], args.iters, args.warmup))
+            for h in hops:
+                sx[h].append(reflexd_bench(args.reflexd, cfg, h))
     r, o, t = best(rx), best(ox), best(px)
+    streaming = {h: best(v) for h, v in sx.items()}
     limit = 2.0 * p["macs"] / (peak_gflops * 1e9) * 1e6
     return {
         "model": tag, "config": str(cfg.relative_to(bt.ROOT)), "params": p["params"], "macs": p["macs"],
@@ -235,7 +241,13 @@ def measure(cfg: Path, tag: str, tmp: Path, args, peak_gflops: float) -> dict:
         "reflex_over_ort": r["median_us"] / o["median_us"],
         "reflex_over_pytorch": r["median_us"] / t["median_us"],
         "ort_rel_diff": p["ort_rel_diff"], "onnx_ops": p["onnx_ops"],
-        "rounds": {"reflex": rx, "onnxruntime": ox, "pytorch": px},
+        "length": length,
+        # Streaming: windows that follow each other by the hop (reflexd bench --hop); a hop of
+        # the window length or more is no overlap, i.e. the whole-window time above.
+        "streaming": {str(h): s for h, s in streaming.items()},
+        "streaming_over_ort": {str(h): s["median_us"] / o["median_us"] for h, s in streaming.items()},
+        "rounds": {"reflex": rx, "onnxruntime": ox, "pytorch": px,
+                   "streaming": {str(h): v for h, v in sx.items()}},
     }
 
 
@@ -255,6 +267,20 @@ def row(m: dict) -> str:
             f"{m['ort_over_limit']:.1f}× | {m['reflex_over_ort']:.2f} |")
 
 
+def stream_table(models: list[dict], hops: list[int]) -> str:
+    """Per-window median µs against the hop, beside whole windows and onnxruntime's time."""
+    head = ("| model | " + " | ".join(f"hop {h}" for h in hops) + " | whole window | ORT whole | "
+            + " | ".join(f"hop {h} ÷ ORT" for h in hops) + " |")
+    lines = [head, "|---|" + "---:|" * (2 * len(hops) + 2)]
+    for m in models:
+        whole, ort_us = m["reflex"]["median_us"], m["onnxruntime"]["median_us"]
+        # A hop of the window length or more is no overlap: every window is whole.
+        us = [m["streaming"][str(h)]["median_us"] if str(h) in m["streaming"] else whole for h in hops]
+        lines.append(f"| {m['model']} | " + " | ".join(f"{u:.1f}" for u in us) + f" | {whole:.1f} | {ort_us:.1f} | "
+                     + " | ".join(f"{u / ort_us:.2f}" for u in us) + " |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--reflexd", default=str(bt.ROOT / "target" / "release" / "reflexd"))
@@ -265,6 +291,8 @@ def main():
     ap.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
     ap.add_argument("--only", nargs="+", choices=bt.VARIANTS, default=list(bt.VARIANTS))
     ap.add_argument("--json", action="store_true", help="one JSON object instead of Markdown")
+    ap.add_argument("--hops", nargs="*", type=int, default=[1, 4, 16, 64, 128],
+                    help="streaming: reflexd bench --hop for each (a hop >= the window is a whole window)")
     args = ap.parse_args()
     if args.iters < 2000:
         ap.error("--iters must be at least 2000")
@@ -304,11 +332,17 @@ def main():
             if not args.json:
                 print(f"\n### {s} models ({SETS[s].relative_to(bt.ROOT)}/)\n")
                 print(HEADER, flush=True)
+            done = []
             for v in args.only:
                 m = measure(SETS[s] / v / "reflex.toml", f"{s}/{v}", tmp, args, peak)
-                results.append(m)
+                done.append(m)
                 if not args.json:
                     print(row(m), flush=True)
+            results += done
+            if not args.json and args.hops:
+                print(f"\nStreaming ({s}): Reflex median µs per window against the hop (reflexd bench --hop), "
+                      f"same rounds\n")
+                print(stream_table(done, args.hops), flush=True)
     if args.json:
         print(json.dumps({"meta": meta, "models": results}, indent=1))
     else:
