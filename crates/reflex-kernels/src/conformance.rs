@@ -207,6 +207,9 @@ fn model_sized_geometries() {
         geom(64, 64, 1, 5, 1, 1, same5, 128),
         geom(64, 64, 64, 5, 1, 1, same5, 128),
         geom(64, 64, 1, 1, 1, 1, (0, 0), 128),
+        geom(8, 12, 4, 1, 1, 1, (0, 0), 64), // grouped 1×1, run in place
+        geom(3, 5, 1, 1, 1, 1, (0, 0), 192),
+        geom(3, 5, 1, 1, 1, 1, (0, 0), 100), // 1×1 whose rows end in a partial block
         geom(64, 64, 4, 5, 1, 1, same5, 128),
         geom(64, 64, 8, 3, 1, 2, (2, 2), 128),
         geom(64, 32, 1, 5, 2, 1, (2, 2), 128),

@@ -106,6 +106,9 @@ pub struct Conv1d {
     /// Length of one phase row; `stride` phase rows per channel.
     phase_len: usize,
     scratch_len: usize,
+    /// The prepared input would be the input itself (1×1, stride 1, no padding) and no block
+    /// reads past a row (its length is a multiple of every block width): run in place.
+    in_place: bool,
 }
 
 impl Conv1d {
@@ -182,7 +185,9 @@ impl Conv1d {
             }
         }
 
-        Ok(Conv1d { geom, out_len, ks: kernels(), offsets, packed, biases, tiles, phase_len, scratch_len })
+        let in_place =
+            geom.kernel_size == 1 && s == 1 && geom.pad_left == 0 && geom.pad_right == 0 && geom.in_len % SLACK == 0;
+        Ok(Conv1d { geom, out_len, ks: kernels(), offsets, packed, biases, tiles, phase_len, scratch_len, in_place })
     }
 
     pub fn geometry(&self) -> &ConvGeometry {
@@ -212,6 +217,11 @@ impl Conv1d {
     /// [`run`](Conv1d::run) with an explicit kernel set.
     pub fn run_with(&self, ks: &KernelSet, input: &[f32], output: &mut [f32], scratch: &mut [f32]) {
         let scratch = self.check(input, output, scratch);
+        if self.in_place {
+            // Pointwise convolutions (depthwise-separable, bottleneck blocks) skip a copy of
+            // their whole input.
+            return self.compute(ks, input, output, 0..self.out_len);
+        }
         self.prepare_input(input, scratch);
         self.compute(ks, scratch, output, 0..self.out_len);
     }
