@@ -16,6 +16,7 @@
 //! # Ok::<(), reflex_io::window::WrongWidth>(())
 //! ```
 
+mod mcap_writer;
 pub mod queue;
 pub mod record;
 pub mod recording;

@@ -3,11 +3,12 @@
 use reflex_config::RecordFormat;
 use serde::Serialize;
 // Formatting straight into the sink's reused buffer: no String per record.
+use std::collections::VecDeque;
 use std::io::Write as _;
 use std::sync::Arc;
 
 /// One prediction, as every sink receives it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Prediction {
     pub window: u64,
     pub last_sample: u64,
@@ -25,6 +26,66 @@ pub struct Prediction {
     pub latency_us: f64,
     /// Graph swaps so far, starting at 1.
     pub generation: u64,
+}
+
+/// Prediction records used over and over, so that a window costs no allocation: every sink
+/// and the recorder get an `Arc` of the same record, and once they have all dropped it the
+/// record is filled again for a later window.
+///
+/// Records are taken back in the order they were handed out: sinks and the recorder finish
+/// (or drop) records oldest first, so the oldest is the one to be free. While it is still held
+/// a new record is made, so the pool grows to the records in flight — the warm-up — and then
+/// stops growing. It holds at most `capacity` records (reserved up front); past that the
+/// oldest is left to its holders and a new one made.
+pub struct RecordPool {
+    /// Every record handed out, oldest first.
+    ring: VecDeque<Arc<Prediction>>,
+    capacity: usize,
+}
+
+impl RecordPool {
+    /// A pool of at most `capacity` records, `ready` of them made now with room for `values`
+    /// values each.
+    pub fn new(capacity: usize, ready: usize, values: usize) -> RecordPool {
+        let capacity = capacity.max(1);
+        let mut ring = VecDeque::with_capacity(capacity);
+        for _ in 0..ready.min(capacity) {
+            ring.push_back(Arc::new(Prediction { values: Vec::with_capacity(values), ..Prediction::default() }));
+        }
+        RecordPool { ring, capacity }
+    }
+
+    /// A record nobody else holds, filled by `fill` (its previous contents are there to be
+    /// overwritten, `values` with its capacity).
+    pub fn next(&mut self, fill: impl FnOnce(&mut Prediction)) -> Arc<Prediction> {
+        let mut record = match self.ring.pop_front() {
+            // Nobody else holds it (and nobody can start to: no other reference exists).
+            Some(oldest) if Arc::strong_count(&oldest) == 1 && Arc::weak_count(&oldest) == 0 => oldest,
+            Some(held) => {
+                if self.ring.len() + 1 < self.capacity {
+                    // Still in use: it is the next one to try.
+                    self.ring.push_front(held);
+                }
+                Arc::default()
+            }
+            None => Arc::default(),
+        };
+        // Unique: just made, or checked above.
+        if let Some(r) = Arc::get_mut(&mut record) {
+            fill(r);
+        }
+        self.ring.push_back(record.clone());
+        record
+    }
+
+    /// Records in the pool.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
 }
 
 /// argmax with ties to the lowest index; `None` for an empty slice.
@@ -306,6 +367,44 @@ mod tests {
         assert!(bad("{index").contains("not closed"));
         assert!(bad("{t:x}").contains("precision"));
         assert!(bad("}").contains("lone"));
+    }
+
+    #[test]
+    fn the_pool_reuses_a_record_once_every_holder_dropped_it() {
+        let mut pool = RecordPool::new(8, 0, 0);
+        let first = pool.next(|r| r.window = 1);
+        let held = first.clone(); // a sink still has it
+        drop(first);
+        let second = pool.next(|r| r.window = 2);
+        assert!(!Arc::ptr_eq(&held, &second), "a held record is never refilled");
+        assert_eq!((held.window, pool.len()), (1, 2));
+        drop((held, second));
+        // Both free: the oldest comes back, filled anew, values keeping their memory.
+        let third = pool.next(|r| {
+            r.window = 3;
+            r.values.extend_from_slice(&[1.0; 10]);
+        });
+        let values = third.values.as_ptr();
+        drop(third);
+        let _ = pool.next(|_| {});
+        let again = pool.next(|r| {
+            r.values.clear();
+            r.values.extend_from_slice(&[2.0; 10]);
+        });
+        assert_eq!((again.window, again.values.as_ptr(), pool.len()), (3, values, 2));
+    }
+
+    #[test]
+    fn the_pool_never_holds_more_than_its_capacity() {
+        let mut pool = RecordPool::new(4, 0, 0);
+        let held: Vec<_> = (0..10).map(|i| pool.next(|r| r.window = i)).collect();
+        assert_eq!(pool.len(), 4);
+        assert_eq!(held.iter().map(|r| r.window).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+        drop(held);
+        for _ in 0..10 {
+            let _ = pool.next(|_| {});
+        }
+        assert_eq!(pool.len(), 4);
     }
 
     #[test]

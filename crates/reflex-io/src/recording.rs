@@ -11,7 +11,12 @@
 //! or inference (if the disk cannot keep up, entries are dropped and counted). A chunk is
 //! closed at least every second, so a recording cut by power loss or `kill -9` still replays
 //! up to its last completed chunk.
+//!
+//! Once warm, recording allocates nothing: the raw bytes travel in buffers the writer hands
+//! back to the reader, samples in inline arrays (up to 16 channels), predictions as the very
+//! records the sinks got, and the MCAP writer reuses its chunk and index buffers.
 
+use crate::mcap_writer::McapWriter;
 use crate::record::Prediction;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use smallvec::SmallVec;
@@ -32,6 +37,16 @@ pub const METADATA: &str = "reflex";
 
 const QUEUE: usize = 1 << 16;
 const CHUNK_EVERY: Duration = Duration::from_secs(1);
+/// A chunk is also closed when it holds this many bytes (the `mcap` crate's default).
+const CHUNK_BYTES: usize = 768 * 1024;
+/// Raw buffers, made at the start and used over and over: more than the raw entries in flight
+/// while the writer closes a chunk.
+const SPARE_RAW: usize = 32;
+/// A raw buffer's capacity: more than a serial read or a log read brings (a larger read gets
+/// a buffer of its own size, kept from then on).
+const RAW_CAPACITY: usize = 16 * 1024;
+/// The JSON buffer's capacity: more than a sample's or a record's JSON takes.
+const JSON_CAPACITY: usize = 64 * 1024;
 
 /// Nanoseconds since the Unix epoch: MCAP's `log_time`, and (as seconds) a sample's `t`.
 pub fn unix_ns() -> u64 {
@@ -52,6 +67,8 @@ enum Entry {
 pub struct RecordHandle {
     tx: Sender<Entry>,
     dropped: Arc<AtomicU64>,
+    /// Raw buffers the writer is done with.
+    spare: Receiver<Vec<u8>>,
 }
 
 impl RecordHandle {
@@ -62,7 +79,13 @@ impl RecordHandle {
     }
 
     pub fn raw(&self, ns: u64, bytes: &[u8]) {
-        self.send(Entry::Raw { ns, bytes: bytes.to_vec() });
+        let mut buf = match self.spare.try_recv() {
+            Ok(b) if b.capacity() >= bytes.len() => b,
+            _ => Vec::with_capacity(RAW_CAPACITY.max(bytes.len())),
+        };
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        self.send(Entry::Raw { ns, bytes: buf });
     }
 
     /// Sample number `n`, its time and values.
@@ -90,7 +113,7 @@ const SAMPLE_SCHEMA: &str = r#"{"type":"object","title":"reflex.Sample","propert
 const PREDICTION_SCHEMA: &str = r#"{"type":"object","title":"reflex.Prediction","properties":{"window":{"type":"integer"},"last_sample":{"type":"integer"},"t":{"type":["number","null"]},"values":{"type":"array","items":{"type":"number"}},"label":{"type":"string"},"index":{"type":"integer"},"latency_us":{"type":"number"},"generation":{"type":"integer"}},"required":["window","last_sample","values","latency_us","generation"]}"#;
 const EVENT_SCHEMA: &str = r#"{"type":"object","title":"reflex.Event","properties":{"event":{"type":"string","enum":["device_open"]}},"required":["event"]}"#;
 
-type McapWriter = mcap::Writer<BufWriter<std::fs::File>>;
+type Writer = McapWriter<BufWriter<std::fs::File>>;
 
 struct Channels {
     raw: u16,
@@ -99,28 +122,23 @@ struct Channels {
     events: u16,
 }
 
-fn open(path: &Path, metadata: BTreeMap<String, String>) -> Result<(McapWriter, Channels), String> {
+fn open(path: &Path, metadata: BTreeMap<String, String>) -> Result<(Writer, Channels), String> {
     let shown = path.display();
     let file = std::fs::File::create(path).map_err(|e| format!("{shown}: cannot create: {e}"))?;
-    let mut w = mcap::WriteOptions::new()
-        .compression(None)
-        .profile("")
-        .library(concat!("reflexd ", env!("CARGO_PKG_VERSION")))
-        .create(BufWriter::new(file))
-        .map_err(|e| format!("{shown}: {e}"))?;
-    let err = |e: mcap::McapError| format!("{shown}: {e}");
-    let none = BTreeMap::new();
+    let err = |e: std::io::Error| format!("{shown}: {e}");
+    let library = concat!("reflexd ", env!("CARGO_PKG_VERSION"));
+    let mut w = McapWriter::new(BufWriter::new(file), "", library, CHUNK_BYTES).map_err(err)?;
     let sample = w.add_schema("reflex.Sample", "jsonschema", SAMPLE_SCHEMA.as_bytes()).map_err(err)?;
     let prediction = w.add_schema("reflex.Prediction", "jsonschema", PREDICTION_SCHEMA.as_bytes()).map_err(err)?;
     let event = w.add_schema("reflex.Event", "jsonschema", EVENT_SCHEMA.as_bytes()).map_err(err)?;
     let channels = Channels {
         // Raw bytes have no schema; the wire format is in the metadata.
-        raw: w.add_channel(0, RAW, "", &none).map_err(err)?,
-        samples: w.add_channel(sample, SAMPLES, "json", &none).map_err(err)?,
-        predictions: w.add_channel(prediction, PREDICTIONS, "json", &none).map_err(err)?,
-        events: w.add_channel(event, EVENTS, "json", &none).map_err(err)?,
+        raw: w.add_channel(0, RAW, "").map_err(err)?,
+        samples: w.add_channel(sample, SAMPLES, "json").map_err(err)?,
+        predictions: w.add_channel(prediction, PREDICTIONS, "json").map_err(err)?,
+        events: w.add_channel(event, EVENTS, "json").map_err(err)?,
     };
-    w.write_metadata(&mcap::records::Metadata { name: METADATA.into(), metadata }).map_err(err)?;
+    w.write_metadata(METADATA, &metadata).map_err(err)?;
     // The header, channels and metadata are on disk before the first sample.
     w.flush().map_err(err)?;
     Ok((w, channels))
@@ -131,17 +149,21 @@ impl Recorder {
     pub fn start(path: &Path, metadata: BTreeMap<String, String>) -> Result<Recorder, String> {
         let (mut writer, ch) = open(path, metadata)?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let (spare_tx, spare) = crossbeam_channel::bounded(SPARE_RAW);
+        for _ in 0..SPARE_RAW {
+            let _ = spare_tx.try_send(Vec::with_capacity(RAW_CAPACITY));
+        }
         let dropped = Arc::new(AtomicU64::new(0));
         let shown = path.display().to_string();
         let thread = std::thread::Builder::new()
             .name("recorder".into())
             .spawn(move || {
-                write_loop(&mut writer, &ch, rx)
-                    .and_then(|()| writer.finish().map(|_| ()).map_err(|e| e.to_string()))
+                write_loop(&mut writer, &ch, rx, spare_tx)
+                    .and_then(|()| writer.finish().map(|_| ()))
                     .map_err(|e| format!("{shown}: {e}"))
             })
             .map_err(|e| format!("cannot start the recorder thread: {e}"))?;
-        Ok(Recorder { handle: RecordHandle { tx, dropped }, thread })
+        Ok(Recorder { handle: RecordHandle { tx, dropped, spare }, thread })
     }
 
     pub fn handle(&self) -> RecordHandle {
@@ -169,9 +191,9 @@ struct SampleJson<'a> {
     values: &'a [f32],
 }
 
-fn write_loop(w: &mut McapWriter, ch: &Channels, rx: Receiver<Entry>) -> Result<(), String> {
+fn write_loop(w: &mut Writer, ch: &Channels, rx: Receiver<Entry>, spare: Sender<Vec<u8>>) -> std::io::Result<()> {
     let mut sequence = 0u32;
-    let mut json = Vec::with_capacity(1024);
+    let mut json = Vec::with_capacity(JSON_CAPACITY);
     let mut last_chunk = Instant::now();
     loop {
         let entry = match rx.recv_timeout(Duration::from_millis(200)) {
@@ -181,25 +203,27 @@ fn write_loop(w: &mut McapWriter, ch: &Channels, rx: Receiver<Entry>) -> Result<
         };
         if let Some(e) = entry {
             json.clear();
+            sequence = sequence.wrapping_add(1);
             // Serializing numbers and strings into a Vec cannot fail.
-            let (channel_id, ns, data): (u16, u64, &[u8]) = match &e {
-                Entry::Raw { ns, bytes } => (ch.raw, *ns, bytes),
+            match e {
+                Entry::Raw { ns, bytes } => {
+                    w.write_message(ch.raw, sequence, ns, &bytes)?;
+                    // Back to the reader, to be filled again.
+                    let _ = spare.try_send(bytes);
+                }
                 Entry::Sample { ns, n, t, values } => {
-                    let _ = serde_json::to_writer(&mut json, &SampleJson { sample: *n, t: *t, values });
-                    (ch.samples, *ns, &json)
+                    let _ = serde_json::to_writer(&mut json, &SampleJson { sample: n, t, values: &values });
+                    w.write_message(ch.samples, sequence, ns, &json)?;
                 }
                 Entry::Prediction { ns, record } => {
-                    let _ = serde_json::to_writer(&mut json, &**record);
-                    (ch.predictions, *ns, &json)
+                    let _ = serde_json::to_writer(&mut json, &*record);
+                    w.write_message(ch.predictions, sequence, ns, &json)?;
                 }
-                Entry::DeviceOpen { ns } => (ch.events, *ns, br#"{"event":"device_open"}"#),
-            };
-            sequence = sequence.wrapping_add(1);
-            let header = mcap::records::MessageHeader { channel_id, sequence, log_time: ns, publish_time: ns };
-            w.write_to_known_channel(&header, &data).map_err(|e| e.to_string())?;
+                Entry::DeviceOpen { ns } => w.write_message(ch.events, sequence, ns, br#"{"event":"device_open"}"#)?,
+            }
         }
         if last_chunk.elapsed() >= CHUNK_EVERY {
-            w.flush().map_err(|e| e.to_string())?;
+            w.flush()?;
             last_chunk = Instant::now();
         }
     }

@@ -34,6 +34,8 @@ pub struct Windower {
     next: u64,
     /// Buffers of windows that have been used, to be filled again.
     spare: Vec<Vec<f32>>,
+    /// The most spare buffers kept.
+    keep: usize,
 }
 
 /// A sample did not have `channels` values.
@@ -54,6 +56,18 @@ impl Windower {
             ring: vec![0.0; channels * length],
             next: 0,
             spare: Vec::new(),
+            keep: 64,
+        }
+    }
+
+    /// Makes `n` window buffers now, as many as can be in flight at once (the queue, the one
+    /// being predicted, the one being cut), so that none is made later: a steady state that
+    /// falls behind for a moment allocates nothing either.
+    pub fn reserve(&mut self, n: usize) {
+        self.keep = self.keep.max(n);
+        self.spare.reserve(self.keep);
+        while self.spare.len() < n {
+            self.spare.push(Vec::with_capacity(self.channels * self.length));
         }
     }
 
@@ -69,7 +83,7 @@ impl Windower {
     /// Gives a used window's memory back, so that steady state allocates nothing.
     pub fn recycle(&mut self, buf: Vec<f32>) {
         // Bounded: more spares than windows in flight would only hold memory.
-        if self.spare.len() < 64 {
+        if self.spare.len() < self.keep {
             self.spare.push(buf);
         }
     }

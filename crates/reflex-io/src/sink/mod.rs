@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 /// Records waiting per sink before the oldest is dropped.
 const QUEUE: usize = 256;
+/// A sink's formatting buffer: more than a record takes, so that it never grows.
+const BUFFER: usize = 64 * 1024;
 
 /// Where one sink's bytes go.
 trait Output: Send {
@@ -85,6 +87,11 @@ impl Sinks {
         }
     }
 
+    /// The most records the sinks can hold at once: their queues, and one being written each.
+    pub fn capacity(&self) -> usize {
+        self.handles.len() * (QUEUE + 1)
+    }
+
     /// Records dropped or failed, over all sinks.
     pub fn lost(&self) -> u64 {
         self.handles
@@ -139,7 +146,7 @@ fn spawn(name: String, formatter: Formatter, mut output: Box<dyn Output>) -> Res
     let stats = Arc::new(SinkStats::default());
     let counters = stats.clone();
     let thread = std::thread::Builder::new().name(format!("sink {name}")).spawn(move || {
-        let mut buf = Vec::with_capacity(512);
+        let mut buf = Vec::with_capacity(BUFFER);
         let mut last_warning: Option<Instant> = None;
         for record in rx.iter() {
             buf.clear();

@@ -26,7 +26,8 @@ impl Serial {
     fn port(&mut self) -> io::Result<&mut Box<dyn tokio_serial::SerialPort>> {
         if self.port.is_none() {
             if self.last_attempt.is_some_and(|t| t.elapsed() < RETRY) {
-                return Err(io::Error::new(io::ErrorKind::NotConnected, "waiting to reopen the device"));
+                // Not `io::Error::new`: that allocates, for every record while the device is away.
+                return Err(io::ErrorKind::NotConnected.into());
             }
             self.last_attempt = Some(Instant::now());
             let port = tokio_serial::new(self.path.to_string_lossy(), self.baud_rate)

@@ -29,6 +29,8 @@ pub struct Counters {
     pub lost_samples: AtomicU64,
     /// Windows dropped, oldest first, because inference fell behind.
     pub dropped_windows: AtomicU64,
+    /// The [`Feed::probe`]'s count as it was when the last window was cut and queued.
+    pub probe_at_last_window: AtomicU64,
 }
 
 impl Counters {
@@ -58,11 +60,19 @@ pub struct Feed {
     recycled: Receiver<Vec<f32>>,
     counters: Arc<Counters>,
     recorder: Option<RecordHandle>,
+    probe: Option<fn() -> u64>,
 }
 
 impl Feed {
     pub fn new(windower: Windower, queue: WindowQueue, recycled: Receiver<Vec<f32>>, counters: Arc<Counters>) -> Feed {
-        Feed { windower, queue, recycled, counters, recorder: None }
+        Feed { windower, queue, recycled, counters, recorder: None, probe: None }
+    }
+
+    /// Reads `probe` (reflexd's process-wide allocation count) each time a window has been cut
+    /// and queued, into [`Counters::probe_at_last_window`]: what happened up to the last window
+    /// can then be told from what happened after it (the end of a log, shutdown).
+    pub fn probe(&mut self, probe: fn() -> u64) {
+        self.probe = Some(probe);
     }
 
     /// Records raw bytes, samples and device events from now on.
@@ -115,6 +125,9 @@ impl Feed {
                 if let Some(w) = window {
                     Counters::add(&self.counters.windows, 1);
                     self.send(w)?;
+                    if let Some(probe) = self.probe {
+                        self.counters.probe_at_last_window.store(probe(), Ordering::Relaxed);
+                    }
                 }
             }
         }

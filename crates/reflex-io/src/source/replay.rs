@@ -12,6 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::codec::Decoder;
 
+/// Bytes read from the log at a time (and recorded as one `/imu/raw` message by `--record`):
+/// no more than a recorder's raw buffer holds.
+const READ: usize = 16 * 1024;
+
 /// A CSV (or raw binary/witmotion byte) log to replay.
 #[derive(Clone, Debug)]
 pub struct ReplaySource {
@@ -48,7 +52,7 @@ impl ReplaySource {
         let mut file = std::fs::File::open(&self.path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
         let mut decoder = AnyDecoder::new(self.format, self.channels, self.time_column);
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut buf = BytesMut::with_capacity(2 * READ);
         let factor = match self.speed {
             Speed::Max => None,
             Speed::Realtime => Some(1.0),
@@ -56,7 +60,7 @@ impl ReplaySource {
         };
         // (first sample time, when it was fed)
         let mut origin: Option<(f64, Instant)> = None;
-        let mut chunk = vec![0u8; 64 * 1024];
+        let mut chunk = vec![0u8; READ];
         let mut eof = false;
         let total = file.metadata().map_or(0, |m| m.len());
         let mut done = 0u64;
