@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use reflex_config::Speed;
 use reflex_graph::Graph;
 use reflex_io::queue::drop_oldest;
-use reflex_io::record::{argmax, latency_us, Prediction};
+use reflex_io::record::{argmax, latency_us, RecordPool};
 use reflex_io::recording::{unix_ns, RecordHandle, Recorder};
 use reflex_io::sink::Sinks;
 use reflex_io::source::mcap::McapLog;
@@ -32,6 +32,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the stats line is logged.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// Records the pool may hold beyond what the sinks' queues can: the recorder's backlog.
+const RECORDS_SPARE: usize = 4096;
+/// Records made at the start: more than are in flight when sinks and recorder keep up.
+const RECORDS_READY: usize = 1024;
 /// SIGTERM to exit: the contract is one second; this is what the sinks get of it.
 const SINK_GRACE: Duration = Duration::from_millis(700);
 
@@ -139,6 +143,9 @@ fn usable_device(path: &Path) -> anyhow::Result<()> {
 pub struct Summary {
     pub predictions: u64,
     pub inference_errors: u64,
+    /// When the steady state began (see [`Report`]): the allocation count and the windows cut
+    /// then.
+    pub steady_from: Option<(u64, u64)>,
 }
 
 /// Runs the pipeline until the source ends (a log) or SIGINT/SIGTERM; then finishes the queued
@@ -154,13 +161,15 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     let Loaded { config, graph } = loaded;
     reload::log_plugins(&graph, 1);
     let counters = Arc::new(Counters::default());
-    let windower = Windower::new(
+    let mut windower = Windower::new(
         config.source.channels,
         config.window.length,
         config.window.hop,
         config.window.mean.as_deref(),
         config.window.std.as_deref(),
     );
+    // Queued, being predicted, on their way back, being cut.
+    windower.reserve(config.window.queue + 4);
     let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(config.window.queue + 8);
     let (queue, windows) = match &input {
         Input::Serial(_) => {
@@ -169,10 +178,12 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         }
         Input::Log(_) | Input::Mcap { .. } => {
             let (tx, rx) = crossbeam_channel::bounded(config.window.queue);
+            warm_full_queue(&tx, &rx);
             (WindowQueue::Lossless(tx), rx)
         }
     };
     let mut feed = Feed::new(windower, queue, recycle_rx, counters.clone());
+    feed.probe(crate::allocs::count);
     if let Some(r) = &recorder {
         feed.record(r.handle());
     }
@@ -256,6 +267,12 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         }
     }
     let c = &counters;
+    // The steady state ends with the last window cut: what follows is the end of the input and
+    // shutdown.
+    let (steady_allocs, steady_windows) = summary.steady_from.map_or((0, 0), |(allocs, windows)| {
+        let cut = c.windows.load(Ordering::Relaxed);
+        (c.probe_at_last_window.load(Ordering::Relaxed).saturating_sub(allocs), cut.saturating_sub(windows))
+    });
     tracing::info!(
         samples = c.samples.load(Ordering::Relaxed),
         windows = c.windows.load(Ordering::Relaxed),
@@ -265,6 +282,9 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         dropped_windows = c.dropped_windows.load(Ordering::Relaxed),
         inference_errors = summary.inference_errors,
         sink_lost = lost,
+        steady_windows,
+        steady_allocs,
+        allocs_per_window = %PerWindow(steady_allocs, steady_windows),
         "stopped"
     );
     Ok(summary)
@@ -307,6 +327,8 @@ fn infer(
     let mut summary = Summary::default();
     let mut report = Report::new(counters);
     let mut last_error: Option<Instant> = None;
+    // Every record a sink or the recorder may still hold, and then some.
+    let mut records = RecordPool::new(sinks.capacity() + RECORDS_SPARE, RECORDS_READY, graph.output_len());
     let never = crossbeam_channel::never();
     let mut reloading = true;
     loop {
@@ -347,19 +369,20 @@ fn infer(
                 let latency = w.arrival.elapsed();
                 let index = labels.as_ref().and_then(|_| argmax(values));
                 let label = labels.as_ref().zip(index).and_then(|(l, i)| l.get(i).cloned());
-                let record = Arc::new(Prediction {
-                    window: w.index,
-                    last_sample: w.last_sample,
-                    t: w.t,
-                    values: values.to_vec(),
-                    label,
-                    index,
-                    latency_us: latency_us(latency),
-                    generation,
+                let record = records.next(|r| {
+                    r.window = w.index;
+                    r.last_sample = w.last_sample;
+                    r.t = w.t;
+                    r.values.clear();
+                    r.values.extend_from_slice(values);
+                    r.label = label;
+                    r.index = index;
+                    r.latency_us = latency_us(latency);
+                    r.generation = generation;
                 });
                 sinks.send(&record);
                 if let Some(r) = &recording {
-                    r.prediction(unix_ns(), record.clone());
+                    r.prediction(unix_ns(), record);
                 }
                 summary.predictions += 1;
                 report.latency(latency);
@@ -375,15 +398,31 @@ fn infer(
         let _ = recycle.try_send(w.data);
         report.maybe_log(counters, sinks);
     }
+    summary.steady_from = report.steady_from;
     summary
 }
 
-/// The periodic stats line.
+/// Windows predicted before the steady state may begin.
+const WARMUP_WINDOWS: u64 = 1000;
+
+/// The periodic stats line, and where the steady state begins.
+///
+/// `allocs_per_window` in the stats line is every allocation in the process during the period
+/// (all threads: reader, inference, sinks, recorder, logging; plugins included) divided by the
+/// windows predicted in it; the first period includes start-up. The steady state begins right
+/// after the first stats line (~10 s) that follows the first [`WARMUP_WINDOWS`] windows, and
+/// ends with the last window cut; the `stopped` line reports its windows, its allocations and
+/// their ratio.
 struct Report {
     since: Instant,
     samples: u64,
     windows: u64,
+    /// Windows predicted since the start.
+    total: u64,
+    /// The allocation count at the start of the period.
+    allocs: u64,
     latencies_us: Vec<f64>,
+    steady_from: Option<(u64, u64)>,
 }
 
 impl Report {
@@ -392,12 +431,16 @@ impl Report {
             since: Instant::now(),
             samples: c.samples.load(Ordering::Relaxed),
             windows: 0,
+            total: 0,
+            allocs: crate::allocs::count(),
             latencies_us: Vec::with_capacity(1 << 16),
+            steady_from: None,
         }
     }
 
     fn latency(&mut self, d: Duration) {
         self.windows += 1;
+        self.total += 1;
         // Bounded: past 65 536 windows per period the percentiles use the first ones.
         if self.latencies_us.len() < self.latencies_us.capacity() {
             self.latencies_us.push(d.as_secs_f64() * 1e6);
@@ -409,9 +452,12 @@ impl Report {
         if elapsed < REPORT_EVERY {
             return;
         }
+        // Read before logging: the line's own allocations, if any, count in the next period.
+        let allocs = crate::allocs::count();
         let secs = elapsed.as_secs_f64();
         let samples = c.samples.load(Ordering::Relaxed);
-        self.latencies_us.sort_by(f64::total_cmp);
+        // Unstable: the stable sort allocates a scratch buffer.
+        self.latencies_us.sort_unstable_by(f64::total_cmp);
         let pct = |q: f64| {
             let v = &self.latencies_us;
             if v.is_empty() {
@@ -429,12 +475,39 @@ impl Report {
             sink_lost = sinks.lost(),
             latency_p50_us = format_args!("{:.1}", pct(0.5)),
             latency_p99_us = format_args!("{:.1}", pct(0.99)),
+            allocs_per_window = %PerWindow(allocs - self.allocs, self.windows),
             "stats"
         );
         self.since = Instant::now();
         self.samples = samples;
         self.windows = 0;
+        self.allocs = allocs;
         self.latencies_us.clear();
+        if self.steady_from.is_none() && self.total >= WARMUP_WINDOWS {
+            self.steady_from = Some((crate::allocs::count(), c.windows.load(Ordering::Relaxed)));
+        }
+    }
+}
+
+/// Allocations per window, written without allocating: `0` exactly when there were none, `-`
+/// without windows.
+struct PerWindow(u64, u64);
+
+impl std::fmt::Display for PerWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let PerWindow(allocs, windows) = *self;
+        match (allocs, windows) {
+            (_, 0) => f.write_str("-"),
+            (0, _) => f.write_str("0"),
+            _ => {
+                let r = allocs as f64 / windows as f64;
+                if r >= 0.01 {
+                    write!(f, "{r:.2}")
+                } else {
+                    write!(f, "{r:.1e}")
+                }
+            }
+        }
     }
 }
 
@@ -477,7 +550,10 @@ async fn blocking_reader<T: Send + 'static>(
     let flag = Arc::new(AtomicBool::new(false));
     let reader = {
         let flag = flag.clone();
-        tokio::task::spawn_blocking(move || read(&flag))
+        tokio::task::spawn_blocking(move || {
+            warm_thread();
+            read(&flag)
+        })
     };
     let watcher = {
         let stop = stop.clone();
@@ -490,6 +566,23 @@ async fn blocking_reader<T: Send + 'static>(
     let end = reader.await.map_err(|e| format!("log reader failed: {e}")).and_then(|r| r);
     watcher.abort();
     end
+}
+
+/// crossbeam allocates the first time a sender waits on a full channel (its list of waiting
+/// senders). A lossless reader waits whenever inference falls behind, and the first time may
+/// come long after the start: it is done now instead, in the warm-up.
+fn warm_full_queue(tx: &Sender<Window>, rx: &Receiver<Window>) {
+    let empty = || Window { index: 0, last_sample: 0, t: None, arrival: Instant::now(), data: Vec::new() };
+    while tx.try_send(empty()).is_ok() {}
+    let _ = tx.send_timeout(empty(), Duration::from_millis(1));
+    while rx.try_recv().is_ok() {}
+}
+
+/// crossbeam allocates the first time a thread waits on any channel (its context): done at the
+/// start of a thread that might first wait only in the steady state.
+fn warm_thread() {
+    let (_tx, rx) = crossbeam_channel::bounded::<()>(1);
+    let _ = rx.recv_timeout(Duration::from_millis(1));
 }
 
 /// A progress bar on stderr when it is a terminal; nothing otherwise.

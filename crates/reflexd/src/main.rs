@@ -3,6 +3,7 @@
 //! Every error a user can cause ends here as one line on stderr and a non-zero exit status:
 //! 1 for a problem with the config, weights, plugins or input; 2 for a bad command line.
 
+mod allocs;
 mod commands;
 mod daemon;
 mod model;

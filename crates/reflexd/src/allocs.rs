@@ -1,0 +1,158 @@
+//! A process-wide allocation counter, so that the daemon can report what its steady state
+//! allocates per window (the `stats` and `stopped` log lines, see [`crate::daemon`]).
+//!
+//! On Linux with glibc, `reflexd` defines `malloc`, `calloc`, `realloc` and the aligned
+//! variants itself — one relaxed atomic increment, then glibc's own implementation
+//! (`__libc_malloc`, …) — so every allocation in the process is counted: Rust code in this
+//! binary (whose global allocator is the system one), the plugin libraries loaded with `dlopen`
+//! (each `cdylib` has its own Rust standard library, which calls `malloc` too) and C code alike.
+//! glibc documents this replacement by symbol interposition; `free` stays glibc's, which owns
+//! every block. Elsewhere a counting `#[global_allocator]` counts the allocations of Rust code
+//! in this binary only.
+//!
+//! A steady state that allocates nothing never touches the counter, so counting costs nothing
+//! there; elsewhere it costs one uncontended atomic add per allocation.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Allocations and reallocations so far, by every thread of the process.
+pub fn count() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+#[inline(always)]
+fn counted() {
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod interpose {
+    use super::counted;
+    use libc::{c_int, c_void, size_t};
+
+    extern "C" {
+        fn __libc_malloc(size: size_t) -> *mut c_void;
+        fn __libc_calloc(n: size_t, size: size_t) -> *mut c_void;
+        fn __libc_realloc(ptr: *mut c_void, size: size_t) -> *mut c_void;
+        fn __libc_memalign(align: size_t, size: size_t) -> *mut c_void;
+        fn __libc_valloc(size: size_t) -> *mut c_void;
+        fn __libc_pvalloc(size: size_t) -> *mut c_void;
+    }
+
+    /// # Safety
+    /// The C `malloc` contract.
+    #[no_mangle]
+    pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
+        counted();
+        __libc_malloc(size)
+    }
+
+    /// # Safety
+    /// The C `calloc` contract.
+    #[no_mangle]
+    pub unsafe extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
+        counted();
+        __libc_calloc(n, size)
+    }
+
+    /// # Safety
+    /// The C `realloc` contract.
+    #[no_mangle]
+    pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: size_t) -> *mut c_void {
+        counted();
+        __libc_realloc(ptr, size)
+    }
+
+    /// # Safety
+    /// The C `reallocarray` contract.
+    #[no_mangle]
+    pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: size_t, size: size_t) -> *mut c_void {
+        match n.checked_mul(size) {
+            Some(total) => realloc(ptr, total),
+            None => {
+                *libc::__errno_location() = libc::ENOMEM;
+                std::ptr::null_mut()
+            }
+        }
+    }
+
+    /// # Safety
+    /// The C `memalign` contract.
+    #[no_mangle]
+    pub unsafe extern "C" fn memalign(align: size_t, size: size_t) -> *mut c_void {
+        counted();
+        __libc_memalign(align, size)
+    }
+
+    /// # Safety
+    /// The C `aligned_alloc` contract.
+    #[no_mangle]
+    pub unsafe extern "C" fn aligned_alloc(align: size_t, size: size_t) -> *mut c_void {
+        counted();
+        __libc_memalign(align, size)
+    }
+
+    /// # Safety
+    /// The C `posix_memalign` contract.
+    #[no_mangle]
+    pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: size_t, size: size_t) -> c_int {
+        if !align.is_power_of_two() || align % std::mem::size_of::<*mut c_void>() != 0 {
+            return libc::EINVAL;
+        }
+        counted();
+        let p = __libc_memalign(align, size);
+        if p.is_null() {
+            return libc::ENOMEM;
+        }
+        *out = p;
+        0
+    }
+
+    /// # Safety
+    /// The C `valloc` contract.
+    #[no_mangle]
+    pub unsafe extern "C" fn valloc(size: size_t) -> *mut c_void {
+        counted();
+        __libc_valloc(size)
+    }
+
+    /// # Safety
+    /// The C `pvalloc` contract.
+    #[no_mangle]
+    pub unsafe extern "C" fn pvalloc(size: size_t) -> *mut c_void {
+        counted();
+        __libc_pvalloc(size)
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod global {
+    use super::counted;
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    struct Counting;
+
+    // SAFETY: every call is forwarded unchanged to the system allocator.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            counted();
+            System.alloc(layout)
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            counted();
+            System.alloc_zeroed(layout)
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            System.dealloc(ptr, layout)
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            counted();
+            System.realloc(ptr, layout, new_size)
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+}
