@@ -41,9 +41,9 @@ fn inspect_row(table: &str, layer: &str) -> (u64, u64, String) {
         .unwrap_or_else(|| panic!("no row {layer}:\n{table}"));
     let cells: Vec<&str> = row.split_whitespace().collect();
     let n = |s: &str| s.replace(',', "").parse::<u64>().unwrap();
-    // layer plugin input(2 words) output(2 or 1 words) params MACs rf
-    let len = cells.len();
-    (n(cells[len - 3]), n(cells[len - 2]), cells[len - 1].to_string())
+    // layer plugin input(1 or 2 words) output(1 or 2 words) params MACs rf recomputed(words)
+    let at = cells.iter().rposition(|c| c.ends_with(']')).unwrap_or_else(|| panic!("no shapes in {row}")) + 1;
+    (n(cells[at]), n(cells[at + 1]), cells[at + 2].to_string())
 }
 
 #[test]
