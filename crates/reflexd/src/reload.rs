@@ -88,11 +88,17 @@ pub struct Reloader {
 }
 
 /// size, mtime and inode: enough to see any write or rename-over.
-type Stamp = Vec<Option<(u64, SystemTime, u64)>>;
+/// One entry per watched file (the config and its weights: two at most); an array, so that a
+/// poll allocates nothing in the daemon's steady state.
+type Stamp = [Option<(u64, SystemTime, u64)>; 2];
 
 fn stamp(files: &[PathBuf]) -> Stamp {
     use std::os::unix::fs::MetadataExt;
-    files.iter().map(|f| std::fs::metadata(f).ok().and_then(|m| Some((m.len(), m.modified().ok()?, m.ino())))).collect()
+    let mut stamp = [None; 2];
+    for (s, f) in stamp.iter_mut().zip(files) {
+        *s = std::fs::metadata(f).ok().and_then(|m| Some((m.len(), m.modified().ok()?, m.ino())));
+    }
+    stamp
 }
 
 fn watched_files(c: &Config) -> Vec<PathBuf> {
