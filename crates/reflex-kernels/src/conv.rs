@@ -1,6 +1,6 @@
 //! 1-D convolution (PyTorch `conv1d`, N = 1) over a zero-padded input.
 
-use crate::kernels::{kernels, KernelSet, Tile, MR, SLACK};
+use crate::kernels::{kernels, KernelSet, Tile, MR, OC, SLACK};
 use std::ops::Range;
 
 /// Geometry of one PyTorch `Conv1d` (N = 1, layout `[C, L]` row-major,
@@ -69,6 +69,66 @@ enum TileKind {
     /// A single output channel: depthwise convolutions, and the last
     /// channel of a group whose size leaves a remainder of one.
     Row,
+    /// Up to OC output channels at once, vectorised over the channels: for
+    /// a few positions (the edges streaming recomputes), where a panel's
+    /// position blocks would be mostly empty.
+    Cols { rows: usize },
+}
+
+/// Where a convolution's weights come from while they are packed.
+struct Layout<'a> {
+    geom: &'a ConvGeometry,
+    weight: &'a [f32],
+    bias: Option<&'a [f32]>,
+    steps: usize,
+    chan_stride: usize,
+}
+
+impl Layout<'_> {
+    /// Tiles of up to `max` output channels within each group, appended to `packed` (for each
+    /// reduction step the tile's weights side by side, `width` of them, zeros past its real
+    /// rows) and `biases`; `kind(rows)` says which kernel runs a tile and its width.
+    fn pack(
+        &self,
+        packed: &mut Vec<f32>,
+        biases: &mut Vec<f32>,
+        max: usize,
+        kind: impl Fn(usize) -> (TileKind, usize),
+    ) -> Vec<TilePlan> {
+        let g = self.geom;
+        let (ipg, opg) = (g.in_channels / g.groups, g.out_channels / g.groups);
+        let mut tiles = Vec::new();
+        for group in 0..g.groups {
+            let mut o = group * opg;
+            let end = (group + 1) * opg;
+            while o < end {
+                let rows = (end - o).min(max);
+                let (kind, width) = kind(rows);
+                tiles.push(TilePlan {
+                    kind,
+                    out_ch: o,
+                    x_base: group * ipg * self.chan_stride,
+                    w_base: packed.len(),
+                    b_base: biases.len(),
+                });
+                for step in 0..self.steps {
+                    packed.extend((0..width).map(|m| {
+                        if m < rows {
+                            self.weight[(o + m) * self.steps + step]
+                        } else {
+                            0.0
+                        }
+                    }));
+                }
+                biases.extend((0..width).map(|m| match self.bias {
+                    Some(b) if m < rows => b[o + m],
+                    _ => 0.0,
+                }));
+                o += rows;
+            }
+        }
+        tiles
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -103,6 +163,8 @@ pub struct Conv1d {
     packed: Vec<f32>,
     biases: Vec<f32>,
     tiles: Vec<TilePlan>,
+    /// The same channels in `Cols` tiles; empty for depthwise convolutions.
+    col_tiles: Vec<TilePlan>,
     /// Length of one phase row; `stride` phase rows per channel.
     phase_len: usize,
     scratch_len: usize,
@@ -154,40 +216,32 @@ impl Conv1d {
 
         let mut packed = Vec::new();
         let mut biases = Vec::new();
-        let mut tiles = Vec::new();
-        for g in 0..geom.groups {
-            let x_base = g * ipg * chan_stride;
-            let mut o = g * opg;
-            let end = (g + 1) * opg;
-            while o < end {
-                let rows = (end - o).min(MR);
-                let plan = TilePlan {
-                    kind: if rows == 1 { TileKind::Row } else { TileKind::Panel { rows } },
-                    out_ch: o,
-                    x_base,
-                    w_base: packed.len(),
-                    b_base: biases.len(),
-                };
-                let width = if rows == 1 { 1 } else { MR };
-                for step in 0..steps {
-                    for m in 0..width {
-                        packed.push(if m < rows { weight[(o + m) * steps + step] } else { 0.0 });
-                    }
-                }
-                for m in 0..width {
-                    biases.push(match bias {
-                        Some(b) if m < rows => b[o + m],
-                        _ => 0.0,
-                    });
-                }
-                tiles.push(plan);
-                o += rows;
-            }
-        }
+        let layout = Layout { geom: &geom, weight, bias, steps, chan_stride };
+        let tiles = layout.pack(&mut packed, &mut biases, MR, |rows| match rows {
+            1 => (TileKind::Row, 1),
+            rows => (TileKind::Panel { rows }, MR),
+        });
+        let col_tiles = if opg > 1 {
+            layout.pack(&mut packed, &mut biases, OC, |rows| (TileKind::Cols { rows }, OC))
+        } else {
+            Vec::new()
+        };
 
         let in_place =
             geom.kernel_size == 1 && s == 1 && geom.pad_left == 0 && geom.pad_right == 0 && geom.in_len % SLACK == 0;
-        Ok(Conv1d { geom, out_len, ks: kernels(), offsets, packed, biases, tiles, phase_len, scratch_len, in_place })
+        Ok(Conv1d {
+            geom,
+            out_len,
+            ks: kernels(),
+            offsets,
+            packed,
+            biases,
+            tiles,
+            col_tiles,
+            phase_len,
+            scratch_len,
+            in_place,
+        })
     }
 
     pub fn geometry(&self) -> &ConvGeometry {
@@ -273,7 +327,8 @@ impl Conv1d {
         let n = self.out_len;
         let width = range.len();
         let steps = self.offsets.len();
-        for tile in &self.tiles {
+        let tiles = if width < ks.narrow && !self.col_tiles.is_empty() { &self.col_tiles } else { &self.tiles };
+        for tile in tiles {
             // Every offset is relative to the output position, so shifting the input rows by
             // `range.start` makes position `range.start` the kernel's position 0.
             let x = &scratch[tile.x_base + range.start..];
@@ -299,6 +354,18 @@ impl Conv1d {
                         bias: &self.biases[tile.b_base..tile.b_base + 1],
                     },
                     &mut out[..width],
+                ),
+                TileKind::Cols { rows } => (ks.cols)(
+                    &Tile {
+                        x,
+                        offs: &self.offsets,
+                        w: &self.packed[tile.w_base..tile.w_base + steps * OC],
+                        bias: &self.biases[tile.b_base..tile.b_base + OC],
+                    },
+                    out,
+                    n,
+                    rows,
+                    width,
                 ),
             }
         }

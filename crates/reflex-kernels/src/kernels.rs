@@ -25,6 +25,9 @@ use std::sync::OnceLock;
 /// Output channels computed together by the panel kernel.
 pub(crate) const MR: usize = 4;
 
+/// Output channels computed together by the cols kernel, in the vector lanes.
+pub(crate) const OC: usize = 16;
+
 /// Elements of slack after the padded input in scratch. The blocked kernels
 /// load whole position blocks, so the last block of the last row may read up
 /// to `NR - 1` elements past the data; this must cover the largest `NR` (32:
@@ -59,6 +62,11 @@ pub struct KernelSet {
     pub name: &'static str,
     pub(crate) panel: PanelFn,
     pub(crate) row: RowFn,
+    /// Like `panel`, for tiles of OC channels packed OC to a reduction step,
+    /// vectorised over the channels: what a range of a few positions runs.
+    pub(crate) cols: PanelFn,
+    /// Ranges narrower than this run `cols`.
+    pub(crate) narrow: usize,
     pub(crate) activation: fn(Activation, &mut [f32]),
     pub(crate) add: fn(&mut [f32], &[f32]),
     /// Sum of a row in f64 (global average pool).
@@ -136,6 +144,9 @@ static SCALAR: KernelSet = KernelSet {
     name: "scalar",
     panel: scalar::panel,
     row: scalar::row,
+    cols: scalar::cols,
+    // Not faster here, but it keeps the reference of the cols layout in the suite.
+    narrow: 8,
     activation: scalar::activation,
     add: scalar::add,
     sum: ops::reference::sum,
@@ -145,7 +156,19 @@ static SCALAR: KernelSet = KernelSet {
 };
 
 mod scalar {
-    use super::{Activation, Tile, MR};
+    use super::{Activation, Tile, MR, OC};
+
+    pub(super) fn cols(t: &Tile, out: &mut [f32], out_stride: usize, rows: usize, n: usize) {
+        for m in 0..rows {
+            for j in 0..n {
+                let mut s = t.bias[m];
+                for (k, &off) in t.offs.iter().enumerate() {
+                    s += t.w[k * OC + m] * t.x[off + j];
+                }
+                out[m * out_stride + j] = s;
+            }
+        }
+    }
 
     pub(super) fn panel(t: &Tile, out: &mut [f32], out_stride: usize, rows: usize, n: usize) {
         for m in 0..rows {
@@ -196,7 +219,70 @@ pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 /// Generic register-blocked bodies. Always inlined, so each caller (plain or
 /// `#[target_feature]`) gets its own copy vectorised for its own features.
 pub(crate) mod blocked {
-    use super::{madd, Activation, Tile, MR};
+    use super::{madd, Activation, Tile, MR, OC};
+
+    /// W positions × OC output channels starting at position `j0`, the
+    /// channels in the vector lanes: for each reduction step one weight
+    /// vector and W broadcast input values. Returned by value, as
+    /// `panel_block`.
+    #[inline(always)]
+    fn cols_block<const W: usize, const FMA: bool>(t: &Tile, w: &[f32], j0: usize) -> [[f32; OC]; W] {
+        let bias: &[f32; OC] = t.bias[..OC].try_into().expect("OC biases");
+        let mut acc = [*bias; W];
+        for (&off, wk) in t.offs.iter().zip(w.chunks_exact(OC)) {
+            let wk: &[f32; OC] = wk.try_into().expect("OC weights");
+            let xr = &t.x[off + j0..off + j0 + W];
+            for (a, &xv) in acc.iter_mut().zip(xr) {
+                for (ai, &wm) in a.iter_mut().zip(wk) {
+                    *ai = madd::<FMA>(wm, xv, *ai);
+                }
+            }
+        }
+        acc
+    }
+
+    #[inline(always)]
+    fn store_cols<const W: usize>(acc: &[[f32; OC]; W], out: &mut [f32], out_stride: usize, rows: usize, j0: usize) {
+        for (j, a) in acc.iter().enumerate() {
+            for (m, &v) in a.iter().enumerate().take(rows) {
+                out[m * out_stride + j0 + j] = v;
+            }
+        }
+    }
+
+    /// `out[m * out_stride + j] = bias[m] + sum_k w[k * OC + m] * x[offs[k] + j]`
+    /// for `m < rows`, `j < n`: blocks of W positions, then the rest in one
+    /// narrower block (a pass costs about the same whatever its width up to
+    /// W: it is bound by the latency of its accumulator chains). Never reads
+    /// past position `n - 1` of a row.
+    #[inline(always)]
+    pub(crate) fn cols<const W: usize, const FMA: bool>(
+        t: &Tile,
+        out: &mut [f32],
+        out_stride: usize,
+        rows: usize,
+        n: usize,
+    ) {
+        let w = &t.w[..t.offs.len() * OC];
+        let mut j0 = 0;
+        while j0 + W <= n {
+            store_cols(&cols_block::<W, FMA>(t, w, j0), out, out_stride, rows, j0);
+            j0 += W;
+        }
+        match n - j0 {
+            0 => {}
+            1 => store_cols(&cols_block::<1, FMA>(t, w, j0), out, out_stride, rows, j0),
+            2 => store_cols(&cols_block::<2, FMA>(t, w, j0), out, out_stride, rows, j0),
+            3 => store_cols(&cols_block::<3, FMA>(t, w, j0), out, out_stride, rows, j0),
+            _ => {
+                // W above 4: what is left is done in blocks of one.
+                while j0 < n {
+                    store_cols(&cols_block::<1, FMA>(t, w, j0), out, out_stride, rows, j0);
+                    j0 += 1;
+                }
+            }
+        }
+    }
 
     /// `a[i] += wm * xr[i]`: one row of a block.
     #[inline(always)]
@@ -381,6 +467,8 @@ pub(crate) mod blocked {
 mod portable_params {
     pub(super) const NR: usize = 16;
     pub(super) const NR_ROW: usize = 32;
+    /// 4 positions x 16 channels = 16 of the 32 NEON registers.
+    pub(super) const COLS_W: usize = 4;
     pub(super) const FMA: bool = true;
     pub(super) const SUM_LANES: usize = 16;
     pub(super) const MAX_LANES: usize = 16;
@@ -389,6 +477,8 @@ mod portable_params {
 mod portable_params {
     pub(super) const NR: usize = 8;
     pub(super) const NR_ROW: usize = 16;
+    /// 2 positions x 16 channels = 8 of the 16 SSE registers.
+    pub(super) const COLS_W: usize = 2;
     pub(super) const FMA: bool = false;
     pub(super) const SUM_LANES: usize = 16;
     pub(super) const MAX_LANES: usize = 16;
@@ -398,6 +488,8 @@ static PORTABLE: KernelSet = KernelSet {
     name: "portable",
     panel: portable::panel,
     row: portable::row,
+    cols: portable::cols,
+    narrow: portable_params::NR,
     activation: portable::activation,
     add: portable::add,
     sum: portable::sum,
@@ -407,7 +499,7 @@ static PORTABLE: KernelSet = KernelSet {
 };
 
 mod portable {
-    use super::portable_params::{FMA, MAX_LANES, NR, NR_ROW, SUM_LANES};
+    use super::portable_params::{COLS_W, FMA, MAX_LANES, NR, NR_ROW, SUM_LANES};
     use super::{blocked, ops, Activation, Pool, Tile};
 
     pub(super) fn panel(t: &Tile, out: &mut [f32], out_stride: usize, rows: usize, n: usize) {
@@ -415,6 +507,9 @@ mod portable {
     }
     pub(super) fn row(t: &Tile, out: &mut [f32]) {
         blocked::row::<NR_ROW, FMA>(t, out)
+    }
+    pub(super) fn cols(t: &Tile, out: &mut [f32], out_stride: usize, rows: usize, n: usize) {
+        blocked::cols::<COLS_W, FMA>(t, out, out_stride, rows, n)
     }
     pub(super) fn activation(a: Activation, x: &mut [f32]) {
         blocked::activation::<FMA>(a, x)
@@ -472,7 +567,7 @@ mod x86 {
         const MAX_LANES: usize = 32;
 
         pub(in super::super) static SET: KernelSet =
-            KernelSet { name: "avx2+fma", panel, row, activation, add, sum, max, scale_shift, pool };
+            KernelSet { name: "avx2+fma", panel, row, cols, narrow: 28, activation, add, sum, max, scale_shift, pool };
 
         with_target_features! { "avx2,fma";
             fn panel(t: &Tile, out: &mut [f32], out_stride: usize, rows: usize, n: usize) {
@@ -483,6 +578,10 @@ mod x86 {
             }
             fn row(t: &Tile, out: &mut [f32]) {
                 blocked::row::<32, true>(t, out)
+            }
+            // 4 positions x 16 channels = 8 ymm accumulators.
+            fn cols(t: &Tile, out: &mut [f32], out_stride: usize, rows: usize, n: usize) {
+                blocked::cols::<4, true>(t, out, out_stride, rows, n)
             }
             fn activation(a: Activation, x: &mut [f32]) {
                 blocked::activation::<true>(a, x)
@@ -531,6 +630,8 @@ mod x86 {
             name: "avx512",
             panel,
             row: super::avx2::row,
+            cols,
+            narrow: 28,
             activation,
             add,
             sum,
@@ -554,6 +655,10 @@ mod x86 {
         with_target_features! { "avx512f,avx512vl,avx2,fma";
             fn panel_512(t: &Tile, out: &mut [f32], out_stride: usize, rows: usize, n: usize) {
                 blocked::panel::<NR, true>(t, out, out_stride, rows, n)
+            }
+            // 4 positions x 16 channels = 4 zmm accumulators.
+            fn cols(t: &Tile, out: &mut [f32], out_stride: usize, rows: usize, n: usize) {
+                blocked::cols::<4, true>(t, out, out_stride, rows, n)
             }
             fn activation(a: Activation, x: &mut [f32]) {
                 blocked::activation::<true>(a, x)
