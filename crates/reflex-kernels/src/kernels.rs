@@ -241,6 +241,41 @@ pub(crate) mod blocked {
         acc
     }
 
+    /// `cols_block::<8>` as two blocks of 4 sharing each weight load: eight
+    /// independent accumulator chains (enough to cover the FMA latency with
+    /// 512-bit vectors), kept in registers — as one `[[f32; OC]; 8]` LLVM
+    /// leaves them on the stack.
+    #[inline(always)]
+    fn cols_block8<const FMA: bool>(t: &Tile, w: &[f32], j0: usize) -> [[f32; OC]; 8] {
+        let bias: &[f32; OC] = t.bias[..OC].try_into().expect("OC biases");
+        let (mut lo, mut hi) = ([*bias; 4], [*bias; 4]);
+        for (&off, wk) in t.offs.iter().zip(w.chunks_exact(OC)) {
+            let wk: &[f32; OC] = wk.try_into().expect("OC weights");
+            let xr = &t.x[off + j0..off + j0 + 8];
+            for (acc, xr) in [(&mut lo, &xr[..4]), (&mut hi, &xr[4..])] {
+                for (a, &xv) in acc.iter_mut().zip(xr) {
+                    for (ai, &wm) in a.iter_mut().zip(wk) {
+                        *ai = madd::<FMA>(wm, xv, *ai);
+                    }
+                }
+            }
+        }
+        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+    }
+
+    /// [`cols`] in blocks of 8 positions (see [`cols_block8`]), then 4, then the rest.
+    #[inline(always)]
+    pub(crate) fn cols8<const FMA: bool>(t: &Tile, out: &mut [f32], out_stride: usize, rows: usize, n: usize) {
+        let w = &t.w[..t.offs.len() * OC];
+        let mut j0 = 0;
+        while j0 + 8 <= n {
+            store_cols(&cols_block8::<FMA>(t, w, j0), out, out_stride, rows, j0);
+            j0 += 8;
+        }
+        let x = Tile { x: &t.x[j0..], offs: t.offs, w: t.w, bias: t.bias };
+        cols::<4, FMA>(&x, &mut out[j0..], out_stride, rows, n - j0);
+    }
+
     #[inline(always)]
     fn store_cols<const W: usize>(acc: &[[f32; OC]; W], out: &mut [f32], out_stride: usize, rows: usize, j0: usize) {
         for (j, a) in acc.iter().enumerate() {
@@ -656,9 +691,9 @@ mod x86 {
             fn panel_512(t: &Tile, out: &mut [f32], out_stride: usize, rows: usize, n: usize) {
                 blocked::panel::<NR, true>(t, out, out_stride, rows, n)
             }
-            // 4 positions x 16 channels = 4 zmm accumulators.
+            // 8 positions x 16 channels = 8 zmm accumulators.
             fn cols(t: &Tile, out: &mut [f32], out_stride: usize, rows: usize, n: usize) {
-                blocked::cols::<4, true>(t, out, out_stride, rows, n)
+                blocked::cols8::<true>(t, out, out_stride, rows, n)
             }
             fn activation(a: Activation, x: &mut [f32]) {
                 blocked::activation::<true>(a, x)
