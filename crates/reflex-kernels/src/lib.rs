@@ -8,9 +8,14 @@
 //! allocate.
 //!
 //! The hot loops come in several [`KernelSet`]s (scalar reference, portable
-//! auto-vectorised, AVX2+FMA on x86-64), chosen once per process by
-//! [`kernels`]; set `REFLEX_KERNELS=scalar` (or `portable`, `avx2+fma`) to
-//! force one. One conformance suite runs against every [`variants`] entry.
+//! auto-vectorised — NEON on aarch64 —, AVX2+FMA and AVX-512 on x86-64),
+//! chosen once per process by [`kernels`]; set `REFLEX_KERNELS=scalar` (or
+//! `portable`, `avx2+fma`, `avx512`) to force one. One conformance suite runs
+//! against every [`variants`] entry.
+//!
+//! [`Conv1d::run_range`] computes any range of output positions, bit for bit
+//! as the whole run computes them: streaming inference recomputes only the
+//! edges of a window that moved on by a few samples.
 //!
 //! ```
 //! use reflex_kernels::{Activation, Conv1d, ConvGeometry};
