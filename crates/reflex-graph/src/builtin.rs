@@ -75,13 +75,25 @@ impl Layer for ActivationLayer {
         matches!(self.shape, Shape::Seq { .. }).then_some(0)
     }
     fn forward_range(&self, x: &[f32], y: &mut [f32], _: &mut [f32], range: Range<usize>) -> Result<(), Error> {
-        let (_, n) = self.shape.seq()?;
-        for_each_row_range(y, n, range.clone(), |c, y| {
-            y.copy_from_slice(&x[c * n + range.start..c * n + range.end]);
-            self.f.apply(y);
-        });
-        Ok(())
+        position_wise(self.shape, x, y, range, |_, y| self.f.apply(y))
     }
+}
+
+/// `forward_range` of a layer that maps each value on its own: copies positions `range` of
+/// every channel of `x` into `y` and applies `f(channel, values)` to them there.
+fn position_wise(
+    shape: Shape,
+    x: &[f32],
+    y: &mut [f32],
+    range: Range<usize>,
+    f: impl Fn(usize, &mut [f32]),
+) -> Result<(), Error> {
+    let (_, n) = shape.seq()?;
+    for_each_row_range(y, n, range.clone(), |c, y| {
+        y.copy_from_slice(&x[c * n + range.start..c * n + range.end]);
+        f(c, y);
+    });
+    Ok(())
 }
 
 /// Eval-mode BatchNorm1d over `[C, L]` (or `[C]`), eps 1e-5.
@@ -128,12 +140,9 @@ impl Layer for BatchNorm {
         matches!(self.shape, Shape::Seq { .. }).then_some(0)
     }
     fn forward_range(&self, x: &[f32], y: &mut [f32], _: &mut [f32], range: Range<usize>) -> Result<(), Error> {
-        let (_, n) = self.shape.seq()?;
-        for_each_row_range(y, n, range.clone(), |c, y| {
-            y.copy_from_slice(&x[c * n + range.start..c * n + range.end]);
-            k::scale_shift(y, 1, y.len(), &self.scale[c..=c], &self.shift[c..=c]);
-        });
-        Ok(())
+        position_wise(self.shape, x, y, range, |c, y| {
+            k::scale_shift(y, 1, y.len(), &self.scale[c..=c], &self.shift[c..=c])
+        })
     }
 }
 

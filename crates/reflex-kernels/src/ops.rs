@@ -358,15 +358,28 @@ pub fn add_assign(dst: &mut [f32], src: &[f32]) {
 /// `i*groups + j` is source channel `j*(channels/groups) + i` (PyTorch
 /// `x.view(g, C/g, L).transpose(0, 1).reshape(C, L)`).
 pub fn channel_shuffle(src: &[f32], dst: &mut [f32], groups: usize, channels: usize, len: usize) {
+    channel_shuffle_range(src, dst, groups, channels, len, 0..len)
+}
+
+/// [`channel_shuffle`] of positions `range` only; the rest of `dst` is left as it is.
+pub fn channel_shuffle_range(
+    src: &[f32],
+    dst: &mut [f32],
+    groups: usize,
+    channels: usize,
+    len: usize,
+    range: std::ops::Range<usize>,
+) {
     assert!(groups > 0 && channels % groups == 0, "channel_shuffle: channels not divisible by groups");
     assert_eq!(src.len(), channels * len, "channel_shuffle: src is not [channels, len]");
     assert_eq!(dst.len(), channels * len, "channel_shuffle: dst is not [channels, len]");
+    assert!(range.start <= range.end && range.end <= len, "channel_shuffle: range beyond the rows");
     let per = channels / groups;
     for i in 0..per {
         for j in 0..groups {
             let d = (i * groups + j) * len;
             let s = (j * per + i) * len;
-            dst[d..d + len].copy_from_slice(&src[s..s + len]);
+            dst[d + range.start..d + range.end].copy_from_slice(&src[s + range.start..s + range.end]);
         }
     }
 }

@@ -433,12 +433,7 @@ impl<F: ConvFlavour> Layer for PlainConv<F> {
         self.stage.run_range(input, conv_out, rest, range.clone())?;
         for_each_row_range(conv_out, n, range.clone(), |_, r| self.activation.apply(r));
         let g = self.stage.geometry();
-        let per = g.out_channels / g.groups;
-        // Output channel i*groups + j is convolution channel j*per + i, as in channel_shuffle.
-        for_each_row_range(output, n, range.clone(), |c, r| {
-            let src = (c % g.groups) * per + c / g.groups;
-            r.copy_from_slice(&conv_out[src * n + range.start..src * n + range.end]);
-        });
+        reflex_kernels::channel_shuffle_range(conv_out, output, g.groups, g.out_channels, n, range);
         Ok(())
     }
 

@@ -209,6 +209,42 @@ unsafe extern "C" fn load<L: Layer>(inst: Instance, tensors: *const RxTensor, co
     })
 }
 
+/// The raw window buffers of a `forward` or `forward_range` call.
+struct Buffers {
+    input: *const f32,
+    input_len: usize,
+    output: *mut f32,
+    output_len: usize,
+    scratch: *mut f32,
+    scratch_len: usize,
+}
+
+type Window<'a, L> = (&'a L, &'a LayerInfo, &'a [f32], &'a mut [f32], &'a mut [f32]);
+
+/// The loaded layer and its buffers as slices, once the host is known to follow the
+/// protocol: the layer is loaded and the buffers have the sizes `configure` announced (the
+/// host plans them from it; checking is a few compares per window).
+unsafe fn window<'a, L: Layer>(inst: Instance, b: &Buffers, call: &str) -> Result<Window<'a, L>, (Status, String)> {
+    let s = slot::<L>(inst)?;
+    let (Some(layer), Some(info), true) = (s.layer.as_ref(), s.info.as_ref(), s.loaded) else {
+        return Err(misuse(&format!("{call} before load")));
+    };
+    if b.input_len != s.in_len
+        || b.output_len != info.output.len()
+        || b.scratch_len < info.scratch_len
+        || b.input.is_null()
+        || b.output.is_null()
+        || (b.scratch_len > 0 && b.scratch.is_null())
+    {
+        return Err(misuse(&format!("{call}: buffer sizes differ from configure")));
+    }
+    let x = std::slice::from_raw_parts(b.input, b.input_len);
+    let y = std::slice::from_raw_parts_mut(b.output, b.output_len);
+    let sc: &mut [f32] =
+        if b.scratch_len == 0 { &mut [] } else { std::slice::from_raw_parts_mut(b.scratch, b.scratch_len) };
+    Ok((layer, info, x, y, sc))
+}
+
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn forward<L: Layer>(
     inst: Instance,
@@ -221,24 +257,8 @@ unsafe extern "C" fn forward<L: Layer>(
     err: *mut RxError,
 ) -> Status {
     guard(err, || {
-        let s = slot::<L>(inst)?;
-        let (Some(layer), Some(info), true) = (s.layer.as_ref(), s.info.as_ref(), s.loaded) else {
-            return Err(misuse("forward before load"));
-        };
-        // The host plans these sizes from `configure`; checking is two compares per window.
-        if input_len != s.in_len
-            || output_len != info.output.len()
-            || scratch_len < info.scratch_len
-            || input.is_null()
-            || output.is_null()
-            || (scratch_len > 0 && scratch.is_null())
-        {
-            return Err(misuse("forward: buffer sizes differ from configure"));
-        }
-        let x = std::slice::from_raw_parts(input, input_len);
-        let y = std::slice::from_raw_parts_mut(output, output_len);
-        let sc: &mut [f32] =
-            if scratch_len == 0 { &mut [] } else { std::slice::from_raw_parts_mut(scratch, scratch_len) };
+        let b = Buffers { input, input_len, output, output_len, scratch, scratch_len };
+        let (layer, _, x, y, sc) = window::<L>(inst, &b, "forward")?;
         layer.forward(x, y, sc).map_err(fail)
     })
 }
@@ -270,30 +290,14 @@ unsafe extern "C" fn forward_range<L: Layer>(
     err: *mut RxError,
 ) -> Status {
     guard(err, || {
-        let s = slot::<L>(inst)?;
-        let (Some(layer), Some(info), true) = (s.layer.as_ref(), s.info.as_ref(), s.loaded) else {
-            return Err(misuse("forward_range before load"));
-        };
-        let Shape::Seq { length, .. } = info.output else {
-            return Err(misuse("forward_range on a layer without a time axis"));
-        };
-        if input_len != s.in_len
-            || output_len != info.output.len()
-            || scratch_len < info.scratch_len
-            || input.is_null()
-            || output.is_null()
-            || (scratch_len > 0 && scratch.is_null())
-            || start > end
-            || end > length
-            || layer.stream_offset().is_none()
-        {
-            return Err(misuse("forward_range: buffer sizes or range differ from configure"));
+        let b = Buffers { input, input_len, output, output_len, scratch, scratch_len };
+        let (layer, info, x, y, sc) = window::<L>(inst, &b, "forward_range")?;
+        match info.output {
+            Shape::Seq { length, .. } if start <= end && end <= length && layer.stream_offset().is_some() => {
+                layer.forward_range(x, y, sc, start..end).map_err(fail)
+            }
+            _ => Err(misuse("forward_range: a range beyond the output, or a layer that cannot compute one")),
         }
-        let x = std::slice::from_raw_parts(input, input_len);
-        let y = std::slice::from_raw_parts_mut(output, output_len);
-        let sc: &mut [f32] =
-            if scratch_len == 0 { &mut [] } else { std::slice::from_raw_parts_mut(scratch, scratch_len) };
-        layer.forward_range(x, y, sc, start..end).map_err(fail)
     })
 }
 
