@@ -49,6 +49,16 @@ impl ConvGeometry {
         }
     }
 
+    /// The padded-input columns output positions `range` read (column `q` holds input
+    /// position `q - pad_left`). Empty for an empty range. For a valid geometry.
+    pub fn padded_columns(&self, range: &Range<usize>) -> Range<usize> {
+        if range.is_empty() {
+            return 0..0;
+        }
+        let span = self.dilation * (self.kernel_size - 1) + 1;
+        range.start * self.stride..(range.end - 1) * self.stride + span
+    }
+
     /// Length of the zero-padded input.
     fn padded_len(&self) -> usize {
         self.in_len + self.pad_left + self.pad_right
@@ -376,9 +386,7 @@ impl Conv1d {
     fn prepare_columns(&self, input: &[f32], scratch: &mut [f32], range: &Range<usize>) {
         let g = &self.geom;
         let s = g.stride;
-        let span = g.dilation * (g.kernel_size - 1) + 1;
-        let first = range.start * s;
-        let last = (range.end - 1) * s + span;
+        let Range { start: first, end: last } = g.padded_columns(range);
         let chan_stride = self.phase_len * s;
         // Padded column q holds input position q - pad_left; the real ones are [lo, hi).
         let lo = first.max(g.pad_left).min(last);

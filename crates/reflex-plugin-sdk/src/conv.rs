@@ -312,12 +312,9 @@ impl ConvStage {
     /// stage before this one must have computed for [`ConvStage::run_range`].
     pub fn input_range(&self, range: &Range<usize>) -> Range<usize> {
         let g = &self.geom;
-        if range.is_empty() {
-            return 0..0;
-        }
-        let first = (range.start * g.stride).saturating_sub(g.pad_left).min(g.in_len);
-        let last = ((range.end - 1) * g.stride + span(g.kernel_size, g.dilation)).saturating_sub(g.pad_left);
-        first..last.clamp(first, g.in_len)
+        let cols = g.padded_columns(range);
+        let first = cols.start.saturating_sub(g.pad_left).min(g.in_len);
+        first..cols.end.saturating_sub(g.pad_left).clamp(first, g.in_len)
     }
 }
 
