@@ -52,6 +52,8 @@ struct Slot<L: Layer> {
     specs: Vec<TensorSpec>,
     in_len: usize,
     loaded: bool,
+    /// The layer's `stream_offset`, asked once at `configure`.
+    stream: Option<usize>,
 }
 
 fn status_of(kind: ErrorKind) -> Status {
@@ -126,8 +128,15 @@ unsafe extern "C" fn create<L: Layer>(params: RxStr, out: *mut Instance, err: *m
         }
         let json = params.as_bytes();
         let p: L::Params = serde_json::from_slice(json).map_err(|e| (STATUS_CONFIG, config_message(&e)))?;
-        let slot: Box<Slot<L>> =
-            Box::new(Slot { params: Some(p), layer: None, info: None, specs: Vec::new(), in_len: 0, loaded: false });
+        let slot: Box<Slot<L>> = Box::new(Slot {
+            params: Some(p),
+            layer: None,
+            info: None,
+            specs: Vec::new(),
+            in_len: 0,
+            loaded: false,
+            stream: None,
+        });
         *out = Box::into_raw(slot).cast();
         Ok(())
     })
@@ -162,6 +171,7 @@ unsafe extern "C" fn configure<L: Layer>(
         };
         s.in_len = input.len();
         s.info = Some(li);
+        s.stream = layer.stream_offset();
         s.layer = Some(layer);
         Ok(())
     })
@@ -219,7 +229,8 @@ struct Buffers {
     scratch_len: usize,
 }
 
-type Window<'a, L> = (&'a L, &'a LayerInfo, &'a [f32], &'a mut [f32], &'a mut [f32]);
+/// The layer, its info, its stream offset, input, output and scratch.
+type Window<'a, L> = (&'a L, &'a LayerInfo, Option<usize>, &'a [f32], &'a mut [f32], &'a mut [f32]);
 
 /// The loaded layer and its buffers as slices, once the host is known to follow the
 /// protocol: the layer is loaded and the buffers have the sizes `configure` announced (the
@@ -242,7 +253,7 @@ unsafe fn window<'a, L: Layer>(inst: Instance, b: &Buffers, call: &str) -> Resul
     let y = std::slice::from_raw_parts_mut(b.output, b.output_len);
     let sc: &mut [f32] =
         if b.scratch_len == 0 { &mut [] } else { std::slice::from_raw_parts_mut(b.scratch, b.scratch_len) };
-    Ok((layer, info, x, y, sc))
+    Ok((layer, info, s.stream, x, y, sc))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -258,7 +269,7 @@ unsafe extern "C" fn forward<L: Layer>(
 ) -> Status {
     guard(err, || {
         let b = Buffers { input, input_len, output, output_len, scratch, scratch_len };
-        let (layer, _, x, y, sc) = window::<L>(inst, &b, "forward")?;
+        let (layer, _, _, x, y, sc) = window::<L>(inst, &b, "forward")?;
         layer.forward(x, y, sc).map_err(fail)
     })
 }
@@ -266,9 +277,11 @@ unsafe extern "C" fn forward<L: Layer>(
 unsafe extern "C" fn stream<L: Layer>(inst: Instance, out: *mut RxStream) -> Status {
     guard(std::ptr::null_mut(), || {
         let s = slot::<L>(inst)?;
-        let layer = s.layer.as_ref().ok_or_else(|| misuse("stream before configure"))?;
+        if s.layer.is_none() {
+            return Err(misuse("stream before configure"));
+        }
         let out = out.as_mut().ok_or_else(|| misuse("stream: null out"))?;
-        *out = match layer.stream_offset() {
+        *out = match s.stream {
             Some(pad_left) => RxStream { supported: 1, pad_left: pad_left as u64 },
             None => RxStream::default(),
         };
@@ -291,9 +304,9 @@ unsafe extern "C" fn forward_range<L: Layer>(
 ) -> Status {
     guard(err, || {
         let b = Buffers { input, input_len, output, output_len, scratch, scratch_len };
-        let (layer, info, x, y, sc) = window::<L>(inst, &b, "forward_range")?;
+        let (layer, info, stream, x, y, sc) = window::<L>(inst, &b, "forward_range")?;
         match info.output {
-            Shape::Seq { length, .. } if start <= end && end <= length && layer.stream_offset().is_some() => {
+            Shape::Seq { length, .. } if start <= end && end <= length && stream.is_some() => {
                 layer.forward_range(x, y, sc, start..end).map_err(fail)
             }
             _ => Err(misuse("forward_range: a range beyond the output, or a layer that cannot compute one")),
