@@ -444,8 +444,9 @@ fn plan_node(node: &Node, state: &[Option<Keep>]) -> Result<Keep, String> {
             // Output j reads inputs [j*stride - pad_left, j*stride - pad_left + span); it is
             // unchanged when they all are (none of them padding), and then equals the previous
             // output at j + shift.
-            let first = (keep.start + w.pad_left).div_ceil(w.stride);
-            let end = match (keep.end + w.pad_left).checked_sub(w.span) {
+            // A plugin reports pad_left and span: saturate rather than trust them not to overflow.
+            let first = keep.start.saturating_add(w.pad_left).div_ceil(w.stride);
+            let end = match keep.end.saturating_add(w.pad_left).checked_sub(w.span) {
                 Some(last) => last / w.stride + 1,
                 None => 0,
             };

@@ -36,6 +36,9 @@ struct Report {
 
 /// Consecutive windows cut from one signal; a full lap ends with a window that does not follow.
 const LAP: usize = 256;
+/// The most values a lap's signal, and its windows, may hold (64 MiB each): long windows get
+/// shorter laps.
+const MAX_SIGNAL: usize = 1 << 24;
 
 /// A fixed pseudo-random signal, so runs compare like with like.
 fn noise(len: usize) -> Vec<f32> {
@@ -59,9 +62,12 @@ fn stat(samples: &mut [f64]) -> Stat {
 /// The windows to time: one, or a lap of `LAP` windows `hop` samples apart (`[C, L]` each).
 fn windows(channels: usize, len: usize, hop: Option<usize>) -> Vec<Vec<f32>> {
     let Some(hop) = hop else { return vec![noise(channels * len)] };
-    let t = len + (LAP - 1) * hop;
+    // The signal and the windows cut from it (copies) both stay within MAX_SIGNAL values.
+    let room = (MAX_SIGNAL / channels.max(1)).saturating_sub(len) / hop;
+    let lap = (room + 1).min(MAX_SIGNAL / (channels * len).max(1)).clamp(2, LAP);
+    let t = len + (lap - 1) * hop;
     let signal = noise(channels * t);
-    (0..LAP).map(|i| signal.chunks_exact(t).flat_map(|row| &row[i * hop..i * hop + len]).copied().collect()).collect()
+    (0..lap).map(|i| signal.chunks_exact(t).flat_map(|row| &row[i * hop..i * hop + len]).copied().collect()).collect()
 }
 
 fn measure(graph: &mut Graph, windows: &[Vec<f32>]) -> anyhow::Result<Report> {
