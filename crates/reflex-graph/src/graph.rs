@@ -113,11 +113,55 @@ struct Keep {
     keep: Range<usize>,
 }
 
+/// One `[C, n]` value (a layer's output), row-major, at `base` in its buffer.
+///
+/// A streamed layer moves its previous output `shift` positions back before recomputing the
+/// edges. Moving `base` forward by `shift` does that for every row at once: position `j` of
+/// row `c` then reads what was position `j + shift`, and the last `shift` positions of a row
+/// (recomputed anyway) read the next row's first ones. So the buffer of a streamed value has
+/// room for a second copy, and is copied back to its start only when `base` reaches its end.
+struct Value {
+    buf: Vec<f32>,
+    base: usize,
+    len: usize,
+}
+
+impl Value {
+    fn new(len: usize) -> Value {
+        Value { buf: vec![0.0; len], base: 0, len }
+    }
+
+    fn get(&self) -> &[f32] {
+        &self.buf[self.base..self.base + self.len]
+    }
+
+    fn get_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[self.base..self.base + self.len]
+    }
+
+    /// Makes room to [`slide`](Value::slide) (allocates; before the loop).
+    fn reserve_slides(&mut self) {
+        self.buf.resize(2 * self.len, 0.0);
+    }
+
+    /// Position `j` of every row takes the value of position `j + shift`, for
+    /// `j < n - shift`; the last `shift` positions of each row are left to be recomputed.
+    fn slide(&mut self, shift: usize) {
+        let base = self.base + shift;
+        if base + self.len <= self.buf.len() {
+            self.base = base;
+        } else {
+            self.buf.copy_within(base..self.base + self.len, 0);
+            self.base = 0;
+        }
+    }
+}
+
 /// A built graph: every layer configured and loaded, every buffer allocated.
 pub struct Graph {
     nodes: Vec<Node>,
     /// `values[0]` is the input window, `values[i + 1]` node i's output.
-    values: Vec<Vec<f32>>,
+    values: Vec<Value>,
     scratch: Vec<f32>,
     summary: Vec<LayerSummary>,
     input: Shape,
@@ -254,7 +298,7 @@ impl Graph {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let values = shapes.iter().map(|s| vec![0.0; s.len()]).collect();
+        let values = shapes.iter().map(|s| Value::new(s.len())).collect();
         let scratch = vec![0.0; nodes.iter().map(|n| n.scratch_len).max().unwrap_or(0)];
         let plan = vec![None; nodes.len()];
         Ok(Graph { nodes, values, scratch, summary, input, hop: 0, plan, primed: false, streamed: false })
@@ -289,6 +333,9 @@ impl Graph {
                 }
             };
             self.summary[i].stream = stream;
+            if keep.is_some() {
+                self.values[i + 1].reserve_slides();
+            }
             self.plan[i] = keep.clone();
             state.push(keep);
         }
@@ -299,11 +346,11 @@ impl Graph {
     }
 
     pub fn input_len(&self) -> usize {
-        self.values[0].len()
+        self.values[0].len
     }
 
     pub fn output_len(&self) -> usize {
-        self.values.last().map_or(0, Vec::len)
+        self.values.last().map_or(0, |v| v.len)
     }
 
     /// Whether the last window reused the previous window's activations (see [`Graph::set_hop`]).
@@ -327,19 +374,20 @@ impl Graph {
     }
 
     fn run_inner(&mut self, window: &[f32], mut times: Option<&mut [Duration]>) -> Result<&[f32], RunError> {
-        let expected = self.values[0].len();
+        let expected = self.values[0].len;
         if window.len() != expected {
             return Err(RunError::InputLength { expected, got: window.len() });
         }
-        let streaming = self.primed && self.hop > 0 && follows(&self.values[0], window, seq_len(self.input), self.hop);
+        let streaming =
+            self.primed && self.hop > 0 && follows(self.values[0].get(), window, seq_len(self.input), self.hop);
         // Set again only once every layer has succeeded.
         self.primed = false;
         self.streamed = streaming;
-        self.values[0].copy_from_slice(window);
+        self.values[0].get_mut().copy_from_slice(window);
         for (i, node) in self.nodes.iter_mut().enumerate() {
             let start = times.is_some().then(Instant::now);
             let (done, rest) = self.values.split_at_mut(i + 1);
-            let out = &mut rest[0][..];
+            let out = &mut rest[0];
             let scratch = &mut self.scratch[..node.scratch_len];
             let failed = |e: reflex_plugin_host::PluginError| RunError::Layer {
                 layer: self.summary[i].name.clone(),
@@ -348,27 +396,29 @@ impl Graph {
             match (&self.plan[i], streaming) {
                 (Some(Keep { shift, keep }), true) => {
                     let n = seq_len(node.output);
-                    for row in out.chunks_exact_mut(n) {
-                        row.copy_within(keep.start + shift..keep.end + shift, keep.start);
-                    }
+                    out.slide(*shift);
+                    let out = out.get_mut();
                     for range in [0..keep.start, keep.end..n] {
                         if range.is_empty() {
                             continue;
                         }
                         match &mut node.op {
                             Op::Layer(layer) => {
-                                layer.forward_range(&done[node.inputs[0]], out, scratch, range).map_err(failed)?
+                                layer.forward_range(done[node.inputs[0]].get(), out, scratch, range).map_err(failed)?
                             }
                             Op::Add(activation) => add_range(out, done, &node.inputs, n, range, *activation),
                         }
                     }
                 }
                 _ => match &mut node.op {
-                    Op::Layer(layer) => layer.forward(&done[node.inputs[0]], out, scratch).map_err(failed)?,
+                    Op::Layer(layer) => {
+                        layer.forward(done[node.inputs[0]].get(), out.get_mut(), scratch).map_err(failed)?
+                    }
                     Op::Add(activation) => {
-                        out.copy_from_slice(&done[node.inputs[0]]);
+                        let out = out.get_mut();
+                        out.copy_from_slice(done[node.inputs[0]].get());
                         for &j in &node.inputs[1..] {
-                            add_assign(out, &done[j]);
+                            add_assign(out, done[j].get());
                         }
                         activation.apply(out);
                     }
@@ -379,7 +429,7 @@ impl Graph {
             }
         }
         self.primed = true;
-        Ok(self.values.last().map_or(&[][..], |v| &v[..]))
+        Ok(self.values.last().map_or(&[][..], Value::get))
     }
 }
 
@@ -394,13 +444,13 @@ fn follows(previous: &[f32], window: &[f32], len: usize, hop: usize) -> bool {
 }
 
 /// Positions `range` of every row of an `add`.
-fn add_range(out: &mut [f32], values: &[Vec<f32>], inputs: &[usize], n: usize, range: Range<usize>, a: Activation) {
+fn add_range(out: &mut [f32], values: &[Value], inputs: &[usize], n: usize, range: Range<usize>, a: Activation) {
     for (c, row) in out.chunks_exact_mut(n).enumerate() {
         let at = c * n + range.start..c * n + range.end;
         let dst = &mut row[range.clone()];
-        dst.copy_from_slice(&values[inputs[0]][at.clone()]);
+        dst.copy_from_slice(&values[inputs[0]].get()[at.clone()]);
         for &j in &inputs[1..] {
-            add_assign(dst, &values[j][at.clone()]);
+            add_assign(dst, &values[j].get()[at.clone()]);
         }
         a.apply(dst);
     }

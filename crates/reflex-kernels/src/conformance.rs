@@ -78,6 +78,41 @@ fn check_conv(g: ConvGeometry, seed: u64, with_bias: bool) {
         conv.run_with(ks, &x, &mut again, &mut scratch);
         assert_eq!(out, again, "{}: rerun differs", ks.name);
         check_ranges(&g, &conv, ks, &x, &out, seed);
+        check_post(&conv, ks, &x, &out, seed);
+    }
+}
+
+/// An activation and a residual applied by the convolution (fused into the kernels' stores
+/// for the piecewise-linear activations, after each tile for the others) give, bit for bit,
+/// what applying them to its plain output gives, for the whole output and for a range.
+fn check_post(conv: &Conv1d, ks: &KernelSet, x: &[f32], plain: &[f32], seed: u64) {
+    const ACTS: [Activation; 5] = [
+        Activation::Relu,
+        Activation::LeakyRelu { negative_slope: 0.1 },
+        Activation::Relu6,
+        Activation::Silu,
+        Activation::None,
+    ];
+    let act = ACTS[(seed % ACTS.len() as u64) as usize];
+    let conv = conv.clone().with_activation(act);
+    let residual = Lcg(seed ^ 0x5eed).vec(plain.len());
+    let n = conv.out_len();
+    let mut scratch = vec![f32::NAN; conv.scratch_len()];
+    for add in [None, Some(&residual[..])] {
+        let mut want: Vec<f32> = plain.iter().enumerate().map(|(i, &v)| add.map_or(v, |r| v + r[i])).collect();
+        act.apply_with(ks, &mut want);
+        let range = n / 3..n;
+        let mut got = vec![f32::NAN; plain.len()];
+        conv.run_range_add_with(ks, x, add, &mut got, &mut scratch, 0..n);
+        let mut part = vec![1234.5; plain.len()];
+        conv.run_range_add_with(ks, x, add, &mut part, &mut scratch, range.clone());
+        for (i, (&w, (&g, &p))) in want.iter().zip(got.iter().zip(&part)).enumerate() {
+            let what =
+                format!("{} {:?} {act:?} add={} at [{}, {}]", ks.name, conv.geometry(), add.is_some(), i / n, i % n);
+            assert_eq!(g.to_bits(), w.to_bits(), "{what}: got {g}, want {w}");
+            let expect = if range.contains(&(i % n)) { w } else { 1234.5 };
+            assert_eq!(p.to_bits(), expect.to_bits(), "{what} range {range:?}: got {p}, want {expect}");
+        }
     }
 }
 

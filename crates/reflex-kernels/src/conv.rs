@@ -1,6 +1,7 @@
 //! 1-D convolution (PyTorch `conv1d`, N = 1) over a zero-padded input.
 
 use crate::kernels::{kernels, KernelSet, Tile, MR, OC, SLACK};
+use crate::Activation;
 use std::ops::Range;
 
 /// Geometry of one PyTorch `Conv1d` (N = 1, layout `[C, L]` row-major,
@@ -163,9 +164,14 @@ struct TilePlan {
 /// (register-blocked over positions); depthwise convolutions and odd
 /// single channels use a one-row kernel so that no work is wasted on padding
 /// rows.
+///
+/// An activation set with [`with_activation`](Conv1d::with_activation), and the residual of
+/// [`run_add`](Conv1d::run_add), are applied as the kernels store each block (the
+/// piecewise-linear activations) or to each tile's rows right after (the others).
 #[derive(Clone, Debug)]
 pub struct Conv1d {
     geom: ConvGeometry,
+    act: Activation,
     out_len: usize,
     ks: &'static KernelSet,
     /// Offset in a group's scratch of each reduction step `(c, t)` (c-major).
@@ -241,6 +247,7 @@ impl Conv1d {
             geom.kernel_size == 1 && s == 1 && geom.pad_left == 0 && geom.pad_right == 0 && geom.in_len % SLACK == 0;
         Ok(Conv1d {
             geom,
+            act: Activation::None,
             out_len,
             ks: kernels(),
             offsets,
@@ -252,6 +259,12 @@ impl Conv1d {
             scratch_len,
             in_place,
         })
+    }
+
+    /// Applies `act` to every output (after the residual of [`run_add`](Conv1d::run_add)).
+    pub fn with_activation(mut self, act: Activation) -> Conv1d {
+        self.act = act;
+        self
     }
 
     pub fn geometry(&self) -> &ConvGeometry {
@@ -280,14 +293,29 @@ impl Conv1d {
 
     /// [`run`](Conv1d::run) with an explicit kernel set.
     pub fn run_with(&self, ks: &KernelSet, input: &[f32], output: &mut [f32], scratch: &mut [f32]) {
-        let scratch = self.check(input, output, scratch);
-        if self.in_place {
-            // Pointwise convolutions (depthwise-separable, bottleneck blocks) skip a copy of
-            // their whole input.
-            return self.compute(ks, input, output, 0..self.out_len);
-        }
-        self.prepare_input(input, scratch);
-        self.compute(ks, scratch, output, 0..self.out_len);
+        self.run_range_add_with(ks, input, None, output, scratch, 0..self.out_len)
+    }
+
+    /// `output = activation(conv(input) + add)`, `add` shaped as `output`: a residual block's
+    /// last convolution and its shortcut in one pass.
+    ///
+    /// # Panics
+    /// If a slice has the wrong length.
+    pub fn run_add(&self, input: &[f32], add: &[f32], output: &mut [f32], scratch: &mut [f32]) {
+        self.run_range_add_with(self.ks, input, Some(add), output, scratch, 0..self.out_len)
+    }
+
+    /// [`run_add`](Conv1d::run_add) for output positions `range` only, as
+    /// [`run_range`](Conv1d::run_range).
+    pub fn run_range_add(
+        &self,
+        input: &[f32],
+        add: &[f32],
+        output: &mut [f32],
+        scratch: &mut [f32],
+        range: Range<usize>,
+    ) {
+        self.run_range_add_with(self.ks, input, Some(add), output, scratch, range)
     }
 
     /// Output positions `range` of every output channel, reading only the input positions
@@ -299,7 +327,7 @@ impl Conv1d {
     /// # Panics
     /// If a slice has the wrong length or `range` is not within `0..out_len`.
     pub fn run_range(&self, input: &[f32], output: &mut [f32], scratch: &mut [f32], range: Range<usize>) {
-        self.run_range_with(self.ks, input, output, scratch, range)
+        self.run_range_add_with(self.ks, input, None, output, scratch, range)
     }
 
     /// [`run_range`](Conv1d::run_range) with an explicit kernel set.
@@ -311,17 +339,43 @@ impl Conv1d {
         scratch: &mut [f32],
         range: Range<usize>,
     ) {
+        self.run_range_add_with(ks, input, None, output, scratch, range)
+    }
+
+    /// What every `run` function comes down to: positions `range` of
+    /// `activation(conv(input) + add)` with kernel set `ks`.
+    pub fn run_range_add_with(
+        &self,
+        ks: &KernelSet,
+        input: &[f32],
+        add: Option<&[f32]>,
+        output: &mut [f32],
+        scratch: &mut [f32],
+        range: Range<usize>,
+    ) {
         assert!(
             range.start <= range.end && range.end <= self.out_len,
             "conv1d range {range:?} beyond {}",
             self.out_len
         );
+        if let Some(add) = add {
+            assert_eq!(add.len(), output.len(), "conv1d residual length");
+        }
         let scratch = self.check(input, output, scratch);
         if range.is_empty() {
             return;
         }
-        self.prepare_columns(input, scratch, &range);
-        self.compute(ks, scratch, output, range);
+        if range.len() == self.out_len {
+            if self.in_place {
+                // Pointwise convolutions (depthwise-separable, bottleneck blocks) skip a copy
+                // of their whole input.
+                return self.compute(ks, input, add, output, range);
+            }
+            self.prepare_input(input, scratch);
+        } else {
+            self.prepare_columns(input, scratch, &range);
+        }
+        self.compute(ks, scratch, add, output, range);
     }
 
     fn check<'s>(&self, input: &[f32], output: &[f32], scratch: &'s mut [f32]) -> &'s mut [f32] {
@@ -333,7 +387,7 @@ impl Conv1d {
     }
 
     /// Runs the tiles over output positions `range`, the input already prepared in scratch.
-    fn compute(&self, ks: &KernelSet, scratch: &[f32], output: &mut [f32], range: Range<usize>) {
+    fn compute(&self, ks: &KernelSet, scratch: &[f32], add: Option<&[f32]>, output: &mut [f32], range: Range<usize>) {
         let n = self.out_len;
         let width = range.len();
         let steps = self.offsets.len();
@@ -377,6 +431,23 @@ impl Conv1d {
                     rows,
                     width,
                 ),
+            }
+            if add.is_none() && self.act == Activation::None {
+                continue;
+            }
+            // While the tile's rows are still in L1 (the kernels cannot do it as they store:
+            // any work on their blocks made LLVM keep the accumulators on the stack).
+            let rows = match tile.kind {
+                TileKind::Panel { rows } | TileKind::Cols { rows } => rows,
+                TileKind::Row => 1,
+            };
+            for m in tile.out_ch..tile.out_ch + rows {
+                let at = m * n + range.start..m * n + range.end;
+                let row = &mut output[at.clone()];
+                if let Some(add) = add {
+                    (ks.add)(row, &add[at]);
+                }
+                self.act.apply_with(ks, row);
             }
         }
     }

@@ -241,18 +241,17 @@ pub(crate) mod blocked {
         acc
     }
 
-    /// `cols_block::<8>` as two blocks of 4 sharing each weight load: eight
-    /// independent accumulator chains (enough to cover the FMA latency with
-    /// 512-bit vectors), kept in registers — as one `[[f32; OC]; 8]` LLVM
-    /// leaves them on the stack.
+    /// Positions `j0..j0 + 2A` as two blocks of A sharing each weight load: `2A`
+    /// independent accumulator chains, kept in registers — as one `[[f32; OC]; 2A]` LLVM
+    /// leaves them on the stack, and two blocks of different widths it did not vectorise.
     #[inline(always)]
-    fn cols_block8<const FMA: bool>(t: &Tile, w: &[f32], j0: usize) -> [[f32; OC]; 8] {
+    fn cols_pair<const A: usize, const FMA: bool>(t: &Tile, w: &[f32], j0: usize) -> [[[f32; OC]; A]; 2] {
         let bias: &[f32; OC] = t.bias[..OC].try_into().expect("OC biases");
-        let (mut lo, mut hi) = ([*bias; 4], [*bias; 4]);
+        let (mut lo, mut hi) = ([*bias; A], [*bias; A]);
         for (&off, wk) in t.offs.iter().zip(w.chunks_exact(OC)) {
             let wk: &[f32; OC] = wk.try_into().expect("OC weights");
-            let xr = &t.x[off + j0..off + j0 + 8];
-            for (acc, xr) in [(&mut lo, &xr[..4]), (&mut hi, &xr[4..])] {
+            let xr = &t.x[off + j0..off + j0 + 2 * A];
+            for (acc, xr) in [(&mut lo, &xr[..A]), (&mut hi, &xr[A..])] {
                 for (a, &xv) in acc.iter_mut().zip(xr) {
                     for (ai, &wm) in a.iter_mut().zip(wk) {
                         *ai = madd::<FMA>(wm, xv, *ai);
@@ -260,20 +259,46 @@ pub(crate) mod blocked {
                 }
             }
         }
-        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+        [lo, hi]
     }
 
-    /// [`cols`] in blocks of 8 positions (see [`cols_block8`]), then 4, then the rest.
+    /// Runs and stores [`cols_pair`].
+    #[inline(always)]
+    fn store_pair<const A: usize, const FMA: bool>(
+        t: &Tile,
+        w: &[f32],
+        out: &mut [f32],
+        out_stride: usize,
+        rows: usize,
+        j0: usize,
+    ) {
+        let [lo, hi] = cols_pair::<A, FMA>(t, w, j0);
+        store_cols(&lo, out, out_stride, rows, j0);
+        store_cols(&hi, out, out_stride, rows, j0 + A);
+    }
+
+    /// [`cols`] for 512-bit vectors (one vector per position), where a pass needs 8
+    /// accumulator chains to keep the FMA unit busy and costs about as many cycles per
+    /// reduction step as it has chains, 4 at the least (the FMA latency): blocks of 8
+    /// positions, and an even rest of 6 or 10 in one block (not 4 + 2 or 8 + 2, whose
+    /// 2-position pass would cost as much as a 4-position one). Other rests: blocks of 4,
+    /// then the rest.
     #[inline(always)]
     pub(crate) fn cols8<const FMA: bool>(t: &Tile, out: &mut [f32], out_stride: usize, rows: usize, n: usize) {
         let w = &t.w[..t.offs.len() * OC];
         let mut j0 = 0;
-        while j0 + 8 <= n {
-            store_cols(&cols_block8::<FMA>(t, w, j0), out, out_stride, rows, j0);
+        while n - j0 >= 12 || n - j0 == 8 {
+            store_pair::<4, FMA>(t, w, out, out_stride, rows, j0);
             j0 += 8;
         }
-        let x = Tile { x: &t.x[j0..], offs: t.offs, w: t.w, bias: t.bias };
-        cols::<4, FMA>(&x, &mut out[j0..], out_stride, rows, n - j0);
+        match n - j0 {
+            6 => store_pair::<3, FMA>(t, w, out, out_stride, rows, j0),
+            10 => store_pair::<5, FMA>(t, w, out, out_stride, rows, j0),
+            rest => {
+                let x = Tile { x: &t.x[j0..], offs: t.offs, w: t.w, bias: t.bias };
+                cols::<4, FMA>(&x, &mut out[j0..], out_stride, rows, rest);
+            }
+        }
     }
 
     #[inline(always)]
@@ -796,6 +821,45 @@ mod tests {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// The narrow-range kernel, for every width a short range has (and so every split into
+    /// blocks) and every channel count of a tile; it must not read past its last position.
+    #[test]
+    fn cols_every_length_and_row_count() {
+        for (chans, taps) in [(1, 1), (3, 5), (16, 3)] {
+            let mut c = case(chans as u64 * 10 + taps as u64 + 200, chans, taps, OC);
+            let row_len = MAX_N + taps - 1;
+            let scale = 1.0 + c.offs.len() as f64;
+            for ks in variants() {
+                for n in 1..=40 {
+                    // Positions past what `n` outputs read are NaN: a read would show.
+                    let mut x = c.x.clone();
+                    for row in x.chunks_mut(row_len) {
+                        row.iter_mut().skip(n + taps - 1).for_each(|v| *v = f32::NAN);
+                    }
+                    std::mem::swap(&mut c.x, &mut x);
+                    for rows in [1, 2, 7, OC] {
+                        let stride = n + 3;
+                        let mut out = vec![f32::NAN; OC * stride];
+                        let t = Tile { x: &c.x, offs: &c.offs, w: &c.w, bias: &c.bias };
+                        (ks.cols)(&t, &mut out, stride, rows, n);
+                        for m in 0..OC {
+                            for j in 0..stride {
+                                let got = out[m * stride + j];
+                                let what = format!("cols {chans}x{taps} n={n} rows={rows} [{m}, {j}]");
+                                if m < rows && j < n {
+                                    assert_close(ks, &what, got, reference(&c, OC, m, j), scale);
+                                } else {
+                                    assert!(got.is_nan(), "{} {what}: wrote {got} outside the tile", ks.name);
+                                }
+                            }
+                        }
+                    }
+                    std::mem::swap(&mut c.x, &mut x);
                 }
             }
         }

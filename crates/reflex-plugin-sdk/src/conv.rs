@@ -1,7 +1,7 @@
 //! Building blocks for convolution plugins: the keys they share, padding rules, and a
 //! convolution stage that loads its weights (folding BatchNorm) and runs on the kernels crate.
 
-use crate::{for_each_row_range, Error, Layer, LayerInfo, Shape, TensorSpec};
+use crate::{Error, Layer, LayerInfo, Shape, TensorSpec};
 use reflex_kernels::{fold_batch_norm, Activation, Conv1d, ConvGeometry};
 use serde::Deserialize;
 use std::marker::PhantomData;
@@ -199,6 +199,8 @@ pub struct ConvStage {
     bias: bool,
     /// Where the BatchNorm tensors are (`"bn."`, `"reduce.bn."`), if there is one.
     batch_norm: Option<&'static str>,
+    /// Applied to every output, by the kernels as they store it.
+    activation: Activation,
     conv: Option<Conv1d>,
 }
 
@@ -225,7 +227,13 @@ impl ConvStage {
                 geom.in_len + geom.pad_left + geom.pad_right
             ))
         })?;
-        Ok(ConvStage { prefix, geom, out_len, bias, batch_norm, conv: None })
+        Ok(ConvStage { prefix, geom, out_len, bias, batch_norm, activation: Activation::None, conv: None })
+    }
+
+    /// Applies `activation` to the output (after the residual of [`ConvStage::run_add`]).
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
     }
 
     pub fn geometry(&self) -> &ConvGeometry {
@@ -283,14 +291,40 @@ impl ConvStage {
         }
         let has_bias = self.bias || self.batch_norm.is_some();
         let conv = Conv1d::new(self.geom, &weight, has_bias.then_some(&bias[..])).map_err(Error::shape)?;
-        self.conv = Some(conv);
+        self.conv = Some(conv.with_activation(self.activation));
         Ok(())
+    }
+
+    fn conv(&self) -> Result<&Conv1d, Error> {
+        self.conv.as_ref().ok_or_else(|| Error::runtime("weights not loaded"))
     }
 
     /// `input [in, in_len]` → `output [out, out_len]`.
     pub fn run(&self, input: &[f32], output: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
-        let conv = self.conv.as_ref().ok_or_else(|| Error::runtime("weights not loaded"))?;
+        let conv = self.conv()?;
         conv.run(input, output, &mut scratch[..conv.scratch_len()]);
+        Ok(())
+    }
+
+    /// `output = activation(conv(input) + add)`, `add` shaped as `output`: a residual block's
+    /// sum in the same pass as its last convolution.
+    pub fn run_add(&self, input: &[f32], add: &[f32], output: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
+        let conv = self.conv()?;
+        conv.run_add(input, add, output, &mut scratch[..conv.scratch_len()]);
+        Ok(())
+    }
+
+    /// [`ConvStage::run_add`] for output positions `range` only, as [`ConvStage::run_range`].
+    pub fn run_range_add(
+        &self,
+        input: &[f32],
+        add: &[f32],
+        output: &mut [f32],
+        scratch: &mut [f32],
+        range: Range<usize>,
+    ) -> Result<(), Error> {
+        let conv = self.conv()?;
+        conv.run_range_add(input, add, output, &mut scratch[..conv.scratch_len()], range);
         Ok(())
     }
 
@@ -303,7 +337,7 @@ impl ConvStage {
         scratch: &mut [f32],
         range: Range<usize>,
     ) -> Result<(), Error> {
-        let conv = self.conv.as_ref().ok_or_else(|| Error::runtime("weights not loaded"))?;
+        let conv = self.conv()?;
         conv.run_range(input, output, &mut scratch[..conv.scratch_len()], range);
         Ok(())
     }
@@ -353,8 +387,8 @@ pub trait ConvFlavour: Send + 'static {
 
 /// A convolution layer: conv (+BN) → activation → optional channel shuffle.
 pub struct PlainConv<F> {
+    /// Applies the activation too.
     stage: ConvStage,
-    activation: Activation,
     shuffle: bool,
     flavour: PhantomData<fn() -> F>,
 }
@@ -384,8 +418,9 @@ impl<F: ConvFlavour> Layer for PlainConv<F> {
             pad_right,
             in_len,
         };
-        let stage = ConvStage::new("", geom, spec.bias, spec.batch_norm.then_some("bn."))?;
-        Ok(PlainConv { stage, activation: spec.activation, shuffle: spec.shuffle && groups > 1, flavour: PhantomData })
+        let stage =
+            ConvStage::new("", geom, spec.bias, spec.batch_norm.then_some("bn."))?.with_activation(spec.activation);
+        Ok(PlainConv { stage, shuffle: spec.shuffle && groups > 1, flavour: PhantomData })
     }
 
     fn info(&self) -> LayerInfo {
@@ -422,13 +457,10 @@ impl<F: ConvFlavour> Layer for PlainConv<F> {
     ) -> Result<(), Error> {
         let n = self.stage.out_len();
         if !self.shuffle {
-            self.stage.run_range(input, output, scratch, range.clone())?;
-            for_each_row_range(output, n, range, |_, r| self.activation.apply(r));
-            return Ok(());
+            return self.stage.run_range(input, output, scratch, range);
         }
         let (conv_out, rest) = scratch.split_at_mut(output.len());
         self.stage.run_range(input, conv_out, rest, range.clone())?;
-        for_each_row_range(conv_out, n, range.clone(), |_, r| self.activation.apply(r));
         let g = self.stage.geometry();
         reflex_kernels::channel_shuffle_range(conv_out, output, g.groups, g.out_channels, n, range);
         Ok(())
@@ -436,13 +468,10 @@ impl<F: ConvFlavour> Layer for PlainConv<F> {
 
     fn forward(&self, input: &[f32], output: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
         if !self.shuffle {
-            self.stage.run(input, output, scratch)?;
-            self.activation.apply(output);
-            return Ok(());
+            return self.stage.run(input, output, scratch);
         }
         let (conv_out, rest) = scratch.split_at_mut(output.len());
         self.stage.run(input, conv_out, rest)?;
-        self.activation.apply(conv_out);
         let g = self.stage.geometry();
         reflex_kernels::channel_shuffle(conv_out, output, g.groups, g.out_channels, self.stage.out_len());
         Ok(())

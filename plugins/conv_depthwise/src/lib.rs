@@ -7,8 +7,8 @@
 //! `out` channels) follows the pointwise convolution.
 
 use reflex_plugin_sdk::conv::{default_one, positive, span, ActivationName, ConvStage};
-use reflex_plugin_sdk::kernels::{Activation, ConvGeometry};
-use reflex_plugin_sdk::{conv_params, export_plugin, for_each_row_range, Error, Layer, LayerInfo, Shape, TensorSpec};
+use reflex_plugin_sdk::kernels::ConvGeometry;
+use reflex_plugin_sdk::{conv_params, export_plugin, Error, Layer, LayerInfo, Shape, TensorSpec};
 use std::ops::Range;
 
 conv_params! {
@@ -25,9 +25,8 @@ conv_params! {
 
 pub struct ConvDepthwise {
     depthwise: ConvStage,
+    /// Both stages apply their activations.
     pointwise: ConvStage,
-    mid_activation: Activation,
-    activation: Activation,
 }
 
 impl ConvDepthwise {
@@ -60,7 +59,8 @@ impl Layer for ConvDepthwise {
             in_len: length,
         };
         // BatchNorm belongs to the pointwise convolution only (SPEC §3).
-        let depthwise = ConvStage::new("depthwise.", dw, spec.bias, None)?;
+        let depthwise =
+            ConvStage::new("depthwise.", dw, spec.bias, None)?.with_activation(p.mid_activation.with(p.negative_slope));
         let pw = ConvGeometry {
             in_channels: channels,
             out_channels,
@@ -72,13 +72,9 @@ impl Layer for ConvDepthwise {
             pad_right: 0,
             in_len: depthwise.out_len(),
         };
-        let pointwise = ConvStage::new("pointwise.", pw, spec.bias, spec.batch_norm.then_some("bn."))?;
-        Ok(ConvDepthwise {
-            depthwise,
-            pointwise,
-            mid_activation: p.mid_activation.with(p.negative_slope),
-            activation: spec.activation,
-        })
+        let pointwise = ConvStage::new("pointwise.", pw, spec.bias, spec.batch_norm.then_some("bn."))?
+            .with_activation(spec.activation);
+        Ok(ConvDepthwise { depthwise, pointwise })
     }
 
     fn info(&self) -> LayerInfo {
@@ -110,23 +106,16 @@ impl Layer for ConvDepthwise {
     }
 
     fn forward_range(&self, x: &[f32], y: &mut [f32], scratch: &mut [f32], range: Range<usize>) -> Result<(), Error> {
-        let n = self.pointwise.out_len();
         let (mid, rest) = scratch.split_at_mut(self.mid_len());
         // The pointwise convolution reads exactly its own positions of `mid`.
         self.depthwise.run_range(x, mid, rest, range.clone())?;
-        for_each_row_range(mid, n, range.clone(), |_, r| self.mid_activation.apply(r));
-        self.pointwise.run_range(mid, y, rest, range.clone())?;
-        for_each_row_range(y, n, range, |_, r| self.activation.apply(r));
-        Ok(())
+        self.pointwise.run_range(mid, y, rest, range)
     }
 
     fn forward(&self, x: &[f32], y: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
         let (mid, rest) = scratch.split_at_mut(self.mid_len());
         self.depthwise.run(x, mid, rest)?;
-        self.mid_activation.apply(mid);
-        self.pointwise.run(mid, y, rest)?;
-        self.activation.apply(y);
-        Ok(())
+        self.pointwise.run(mid, y, rest)
     }
 }
 

@@ -8,8 +8,8 @@
 use reflex_plugin_sdk::conv::{
     default_negative_slope, default_one, default_true, positive, span, ActivationName, ConvStage, Padding,
 };
-use reflex_plugin_sdk::kernels::{add_assign, Activation, ConvGeometry};
-use reflex_plugin_sdk::{export_plugin, for_each_row_range, Error, Layer, LayerInfo, Shape, TensorSpec};
+use reflex_plugin_sdk::kernels::ConvGeometry;
+use reflex_plugin_sdk::{export_plugin, Error, Layer, LayerInfo, Shape, TensorSpec};
 use serde::Deserialize;
 use std::ops::Range;
 
@@ -53,7 +53,6 @@ pub struct Residual {
     conv: ConvStage,
     expand: ConvStage,
     shortcut: Option<ConvStage>,
-    activation: Activation,
 }
 
 fn pointwise(in_channels: usize, out_channels: usize, length: usize) -> ConvGeometry {
@@ -106,14 +105,17 @@ impl Layer for Residual {
             pad_right,
             in_len: length,
         };
+        let activation = p.activation.with(p.negative_slope);
         Ok(Residual {
-            reduce: ConvStage::new("reduce.", pointwise(channels, mid, length), p.bias, bn("reduce.bn."))?,
-            conv: ConvStage::new("conv.", conv, p.bias, bn("conv.bn."))?,
-            expand: ConvStage::new("expand.", pointwise(mid, out, length), p.bias, bn("expand.bn."))?,
+            reduce: ConvStage::new("reduce.", pointwise(channels, mid, length), p.bias, bn("reduce.bn."))?
+                .with_activation(activation),
+            conv: ConvStage::new("conv.", conv, p.bias, bn("conv.bn."))?.with_activation(activation),
+            // Its activation comes after the shortcut is added (run_add).
+            expand: ConvStage::new("expand.", pointwise(mid, out, length), p.bias, bn("expand.bn."))?
+                .with_activation(activation),
             shortcut: (out != channels)
                 .then(|| ConvStage::new("shortcut.", pointwise(channels, out, length), p.bias, bn("shortcut.bn.")))
                 .transpose()?,
-            activation: p.activation.with(p.negative_slope),
         })
     }
 
@@ -152,31 +154,20 @@ impl Layer for Residual {
     }
 
     fn forward_range(&self, x: &[f32], y: &mut [f32], scratch: &mut [f32], range: Range<usize>) -> Result<(), Error> {
-        let n = self.expand.out_len();
         let (h1, rest) = scratch.split_at_mut(self.mid_len());
         let (h2, rest) = rest.split_at_mut(self.mid_len());
         // The 1×1 convolutions read their own positions; the middle one needs its kernel's
         // span of `h1` around the range.
-        let seen = self.conv.input_range(&range);
-        self.reduce.run_range(x, h1, rest, seen.clone())?;
-        for_each_row_range(h1, n, seen, |_, r| self.activation.apply(r));
+        self.reduce.run_range(x, h1, rest, self.conv.input_range(&range))?;
         self.conv.run_range(h1, h2, rest, range.clone())?;
-        for_each_row_range(h2, n, range.clone(), |_, r| self.activation.apply(r));
-        self.expand.run_range(h2, y, rest, range.clone())?;
-        let shortcut: &[f32] = match &self.shortcut {
-            None => x,
+        match &self.shortcut {
+            None => self.expand.run_range_add(h2, x, y, rest, range),
             Some(shortcut) => {
                 let (s, rest) = rest.split_at_mut(y.len());
                 shortcut.run_range(x, s, rest, range.clone())?;
-                s
+                self.expand.run_range_add(h2, s, y, rest, range)
             }
-        };
-        let r = range.clone();
-        for_each_row_range(y, n, range, |c, y| {
-            add_assign(y, &shortcut[c * n + r.start..c * n + r.end]);
-            self.activation.apply(y);
-        });
-        Ok(())
+        }
     }
 
     fn forward(&self, x: &[f32], y: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
@@ -184,20 +175,15 @@ impl Layer for Residual {
         let (h1, rest) = scratch.split_at_mut(n);
         let (h2, rest) = rest.split_at_mut(n);
         self.reduce.run(x, h1, rest)?;
-        self.activation.apply(h1);
         self.conv.run(h1, h2, rest)?;
-        self.activation.apply(h2);
-        self.expand.run(h2, y, rest)?;
         match &self.shortcut {
-            None => add_assign(y, x),
+            None => self.expand.run_add(h2, x, y, rest),
             Some(shortcut) => {
                 let (s, rest) = rest.split_at_mut(y.len());
                 shortcut.run(x, s, rest)?;
-                add_assign(y, s);
+                self.expand.run_add(h2, s, y, rest)
             }
         }
-        self.activation.apply(y);
-        Ok(())
     }
 }
 
