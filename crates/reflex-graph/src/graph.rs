@@ -122,13 +122,27 @@ struct Keep {
 /// room for a second copy, and is copied back to its start only when `base` reaches its end.
 struct Value {
     buf: Vec<f32>,
+    /// Where the value starts when it has not slid: a cache line.
+    start: usize,
     base: usize,
     len: usize,
 }
 
+/// f32 values per 64-byte cache line.
+const LINE: usize = 16;
+
+/// A zeroed buffer with room for `len` values from a cache line on, and where that is. The
+/// kernels' 512-bit stores of whole rows then do not straddle two lines (each would cost two).
+fn aligned(len: usize) -> (Vec<f32>, usize) {
+    let buf = vec![0.0f32; len + LINE];
+    let at = buf.as_ptr().align_offset(64).min(LINE);
+    (buf, at)
+}
+
 impl Value {
     fn new(len: usize) -> Value {
-        Value { buf: vec![0.0; len], base: 0, len }
+        let (buf, start) = aligned(len);
+        Value { buf, start, base: start, len }
     }
 
     fn get(&self) -> &[f32] {
@@ -141,7 +155,8 @@ impl Value {
 
     /// Makes room to [`slide`](Value::slide) (allocates; before the loop).
     fn reserve_slides(&mut self) {
-        self.buf.resize(2 * self.len, 0.0);
+        let (buf, start) = aligned(2 * self.len);
+        *self = Value { buf, start, base: start, len: self.len };
     }
 
     /// Position `j` of every row takes the value of position `j + shift`, for
@@ -151,8 +166,8 @@ impl Value {
         if base + self.len <= self.buf.len() {
             self.base = base;
         } else {
-            self.buf.copy_within(base..self.base + self.len, 0);
-            self.base = 0;
+            self.buf.copy_within(base..self.base + self.len, self.start);
+            self.base = self.start;
         }
     }
 }
@@ -162,7 +177,9 @@ pub struct Graph {
     nodes: Vec<Node>,
     /// `values[0]` is the input window, `values[i + 1]` node i's output.
     values: Vec<Value>,
+    /// Layers' scratch, from `scratch_at` (a cache line) on.
     scratch: Vec<f32>,
+    scratch_at: usize,
     summary: Vec<LayerSummary>,
     input: Shape,
     /// Samples between consecutive windows; 0 when streaming is off.
@@ -299,9 +316,9 @@ impl Graph {
             return Err(problems);
         }
         let values = shapes.iter().map(|s| Value::new(s.len())).collect();
-        let scratch = vec![0.0; nodes.iter().map(|n| n.scratch_len).max().unwrap_or(0)];
+        let (scratch, scratch_at) = aligned(nodes.iter().map(|n| n.scratch_len).max().unwrap_or(0));
         let plan = vec![None; nodes.len()];
-        Ok(Graph { nodes, values, scratch, summary, input, hop: 0, plan, primed: false, streamed: false })
+        Ok(Graph { nodes, values, scratch, scratch_at, summary, input, hop: 0, plan, primed: false, streamed: false })
     }
 
     /// Streaming inference for windows that start `hop` samples apart (`window.hop`): when a
@@ -388,7 +405,7 @@ impl Graph {
             let start = times.is_some().then(Instant::now);
             let (done, rest) = self.values.split_at_mut(i + 1);
             let out = &mut rest[0];
-            let scratch = &mut self.scratch[..node.scratch_len];
+            let scratch = &mut self.scratch[self.scratch_at..self.scratch_at + node.scratch_len];
             let failed = |e: reflex_plugin_host::PluginError| RunError::Layer {
                 layer: self.summary[i].name.clone(),
                 message: e.to_string(),

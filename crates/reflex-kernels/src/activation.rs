@@ -212,6 +212,30 @@ fn map(x: &mut [f32], f: impl Fn(f32) -> f32) {
     }
 }
 
+#[inline(always)]
+fn map2(dst: &mut [f32], src: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = f(*d, *s);
+    }
+}
+
+/// `dst[i] = a(dst[i] + src[i])` for the blocked kernel sets: one pass for the
+/// piecewise-linear activations (a residual block's sum and its ReLU: a pass over a feature
+/// map costs about its stores), an add and then [`apply_blocked`] for the others.
+#[inline(always)]
+pub(crate) fn add_blocked<const FMA: bool>(dst: &mut [f32], src: &[f32], a: Activation) {
+    match a {
+        Activation::None => map2(dst, src, |d, s| d + s),
+        Activation::Relu => map2(dst, src, |d, s| relu(d + s)),
+        Activation::Relu6 => map2(dst, src, |d, s| relu6(d + s)),
+        Activation::LeakyRelu { negative_slope } => map2(dst, src, |d, s| leaky(d + s, negative_slope)),
+        _ => {
+            dst.iter_mut().zip(src).for_each(|(d, s)| *d += *s);
+            apply_blocked::<FMA>(a, dst);
+        }
+    }
+}
+
 /// The vectorisable body shared by the blocked kernel sets; `FMA` as for
 /// the convolution kernels.
 #[inline(always)]

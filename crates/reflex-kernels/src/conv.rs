@@ -435,8 +435,8 @@ impl Conv1d {
             if add.is_none() && self.act == Activation::None {
                 continue;
             }
-            // While the tile's rows are still in L1 (the kernels cannot do it as they store:
-            // any work on their blocks made LLVM keep the accumulators on the stack).
+            // While the tile's rows are still in L1. (Not as the kernels store their blocks:
+            // any work on a block there made LLVM keep the accumulators on the stack.)
             let rows = match tile.kind {
                 TileKind::Panel { rows } | TileKind::Cols { rows } => rows,
                 TileKind::Row => 1,
@@ -444,10 +444,10 @@ impl Conv1d {
             for m in tile.out_ch..tile.out_ch + rows {
                 let at = m * n + range.start..m * n + range.end;
                 let row = &mut output[at.clone()];
-                if let Some(add) = add {
-                    (ks.add)(row, &add[at]);
+                match add {
+                    Some(add) => (ks.add)(row, &add[at], self.act),
+                    None => self.act.apply_with(ks, row),
                 }
-                self.act.apply_with(ks, row);
             }
         }
     }

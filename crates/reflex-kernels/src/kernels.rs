@@ -68,7 +68,8 @@ pub struct KernelSet {
     /// Ranges narrower than this run `cols`.
     pub(crate) narrow: usize,
     pub(crate) activation: fn(Activation, &mut [f32]),
-    pub(crate) add: fn(&mut [f32], &[f32]),
+    /// `dst[i] = act(dst[i] + src[i])`: a residual sum and its activation in one pass.
+    pub(crate) add: fn(&mut [f32], &[f32], Activation),
     /// Sum of a row in f64 (global average pool).
     pub(crate) sum: fn(&[f32]) -> f64,
     /// NaN-propagating maximum of a row, `-inf` if empty (global max pool).
@@ -198,9 +199,9 @@ mod scalar {
         }
     }
 
-    pub(super) fn add(dst: &mut [f32], src: &[f32]) {
+    pub(super) fn add(dst: &mut [f32], src: &[f32], a: Activation) {
         for (d, s) in dst.iter_mut().zip(src) {
-            *d += *s;
+            *d = a.apply_scalar(*d + *s);
         }
     }
 }
@@ -513,10 +514,8 @@ pub(crate) mod blocked {
     }
 
     #[inline(always)]
-    pub(crate) fn add(dst: &mut [f32], src: &[f32]) {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d += *s;
-        }
+    pub(crate) fn add<const FMA: bool>(dst: &mut [f32], src: &[f32], a: Activation) {
+        crate::activation::add_blocked::<FMA>(dst, src, a);
     }
 }
 
@@ -574,8 +573,8 @@ mod portable {
     pub(super) fn activation(a: Activation, x: &mut [f32]) {
         blocked::activation::<FMA>(a, x)
     }
-    pub(super) fn add(dst: &mut [f32], src: &[f32]) {
-        blocked::add(dst, src)
+    pub(super) fn add(dst: &mut [f32], src: &[f32], a: Activation) {
+        blocked::add::<FMA>(dst, src, a)
     }
     pub(super) fn sum(x: &[f32]) -> f64 {
         ops::blocked::sum::<SUM_LANES>(x)
@@ -646,8 +645,8 @@ mod x86 {
             fn activation(a: Activation, x: &mut [f32]) {
                 blocked::activation::<true>(a, x)
             }
-            fn add(dst: &mut [f32], src: &[f32]) {
-                blocked::add(dst, src)
+            fn add(dst: &mut [f32], src: &[f32], a: Activation) {
+                blocked::add::<true>(dst, src, a)
             }
             fn sum(x: &[f32]) -> f64 {
                 ops::blocked::sum::<SUM_LANES>(x)
@@ -723,8 +722,8 @@ mod x86 {
             fn activation(a: Activation, x: &mut [f32]) {
                 blocked::activation::<true>(a, x)
             }
-            fn add(dst: &mut [f32], src: &[f32]) {
-                blocked::add(dst, src)
+            fn add(dst: &mut [f32], src: &[f32], a: Activation) {
+                blocked::add::<true>(dst, src, a)
             }
             fn sum(x: &[f32]) -> f64 {
                 ops::blocked::sum::<SUM_LANES>(x)

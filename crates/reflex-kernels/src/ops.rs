@@ -351,7 +351,7 @@ pub fn softmax(x: &mut [f32]) {
 /// `dst[i] += src[i]`.
 pub fn add_assign(dst: &mut [f32], src: &[f32]) {
     assert_eq!(dst.len(), src.len(), "add_assign: length mismatch");
-    (kernels().add)(dst, src)
+    (kernels().add)(dst, src, crate::Activation::None)
 }
 
 /// ShuffleNet channel shuffle of `[channels, len]`: destination channel
