@@ -59,6 +59,12 @@ impl Activation {
         }
     }
 
+    /// Whether the narrow-range convolution kernel applies this activation as it stores
+    /// each value: the piecewise-linear ones, a compare and a select or multiply.
+    pub(crate) fn fuses(self) -> bool {
+        matches!(self, Activation::None | Activation::Relu | Activation::Relu6 | Activation::LeakyRelu { .. })
+    }
+
     /// Applies the activation in place with the selected kernel set.
     pub fn apply(self, x: &mut [f32]) {
         self.apply_with(kernels(), x)
@@ -103,7 +109,7 @@ impl Activation {
 // drops the store of an unchanged element and vectorises the in-place loop
 // with masked stores, which are microcoded and several times slower on AMD.
 #[inline(always)]
-fn relu(x: f32) -> f32 {
+pub(crate) fn relu(x: f32) -> f32 {
     if x < 0.0 {
         0.0
     } else {
@@ -112,12 +118,12 @@ fn relu(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn relu6(x: f32) -> f32 {
+pub(crate) fn relu6(x: f32) -> f32 {
     (x + 0.0).clamp(0.0, 6.0)
 }
 
 #[inline(always)]
-fn leaky(x: f32, slope: f32) -> f32 {
+pub(crate) fn leaky(x: f32, slope: f32) -> f32 {
     x * if x > 0.0 { 1.0 } else { slope }
 }
 

@@ -392,6 +392,9 @@ impl Conv1d {
         let width = range.len();
         let steps = self.offsets.len();
         let tiles = if width < ks.narrow && !self.col_tiles.is_empty() { &self.col_tiles } else { &self.tiles };
+        // The cols kernel applies a piecewise-linear activation itself (when nothing is added
+        // first); every other case is done below, per tile.
+        let cols_act = if add.is_none() && self.act.fuses() { self.act } else { Activation::None };
         for tile in tiles {
             // Every offset is relative to the output position, so shifting the input rows by
             // `range.start` makes position `range.start` the kernel's position 0.
@@ -404,6 +407,7 @@ impl Conv1d {
                         offs: &self.offsets,
                         w: &self.packed[tile.w_base..tile.w_base + steps * MR],
                         bias: &self.biases[tile.b_base..tile.b_base + MR],
+                        act: Activation::None,
                     },
                     out,
                     n,
@@ -416,6 +420,7 @@ impl Conv1d {
                         offs: &self.offsets,
                         w: &self.packed[tile.w_base..tile.w_base + steps],
                         bias: &self.biases[tile.b_base..tile.b_base + 1],
+                        act: Activation::None,
                     },
                     &mut out[..width],
                 ),
@@ -425,6 +430,7 @@ impl Conv1d {
                         offs: &self.offsets,
                         w: &self.packed[tile.w_base..tile.w_base + steps * OC],
                         bias: &self.biases[tile.b_base..tile.b_base + OC],
+                        act: cols_act,
                     },
                     out,
                     n,
@@ -432,7 +438,8 @@ impl Conv1d {
                     width,
                 ),
             }
-            if add.is_none() && self.act == Activation::None {
+            let cols_did_it = matches!(tile.kind, TileKind::Cols { .. }) && cols_act == self.act;
+            if add.is_none() && (cols_did_it || self.act == Activation::None) {
                 continue;
             }
             // While the tile's rows are still in L1. (Not as the kernels store their blocks:

@@ -45,6 +45,11 @@ pub(crate) struct Tile<'a> {
     pub w: &'a [f32],
     /// One bias per tile channel (MR for a panel, 1 for a row).
     pub bias: &'a [f32],
+    /// Applied by `cols` as it stores each value (it stores them one by one anyway), one
+    /// that [`fuses`](Activation::fuses); `None` for the other kernels, whose callers apply
+    /// activations after them (done in their stores, it made LLVM keep the accumulators on
+    /// the stack).
+    pub act: Activation,
 }
 
 /// `out[m * out_stride + j] = bias[m] + sum_k w[k * MR + m] * x[offs[k] + j]`
@@ -166,7 +171,7 @@ mod scalar {
                 for (k, &off) in t.offs.iter().enumerate() {
                     s += t.w[k * OC + m] * t.x[off + j];
                 }
-                out[m * out_stride + j] = s;
+                out[m * out_stride + j] = t.act.apply_scalar(s);
             }
         }
     }
@@ -274,8 +279,8 @@ pub(crate) mod blocked {
         j0: usize,
     ) {
         let [lo, hi] = cols_pair::<A, FMA>(t, w, j0);
-        store_cols(&lo, out, out_stride, rows, j0);
-        store_cols(&hi, out, out_stride, rows, j0 + A);
+        store_cols(&lo, t.act, out, out_stride, rows, j0);
+        store_cols(&hi, t.act, out, out_stride, rows, j0 + A);
     }
 
     /// [`cols`] for 512-bit vectors (one vector per position), where a pass needs 8
@@ -296,17 +301,45 @@ pub(crate) mod blocked {
             6 => store_pair::<3, FMA>(t, w, out, out_stride, rows, j0),
             10 => store_pair::<5, FMA>(t, w, out, out_stride, rows, j0),
             rest => {
-                let x = Tile { x: &t.x[j0..], offs: t.offs, w: t.w, bias: t.bias };
+                let x = Tile { x: &t.x[j0..], offs: t.offs, w: t.w, bias: t.bias, act: t.act };
                 cols::<4, FMA>(&x, &mut out[j0..], out_stride, rows, rest);
             }
         }
     }
 
     #[inline(always)]
-    fn store_cols<const W: usize>(acc: &[[f32; OC]; W], out: &mut [f32], out_stride: usize, rows: usize, j0: usize) {
+    fn store_cols<const W: usize>(
+        acc: &[[f32; OC]; W],
+        act: Activation,
+        out: &mut [f32],
+        out_stride: usize,
+        rows: usize,
+        j0: usize,
+    ) {
+        use crate::activation::{leaky, relu, relu6};
+        match act {
+            Activation::Relu => store_cols_with(acc, out, out_stride, rows, j0, relu),
+            Activation::Relu6 => store_cols_with(acc, out, out_stride, rows, j0, relu6),
+            Activation::LeakyRelu { negative_slope } => {
+                store_cols_with(acc, out, out_stride, rows, j0, |x| leaky(x, negative_slope))
+            }
+            _ => store_cols_with(acc, out, out_stride, rows, j0, |x| x),
+        }
+    }
+
+    /// Scatters the channel vectors of positions `j0..j0 + W` into the rows, through `f`.
+    #[inline(always)]
+    fn store_cols_with<const W: usize>(
+        acc: &[[f32; OC]; W],
+        out: &mut [f32],
+        out_stride: usize,
+        rows: usize,
+        j0: usize,
+        f: impl Fn(f32) -> f32,
+    ) {
         for (j, a) in acc.iter().enumerate() {
             for (m, &v) in a.iter().enumerate().take(rows) {
-                out[m * out_stride + j0 + j] = v;
+                out[m * out_stride + j0 + j] = f(v);
             }
         }
     }
@@ -327,18 +360,18 @@ pub(crate) mod blocked {
         let w = &t.w[..t.offs.len() * OC];
         let mut j0 = 0;
         while j0 + W <= n {
-            store_cols(&cols_block::<W, FMA>(t, w, j0), out, out_stride, rows, j0);
+            store_cols(&cols_block::<W, FMA>(t, w, j0), t.act, out, out_stride, rows, j0);
             j0 += W;
         }
         match n - j0 {
             0 => {}
-            1 => store_cols(&cols_block::<1, FMA>(t, w, j0), out, out_stride, rows, j0),
-            2 => store_cols(&cols_block::<2, FMA>(t, w, j0), out, out_stride, rows, j0),
-            3 => store_cols(&cols_block::<3, FMA>(t, w, j0), out, out_stride, rows, j0),
+            1 => store_cols(&cols_block::<1, FMA>(t, w, j0), t.act, out, out_stride, rows, j0),
+            2 => store_cols(&cols_block::<2, FMA>(t, w, j0), t.act, out, out_stride, rows, j0),
+            3 => store_cols(&cols_block::<3, FMA>(t, w, j0), t.act, out, out_stride, rows, j0),
             _ => {
                 // W above 4: what is left is done in blocks of one.
                 while j0 < n {
-                    store_cols(&cols_block::<1, FMA>(t, w, j0), out, out_stride, rows, j0);
+                    store_cols(&cols_block::<1, FMA>(t, w, j0), t.act, out, out_stride, rows, j0);
                     j0 += 1;
                 }
             }
@@ -806,7 +839,7 @@ mod tests {
                     for rows in 2..=MR {
                         let stride = n + 3;
                         let mut out = vec![f32::NAN; MR * stride];
-                        let t = Tile { x: &c.x, offs: &c.offs, w: &c.w, bias: &c.bias };
+                        let t = Tile { x: &c.x, offs: &c.offs, w: &c.w, bias: &c.bias, act: Activation::None };
                         (ks.panel)(&t, &mut out, stride, rows, n);
                         for m in 0..MR {
                             for j in 0..stride {
@@ -844,7 +877,7 @@ mod tests {
                     for rows in [1, 2, 7, OC] {
                         let stride = n + 3;
                         let mut out = vec![f32::NAN; OC * stride];
-                        let t = Tile { x: &c.x, offs: &c.offs, w: &c.w, bias: &c.bias };
+                        let t = Tile { x: &c.x, offs: &c.offs, w: &c.w, bias: &c.bias, act: Activation::None };
                         (ks.cols)(&t, &mut out, stride, rows, n);
                         for m in 0..OC {
                             for j in 0..stride {
@@ -872,7 +905,7 @@ mod tests {
             for ks in variants() {
                 for n in 1..=MAX_N {
                     let mut out = vec![f32::NAN; n + 3];
-                    let t = Tile { x: &c.x, offs: &c.offs, w: &c.w, bias: &c.bias };
+                    let t = Tile { x: &c.x, offs: &c.offs, w: &c.w, bias: &c.bias, act: Activation::None };
                     (ks.row)(&t, &mut out[..n]);
                     for (j, &got) in out.iter().enumerate() {
                         let what = format!("row {chans}x{taps} n={n} [{j}]");
@@ -898,9 +931,18 @@ mod tests {
         for ks in variants() {
             let n = MAX_N;
             let mut whole = vec![0.0; MR * n];
-            (ks.panel)(&Tile { x: &c.x, offs: &c.offs, w: &c.w, bias: &c.bias }, &mut whole, n, MR, n);
+            (ks.panel)(
+                &Tile { x: &c.x, offs: &c.offs, w: &c.w, bias: &c.bias, act: Activation::None },
+                &mut whole,
+                n,
+                MR,
+                n,
+            );
             let mut whole_row = vec![0.0; n];
-            (ks.row)(&Tile { x: &cr.x, offs: &cr.offs, w: &cr.w, bias: &cr.bias }, &mut whole_row);
+            (ks.row)(
+                &Tile { x: &cr.x, offs: &cr.offs, w: &cr.w, bias: &cr.bias, act: Activation::None },
+                &mut whole_row,
+            );
             let starts = [0, 1, 3, 15, 16, 17, 31, 32, 33, 63, 100];
             for a in starts {
                 for len in (1..=40).chain([47, 63, 64, 65, 95, 96, 97]) {
@@ -909,7 +951,7 @@ mod tests {
                         continue;
                     }
                     let mut part = vec![f32::NAN; MR * n];
-                    let t = Tile { x: &c.x[a..], offs: &c.offs, w: &c.w, bias: &c.bias };
+                    let t = Tile { x: &c.x[a..], offs: &c.offs, w: &c.w, bias: &c.bias, act: Activation::None };
                     (ks.panel)(&t, &mut part[a..], n, MR, len);
                     for m in 0..MR {
                         let (got, want) = (&part[m * n + a..m * n + b], &whole[m * n + a..m * n + b]);
@@ -920,7 +962,7 @@ mod tests {
                         );
                     }
                     let mut part_row = vec![f32::NAN; n];
-                    let t = Tile { x: &cr.x[a..], offs: &cr.offs, w: &cr.w, bias: &cr.bias };
+                    let t = Tile { x: &cr.x[a..], offs: &cr.offs, w: &cr.w, bias: &cr.bias, act: Activation::None };
                     (ks.row)(&t, &mut part_row[a..b]);
                     assert!(
                         part_row[a..b].iter().zip(&whole_row[a..b]).all(|(g, w)| g.to_bits() == w.to_bits()),
