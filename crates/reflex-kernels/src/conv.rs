@@ -448,8 +448,10 @@ impl Conv1d {
                 TileKind::Panel { rows } | TileKind::Cols { rows } => rows,
                 TileKind::Row => 1,
             };
-            for m in tile.out_ch..tile.out_ch + rows {
-                let at = m * n + range.start..m * n + range.end;
+            // A tile's rows are contiguous when the range is the whole row: one call for all.
+            let (count, len) = if width == n { (1, rows * n) } else { (rows, width) };
+            for m in tile.out_ch..tile.out_ch + count {
+                let at = m * n + range.start..m * n + range.start + len;
                 let row = &mut output[at.clone()];
                 match add {
                     Some(add) => (ks.add)(row, &add[at], self.act),
