@@ -723,7 +723,10 @@ mod x86 {
             panel,
             row: super::avx2::row,
             cols,
-            narrow: 28,
+            // 28 positions, a streamed edge of the six-layer models at hop 16, cost less as
+            // cols passes (8 + 8 + 8 + 4) than as one 32-position panel block; from 30 on
+            // the panels win.
+            narrow: 30,
             activation,
             add,
             sum,
