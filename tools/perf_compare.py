@@ -13,7 +13,8 @@ against PyTorch's on every io.safetensors window (max |diff| <= 1e-4 * max |PyTo
 
 Engines, all one thread, batch 1, one window per call, interleaved per model (Reflex, ORT,
 PyTorch, repeated --rounds times; the best median of each engine is kept, with its p99):
-  Reflex       `reflexd bench --json` (~2 s of windows, per-layer timers on, graph only: the
+  Reflex       `reflexd bench --json` (~2 s of windows, the total timed on windows run without
+               per-layer timers, graph only: the
                [window] normalisation of the trained configs is not part of it)
   onnxruntime  CPUExecutionProvider, intra_op = inter_op = 1 thread, ORT_SEQUENTIAL,
                ORT_ENABLE_ALL; input and output bound once (IOBinding), run_with_iobinding

@@ -119,7 +119,8 @@ struct Keep {
 /// edges. Moving `base` forward by `shift` does that for every row at once: position `j` of
 /// row `c` then reads what was position `j + shift`, and the last `shift` positions of a row
 /// (recomputed anyway) read the next row's first ones. So the buffer of a streamed value has
-/// room for a second copy, and is copied back to its start only when `base` reaches its end.
+/// room for `SLIDES` slides, and is copied back to its start only when `base` reaches its end:
+/// a copy of the kept values every `SLIDES` windows, not every window.
 struct Value {
     buf: Vec<f32>,
     /// Where the value starts when it has not slid: a cache line.
@@ -127,6 +128,10 @@ struct Value {
     base: usize,
     len: usize,
 }
+
+/// Windows between two copies of a streamed value back to the start of its buffer. (The
+/// tests run more windows than this, so that the copy is exercised.)
+const SLIDES: usize = 64;
 
 /// f32 values per 64-byte cache line.
 const LINE: usize = 16;
@@ -153,9 +158,10 @@ impl Value {
         &mut self.buf[self.base..self.base + self.len]
     }
 
-    /// Makes room to [`slide`](Value::slide) (allocates; before the loop).
-    fn reserve_slides(&mut self) {
-        let (buf, start) = aligned(2 * self.len);
+    /// Makes room to [`slide`](Value::slide) by `shift` (allocates; before the loop).
+    fn reserve_slides(&mut self, shift: usize) {
+        let room = shift.saturating_mul(SLIDES).clamp(shift, self.len.max(shift));
+        let (buf, start) = aligned(self.len + room);
         *self = Value { buf, start, base: start, len: self.len };
     }
 
@@ -350,8 +356,8 @@ impl Graph {
                 }
             };
             self.summary[i].stream = stream;
-            if keep.is_some() {
-                self.values[i + 1].reserve_slides();
+            if let Some(k) = &keep {
+                self.values[i + 1].reserve_slides(k.shift);
             }
             self.plan[i] = keep.clone();
             state.push(keep);
@@ -704,5 +710,45 @@ fn summarize(
         macs: info.macs,
         receptive_field: None,
         stream: Stream::Off,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sliding a `[3, 10]` value by 3 positions, window after window, far past the point where
+    /// it is copied back to the start of its buffer: every kept position holds what the
+    /// previous window held 3 positions on, and the value stays on a cache line when the
+    /// slides are whole lines.
+    #[test]
+    fn a_value_slides_by_the_shift_and_is_copied_back_when_full() {
+        let (rows, n, shift) = (3, 10, 3);
+        // Row r at absolute time t.
+        let at = |r: usize, t: usize| (r * 100_000 + t) as f32;
+        let mut v = Value::new(rows * n);
+        v.reserve_slides(shift);
+        for (i, x) in v.get_mut().iter_mut().enumerate() {
+            *x = at(i / n, i % n);
+        }
+        for w in 1..5 * SLIDES {
+            v.slide(shift);
+            let x = v.get_mut();
+            for r in 0..rows {
+                for j in 0..n - shift {
+                    assert_eq!(x[r * n + j], at(r, w * shift + j), "window {w} row {r} position {j}");
+                }
+                // What the layer recomputes: the newest positions.
+                for j in n - shift..n {
+                    x[r * n + j] = at(r, w * shift + j);
+                }
+            }
+        }
+        let mut lines = Value::new(4 * 64);
+        lines.reserve_slides(16);
+        for _ in 0..3 * SLIDES {
+            lines.slide(16);
+            assert_eq!(lines.get().as_ptr() as usize % 64, 0);
+        }
     }
 }

@@ -166,8 +166,9 @@ struct TilePlan {
 /// rows.
 ///
 /// An activation set with [`with_activation`](Conv1d::with_activation), and the residual of
-/// [`run_add`](Conv1d::run_add), are applied as the kernels store each block (the
-/// piecewise-linear activations) or to each tile's rows right after (the others).
+/// [`run_add`](Conv1d::run_add), are applied to each tile's rows right after its kernel ran,
+/// while they are in L1, in one pass; the narrow-range kernel applies a piecewise-linear
+/// activation itself as it scatters its values.
 #[derive(Clone, Debug)]
 pub struct Conv1d {
     geom: ConvGeometry,

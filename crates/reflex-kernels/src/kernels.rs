@@ -249,7 +249,8 @@ pub(crate) mod blocked {
 
     /// Positions `j0..j0 + 2A` as two blocks of A sharing each weight load: `2A`
     /// independent accumulator chains, kept in registers — as one `[[f32; OC]; 2A]` LLVM
-    /// leaves them on the stack, and two blocks of different widths it did not vectorise.
+    /// leaves them on the stack, and two blocks of different widths it did not vectorise;
+    /// returned rather than stored in here, which also put them on the stack.
     #[inline(always)]
     fn cols_pair<const A: usize, const FMA: bool>(t: &Tile, w: &[f32], j0: usize) -> [[[f32; OC]; A]; 2] {
         let bias: &[f32; OC] = t.bias[..OC].try_into().expect("OC biases");
