@@ -199,7 +199,7 @@ pub struct ConvStage {
     bias: bool,
     /// Where the BatchNorm tensors are (`"bn."`, `"reduce.bn."`), if there is one.
     batch_norm: Option<&'static str>,
-    /// Applied to every output, by the kernels as they store it.
+    /// Applied to every output (by the `Conv1d`, tile by tile, while the tile is in L1).
     activation: Activation,
     conv: Option<Conv1d>,
 }
