@@ -166,7 +166,7 @@ struct TilePlan {
 /// rows.
 ///
 /// An activation set with [`with_activation`](Conv1d::with_activation), and the residual of
-/// [`run_add`](Conv1d::run_add), are applied to each tile's rows right after its kernel ran,
+/// [`run_range_add_with`](Conv1d::run_range_add_with), are applied to each tile's rows right after its kernel ran,
 /// while they are in L1, in one pass; the narrow-range kernel applies a piecewise-linear
 /// activation itself as it scatters its values.
 #[derive(Clone, Debug)]
@@ -262,7 +262,8 @@ impl Conv1d {
         })
     }
 
-    /// Applies `act` to every output (after the residual of [`run_add`](Conv1d::run_add)).
+    /// Applies `act` to every output (after the residual of
+    /// [`run_range_add_with`](Conv1d::run_range_add_with)).
     pub fn with_activation(mut self, act: Activation) -> Conv1d {
         self.act = act;
         self
@@ -297,28 +298,6 @@ impl Conv1d {
         self.run_range_add_with(ks, input, None, output, scratch, 0..self.out_len)
     }
 
-    /// `output = activation(conv(input) + add)`, `add` shaped as `output`: a residual block's
-    /// last convolution and its shortcut in one pass.
-    ///
-    /// # Panics
-    /// If a slice has the wrong length.
-    pub fn run_add(&self, input: &[f32], add: &[f32], output: &mut [f32], scratch: &mut [f32]) {
-        self.run_range_add_with(self.ks, input, Some(add), output, scratch, 0..self.out_len)
-    }
-
-    /// [`run_add`](Conv1d::run_add) for output positions `range` only, as
-    /// [`run_range`](Conv1d::run_range).
-    pub fn run_range_add(
-        &self,
-        input: &[f32],
-        add: &[f32],
-        output: &mut [f32],
-        scratch: &mut [f32],
-        range: Range<usize>,
-    ) {
-        self.run_range_add_with(self.ks, input, Some(add), output, scratch, range)
-    }
-
     /// Output positions `range` of every output channel, reading only the input positions
     /// they see (`[start*stride - pad_left, (end-1)*stride - pad_left + span)`, clipped to
     /// the input); every other output position is left as it is. Each value is computed
@@ -344,7 +323,8 @@ impl Conv1d {
     }
 
     /// What every `run` function comes down to: positions `range` of
-    /// `activation(conv(input) + add)` with kernel set `ks`.
+    /// `activation(conv(input) + add)` with kernel set `ks`, `add` shaped as `output` (a
+    /// residual block's shortcut, added in the same pass as its last convolution).
     pub fn run_range_add_with(
         &self,
         ks: &KernelSet,

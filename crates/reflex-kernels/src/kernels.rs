@@ -833,29 +833,45 @@ mod tests {
         assert!((f64::from(got) - want).abs() <= 1e-5 * scale, "{} {what}: got {got}, want {want}", ks.name);
     }
 
+    /// Runs a tile kernel (`panel` or `cols`, tiles of `width` channels) on input `x` for `n`
+    /// positions and `rows` channels: every output of the tile against the reference, and
+    /// nothing written outside it.
+    #[allow(clippy::too_many_arguments)]
+    fn check_tile(
+        ks: &KernelSet,
+        kernel: PanelFn,
+        name: &str,
+        c: &Case,
+        x: &[f32],
+        width: usize,
+        n: usize,
+        rows: usize,
+    ) {
+        let scale = 1.0 + c.offs.len() as f64;
+        let stride = n + 3;
+        let mut out = vec![f32::NAN; width * stride];
+        kernel(&Tile { x, offs: &c.offs, w: &c.w, bias: &c.bias, act: Activation::None }, &mut out, stride, rows, n);
+        for m in 0..width {
+            for j in 0..stride {
+                let got = out[m * stride + j];
+                let what = format!("{name} n={n} rows={rows} [{m}, {j}]");
+                if m < rows && j < n {
+                    assert_close(ks, &what, got, reference(c, width, m, j), scale);
+                } else {
+                    assert!(got.is_nan(), "{} {what}: wrote {got} outside the tile", ks.name);
+                }
+            }
+        }
+    }
+
     #[test]
     fn panel_every_length_and_row_count() {
         for (chans, taps) in [(1, 1), (3, 5), (16, 3)] {
             let c = case(chans as u64 * 10 + taps as u64, chans, taps, MR);
-            let scale = 1.0 + c.offs.len() as f64;
             for ks in variants() {
                 for n in 1..=MAX_N {
                     for rows in 2..=MR {
-                        let stride = n + 3;
-                        let mut out = vec![f32::NAN; MR * stride];
-                        let t = Tile { x: &c.x, offs: &c.offs, w: &c.w, bias: &c.bias, act: Activation::None };
-                        (ks.panel)(&t, &mut out, stride, rows, n);
-                        for m in 0..MR {
-                            for j in 0..stride {
-                                let got = out[m * stride + j];
-                                let what = format!("panel {chans}x{taps} n={n} rows={rows} [{m}, {j}]");
-                                if m < rows && j < n {
-                                    assert_close(ks, &what, got, reference(&c, MR, m, j), scale);
-                                } else {
-                                    assert!(got.is_nan(), "{} {what}: wrote {got} outside the panel", ks.name);
-                                }
-                            }
-                        }
+                        check_tile(ks, ks.panel, &format!("panel {chans}x{taps}"), &c, &c.x, MR, n, rows);
                     }
                 }
             }
@@ -867,9 +883,8 @@ mod tests {
     #[test]
     fn cols_every_length_and_row_count() {
         for (chans, taps) in [(1, 1), (3, 5), (16, 3)] {
-            let mut c = case(chans as u64 * 10 + taps as u64 + 200, chans, taps, OC);
+            let c = case(chans as u64 * 10 + taps as u64 + 200, chans, taps, OC);
             let row_len = MAX_N + taps - 1;
-            let scale = 1.0 + c.offs.len() as f64;
             for ks in variants() {
                 for n in 1..=40 {
                     // Positions past what `n` outputs read are NaN: a read would show.
@@ -877,25 +892,9 @@ mod tests {
                     for row in x.chunks_mut(row_len) {
                         row.iter_mut().skip(n + taps - 1).for_each(|v| *v = f32::NAN);
                     }
-                    std::mem::swap(&mut c.x, &mut x);
                     for rows in [1, 2, 7, OC] {
-                        let stride = n + 3;
-                        let mut out = vec![f32::NAN; OC * stride];
-                        let t = Tile { x: &c.x, offs: &c.offs, w: &c.w, bias: &c.bias, act: Activation::None };
-                        (ks.cols)(&t, &mut out, stride, rows, n);
-                        for m in 0..OC {
-                            for j in 0..stride {
-                                let got = out[m * stride + j];
-                                let what = format!("cols {chans}x{taps} n={n} rows={rows} [{m}, {j}]");
-                                if m < rows && j < n {
-                                    assert_close(ks, &what, got, reference(&c, OC, m, j), scale);
-                                } else {
-                                    assert!(got.is_nan(), "{} {what}: wrote {got} outside the tile", ks.name);
-                                }
-                            }
-                        }
+                        check_tile(ks, ks.cols, &format!("cols {chans}x{taps}"), &c, &x, OC, n, rows);
                     }
-                    std::mem::swap(&mut c.x, &mut x);
                 }
             }
         }

@@ -295,37 +295,15 @@ impl ConvStage {
         Ok(())
     }
 
-    fn conv(&self) -> Result<&Conv1d, Error> {
-        self.conv.as_ref().ok_or_else(|| Error::runtime("weights not loaded"))
-    }
-
     /// `input [in, in_len]` → `output [out, out_len]`.
     pub fn run(&self, input: &[f32], output: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
-        let conv = self.conv()?;
-        conv.run(input, output, &mut scratch[..conv.scratch_len()]);
-        Ok(())
+        self.run_part(input, None, output, scratch, 0..self.out_len)
     }
 
     /// `output = activation(conv(input) + add)`, `add` shaped as `output`: a residual block's
     /// sum in the same pass as its last convolution.
     pub fn run_add(&self, input: &[f32], add: &[f32], output: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
-        let conv = self.conv()?;
-        conv.run_add(input, add, output, &mut scratch[..conv.scratch_len()]);
-        Ok(())
-    }
-
-    /// [`ConvStage::run_add`] for output positions `range` only, as [`ConvStage::run_range`].
-    pub fn run_range_add(
-        &self,
-        input: &[f32],
-        add: &[f32],
-        output: &mut [f32],
-        scratch: &mut [f32],
-        range: Range<usize>,
-    ) -> Result<(), Error> {
-        let conv = self.conv()?;
-        conv.run_range_add(input, add, output, &mut scratch[..conv.scratch_len()], range);
-        Ok(())
+        self.run_part(input, Some(add), output, scratch, 0..self.out_len)
     }
 
     /// Output positions `range` only, reading only the input positions they see
@@ -337,8 +315,32 @@ impl ConvStage {
         scratch: &mut [f32],
         range: Range<usize>,
     ) -> Result<(), Error> {
-        let conv = self.conv()?;
-        conv.run_range(input, output, &mut scratch[..conv.scratch_len()], range);
+        self.run_part(input, None, output, scratch, range)
+    }
+
+    /// [`ConvStage::run_add`] for output positions `range` only, as [`ConvStage::run_range`].
+    pub fn run_range_add(
+        &self,
+        input: &[f32],
+        add: &[f32],
+        output: &mut [f32],
+        scratch: &mut [f32],
+        range: Range<usize>,
+    ) -> Result<(), Error> {
+        self.run_part(input, Some(add), output, scratch, range)
+    }
+
+    fn run_part(
+        &self,
+        input: &[f32],
+        add: Option<&[f32]>,
+        output: &mut [f32],
+        scratch: &mut [f32],
+        range: Range<usize>,
+    ) -> Result<(), Error> {
+        let conv = self.conv.as_ref().ok_or_else(|| Error::runtime("weights not loaded"))?;
+        let scratch = &mut scratch[..conv.scratch_len()];
+        conv.run_range_add_with(reflex_kernels::kernels(), input, add, output, scratch, range);
         Ok(())
     }
 
