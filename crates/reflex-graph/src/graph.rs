@@ -3,7 +3,7 @@
 use crate::builtin::ADD;
 use crate::weights::Weights;
 use reflex_config::{LayerConfig, ModelConfig, Problems};
-use reflex_kernels::{add_assign, Activation};
+use reflex_kernels::{add_activate, add_assign, Activation};
 use reflex_plugin_host::{LayerInstance, Origin, Registry};
 use reflex_plugin_sdk::conv::{default_negative_slope, ActivationName};
 use reflex_plugin_sdk::Shape;
@@ -439,11 +439,8 @@ impl Graph {
                     }
                     Op::Add(activation) => {
                         let out = out.get_mut();
-                        out.copy_from_slice(done[node.inputs[0]].get());
-                        for &j in &node.inputs[1..] {
-                            add_assign(out, done[j].get());
-                        }
-                        activation.apply(out);
+                        let len = out.len();
+                        add_into(out, done, &node.inputs, 0..len, *activation);
                     }
                 },
             }
@@ -469,13 +466,22 @@ fn follows(previous: &[f32], window: &[f32], len: usize, hop: usize) -> bool {
 /// Positions `range` of every row of an `add`.
 fn add_range(out: &mut [f32], values: &[Value], inputs: &[usize], n: usize, range: Range<usize>, a: Activation) {
     for (c, row) in out.chunks_exact_mut(n).enumerate() {
-        let at = c * n + range.start..c * n + range.end;
-        let dst = &mut row[range.clone()];
-        dst.copy_from_slice(&values[inputs[0]].get()[at.clone()]);
-        for &j in &inputs[1..] {
-            add_assign(dst, &values[j].get()[at.clone()]);
+        add_into(&mut row[range.clone()], values, inputs, c * n + range.start..c * n + range.end, a);
+    }
+}
+
+/// `dst` = the activation of the sum of the inputs' values at flat positions `at`; the last
+/// addition and the activation are one pass.
+fn add_into(dst: &mut [f32], values: &[Value], inputs: &[usize], at: Range<usize>, a: Activation) {
+    dst.copy_from_slice(&values[inputs[0]].get()[at.clone()]);
+    match inputs[1..].split_last() {
+        Some((&last, rest)) => {
+            for &j in rest {
+                add_assign(dst, &values[j].get()[at.clone()]);
+            }
+            add_activate(dst, &values[last].get()[at], a);
         }
-        a.apply(dst);
+        None => a.apply(dst),
     }
 }
 

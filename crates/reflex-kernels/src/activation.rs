@@ -236,7 +236,7 @@ pub(crate) fn add_blocked<const FMA: bool>(dst: &mut [f32], src: &[f32], a: Acti
         Activation::Relu6 => map2(dst, src, |d, s| relu6(d + s)),
         Activation::LeakyRelu { negative_slope } => map2(dst, src, |d, s| leaky(d + s, negative_slope)),
         _ => {
-            dst.iter_mut().zip(src).for_each(|(d, s)| *d += *s);
+            map2(dst, src, |d, s| d + s);
             apply_blocked::<FMA>(a, dst);
         }
     }

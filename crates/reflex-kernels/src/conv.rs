@@ -310,6 +310,19 @@ impl Conv1d {
         self.run_range_add_with(self.ks, input, None, output, scratch, range)
     }
 
+    /// Positions `range` of `activation(conv(input) + add)`, as
+    /// [`run_range_add_with`](Conv1d::run_range_add_with) with this convolution's kernel set.
+    pub fn run_range_add(
+        &self,
+        input: &[f32],
+        add: Option<&[f32]>,
+        output: &mut [f32],
+        scratch: &mut [f32],
+        range: Range<usize>,
+    ) {
+        self.run_range_add_with(self.ks, input, add, output, scratch, range)
+    }
+
     /// [`run_range`](Conv1d::run_range) with an explicit kernel set.
     pub fn run_range_with(
         &self,

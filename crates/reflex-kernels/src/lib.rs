@@ -48,6 +48,6 @@ pub use activation::Activation;
 pub use conv::{Conv1d, ConvGeometry};
 pub use kernels::{kernel_set_by_name, kernels, variants, KernelSet};
 pub use ops::{
-    add_assign, avg_pool, batch_norm_scale_shift, channel_shuffle, channel_shuffle_range, fold_batch_norm,
-    global_avg_pool, global_max_pool, linear, max_pool, scale_shift, softmax,
+    add_activate, add_assign, avg_pool, batch_norm_scale_shift, channel_shuffle, channel_shuffle_range,
+    fold_batch_norm, global_avg_pool, global_max_pool, linear, max_pool, scale_shift, softmax,
 };

@@ -350,8 +350,13 @@ pub fn softmax(x: &mut [f32]) {
 
 /// `dst[i] += src[i]`.
 pub fn add_assign(dst: &mut [f32], src: &[f32]) {
-    assert_eq!(dst.len(), src.len(), "add_assign: length mismatch");
-    (kernels().add)(dst, src, crate::Activation::None)
+    add_activate(dst, src, crate::Activation::None)
+}
+
+/// `dst[i] = act(dst[i] + src[i])`: a residual sum and its activation in one pass.
+pub fn add_activate(dst: &mut [f32], src: &[f32], act: crate::Activation) {
+    assert_eq!(dst.len(), src.len(), "add: length mismatch");
+    (kernels().add)(dst, src, act)
 }
 
 /// ShuffleNet channel shuffle of `[channels, len]`: destination channel

@@ -340,7 +340,7 @@ impl ConvStage {
     ) -> Result<(), Error> {
         let conv = self.conv.as_ref().ok_or_else(|| Error::runtime("weights not loaded"))?;
         let scratch = &mut scratch[..conv.scratch_len()];
-        conv.run_range_add_with(reflex_kernels::kernels(), input, add, output, scratch, range);
+        conv.run_range_add(input, add, output, scratch, range);
         Ok(())
     }
 
