@@ -452,7 +452,7 @@ fn add_assign_adds() {
     assert_eq!(a, want);
     for ks in variants() {
         let mut c = vec![1.0f32; 37];
-        (ks.add)(&mut c, &b, Activation::None);
+        (ks.add)(&mut c, &b, Activation::None.params());
         assert_eq!(c[36], 73.0, "{}", ks.name);
     }
 }

@@ -1,7 +1,8 @@
 //! 1-D convolution (PyTorch `conv1d`, N = 1) over a zero-padded input.
 
-use crate::kernels::{kernels, KernelSet, Tile, MR, OC, SLACK};
-use crate::Activation;
+use crate::activation::Activation;
+use crate::bodies::{Act, Tile, MR, OC, SLACK};
+use crate::registry::{kernels, KernelSet};
 use std::ops::Range;
 
 /// Geometry of one PyTorch `Conv1d` (N = 1, layout `[C, L]` row-major,
@@ -388,7 +389,8 @@ impl Conv1d {
         let tiles = if width < ks.narrow && !self.col_tiles.is_empty() { &self.col_tiles } else { &self.tiles };
         // The cols kernel applies a piecewise-linear activation itself (when nothing is added
         // first); every other case is done below, per tile.
-        let cols_act = if add.is_none() && self.act.fuses() { self.act } else { Activation::None };
+        let act = self.act.params();
+        let cols_act = if add.is_none() && act.fuses() { act } else { Act::None };
         for tile in tiles {
             // Every offset is relative to the output position, so shifting the input rows by
             // `range.start` makes position `range.start` the kernel's position 0.
@@ -401,7 +403,7 @@ impl Conv1d {
                         offs: &self.offsets,
                         w: &self.packed[tile.w_base..tile.w_base + steps * MR],
                         bias: &self.biases[tile.b_base..tile.b_base + MR],
-                        act: Activation::None,
+                        act: Act::None,
                     },
                     out,
                     n,
@@ -414,7 +416,7 @@ impl Conv1d {
                         offs: &self.offsets,
                         w: &self.packed[tile.w_base..tile.w_base + steps],
                         bias: &self.biases[tile.b_base..tile.b_base + 1],
-                        act: Activation::None,
+                        act: Act::None,
                     },
                     &mut out[..width],
                 ),
@@ -432,7 +434,7 @@ impl Conv1d {
                     width,
                 ),
             }
-            let cols_did_it = matches!(tile.kind, TileKind::Cols { .. }) && cols_act == self.act;
+            let cols_did_it = matches!(tile.kind, TileKind::Cols { .. }) && cols_act == act;
             if add.is_none() && (cols_did_it || self.act == Activation::None) {
                 continue;
             }
@@ -448,7 +450,7 @@ impl Conv1d {
                 let at = m * n + range.start..m * n + range.start + len;
                 let row = &mut output[at.clone()];
                 match add {
-                    Some(add) => (ks.add)(row, &add[at], self.act),
+                    Some(add) => (ks.add)(row, &add[at], act),
                     None => self.act.apply_with(ks, row),
                 }
             }

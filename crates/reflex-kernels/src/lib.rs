@@ -37,17 +37,18 @@
 //! ```
 
 mod activation;
+mod bodies;
 mod conv;
-mod kernels;
 mod ops;
+mod registry;
 
 #[cfg(test)]
 mod conformance;
 
 pub use activation::Activation;
 pub use conv::{Conv1d, ConvGeometry};
-pub use kernels::{kernel_set_by_name, kernels, variants, KernelSet};
 pub use ops::{
     add_activate, add_assign, avg_pool, batch_norm_scale_shift, channel_shuffle, channel_shuffle_range,
     fold_batch_norm, global_avg_pool, global_max_pool, linear, max_pool, scale_shift, softmax,
 };
+pub use registry::{kernel_set_by_name, kernels, variants, KernelSet};
