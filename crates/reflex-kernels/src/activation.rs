@@ -12,15 +12,31 @@ use crate::registry::{kernels, KernelSet};
 /// vectorise.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
+    /// The identity.
     None,
+    /// `max(x, 0)`.
     Relu,
+    /// `min(max(x, 0), 6)`.
     Relu6,
-    LeakyRelu { negative_slope: f32 },
-    Elu { alpha: f32 },
+    /// `x` for `x > 0`, else `negative_slope * x`.
+    LeakyRelu {
+        /// The slope below zero (PyTorch's default: 0.01).
+        negative_slope: f32,
+    },
+    /// `x` for `x > 0`, else `alpha * (exp(x) - 1)`.
+    Elu {
+        /// Scale of the negative part: the output tends to `-alpha` as `x → -inf`.
+        alpha: f32,
+    },
+    /// `x * sigmoid(x)`.
     Silu,
+    /// Exact GELU, `x/2 * (1 + erf(x / sqrt 2))` (PyTorch `approximate="none"`).
     Gelu,
+    /// The hyperbolic tangent.
     Tanh,
+    /// `1 / (1 + exp(-x))`.
     Sigmoid,
+    /// `x * relu6(x + 3) / 6`.
     Hardswish,
 }
 

@@ -10,14 +10,24 @@ use std::ops::Range;
 /// `padding="same"` with an even kernel and causal padding are both expressible.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
+    /// Input channels (rows of the input).
     pub in_channels: usize,
+    /// Output channels (rows of the output).
     pub out_channels: usize,
+    /// Channel groups; each sees `in_channels / groups` inputs and makes
+    /// `out_channels / groups` outputs (`in_channels` groups: depthwise).
     pub groups: usize,
+    /// Taps of the kernel.
     pub kernel_size: usize,
+    /// Input positions between two output positions.
     pub stride: usize,
+    /// Input positions between two taps.
     pub dilation: usize,
+    /// Zeros before the input.
     pub pad_left: usize,
+    /// Zeros after the input.
     pub pad_right: usize,
+    /// Input positions (columns of the input).
     pub in_len: usize,
 }
 
@@ -29,8 +39,8 @@ impl ConvGeometry {
     pub fn out_len(&self) -> Option<usize> {
         let g = self;
         if [g.in_channels, g.out_channels, g.groups, g.kernel_size, g.stride, g.dilation, g.in_len].contains(&0)
-            || g.in_channels % g.groups != 0
-            || g.out_channels % g.groups != 0
+            || !g.in_channels.is_multiple_of(g.groups)
+            || !g.out_channels.is_multiple_of(g.groups)
         {
             return None;
         }
@@ -245,8 +255,11 @@ impl Conv1d {
             Vec::new()
         };
 
-        let in_place =
-            geom.kernel_size == 1 && s == 1 && geom.pad_left == 0 && geom.pad_right == 0 && geom.in_len % SLACK == 0;
+        let in_place = geom.kernel_size == 1
+            && s == 1
+            && geom.pad_left == 0
+            && geom.pad_right == 0
+            && geom.in_len.is_multiple_of(SLACK);
         Ok(Conv1d {
             geom,
             act: Activation::None,
@@ -270,10 +283,12 @@ impl Conv1d {
         self
     }
 
+    /// The geometry it was built for.
     pub fn geometry(&self) -> &ConvGeometry {
         &self.geom
     }
 
+    /// Output positions per channel.
     pub fn out_len(&self) -> usize {
         self.out_len
     }

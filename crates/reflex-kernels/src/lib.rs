@@ -7,11 +7,17 @@
 //! [`Conv1d`] is built; the `run` functions and the free kernels never
 //! allocate.
 //!
-//! The hot loops come in several [`KernelSet`]s (scalar reference, portable
-//! auto-vectorised — NEON on aarch64 —, AVX2+FMA and AVX-512 on x86-64),
-//! chosen once per process by [`kernels`]; set `REFLEX_KERNELS=scalar` (or
-//! `portable`, `avx2+fma`, `avx512`) to force one. One conformance suite runs
-//! against every [`variants`] entry.
+//! Three layers, each importing only the ones below it (as tract's `linalg`):
+//!
+//! * `bodies` — the hot loops: plain functions per instruction set (scalar
+//!   reference, portable auto-vectorised — NEON on aarch64 —, AVX2+FMA and
+//!   AVX-512 on x86-64) and the pure data they share;
+//! * `registry` — one [`KernelSet`] per instruction set, the [`variants`] this
+//!   CPU runs and the one [`kernels`] picks once per process (set
+//!   `REFLEX_KERNELS=scalar`, or `portable`, `avx2+fma`, `avx512`, to force
+//!   one);
+//! * the public API — [`Conv1d`], [`Activation`], the free functions — on a
+//!   kernel set. One conformance suite runs against every [`variants`] entry.
 //!
 //! [`Conv1d::run_range`] computes any range of output positions, bit for bit
 //! as the whole run computes them: streaming inference recomputes only the

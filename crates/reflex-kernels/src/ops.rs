@@ -163,7 +163,7 @@ pub fn channel_shuffle_range(
     len: usize,
     range: std::ops::Range<usize>,
 ) {
-    assert!(groups > 0 && channels % groups == 0, "channel_shuffle: channels not divisible by groups");
+    assert!(groups > 0 && channels.is_multiple_of(groups), "channel_shuffle: channels not divisible by groups");
     assert_eq!(src.len(), channels * len, "channel_shuffle: src is not [channels, len]");
     assert_eq!(dst.len(), channels * len, "channel_shuffle: dst is not [channels, len]");
     assert!(range.start <= range.end && range.end <= len, "channel_shuffle: range beyond the rows");
