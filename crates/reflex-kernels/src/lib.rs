@@ -58,3 +58,43 @@ pub use ops::{
     fold_batch_norm, global_avg_pool, global_max_pool, linear, max_pool, scale_shift, softmax,
 };
 pub use registry::{kernel_set_by_name, kernels, variants, KernelSet};
+
+#[cfg(test)]
+mod layers {
+    //! The layers stay a DAG: no source of a layer names a module above it.
+    use std::path::Path;
+
+    /// Code lines (not comments: doc links may point up) of every `.rs` file under `path`.
+    fn code_lines(path: &Path, out: &mut Vec<(String, String)>) {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).expect("readable src") {
+                code_lines(&entry.expect("a directory entry").path(), out);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(path).expect("readable source");
+            let code = text.lines().filter(|l| !l.trim_start().starts_with("//"));
+            out.extend(code.map(|l| (path.display().to_string(), l.to_string())));
+        }
+    }
+
+    fn assert_below(layer: &str, above: &[&str]) {
+        let mut lines = Vec::new();
+        code_lines(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(layer), &mut lines);
+        assert!(!lines.is_empty(), "no source found for {layer}");
+        for (file, line) in lines {
+            for module in above {
+                assert!(!line.contains(&format!("crate::{module}")), "{file} reaches up to {module}: {line}");
+            }
+            // The crate root re-exports the public API (`crate::Conv1d`, …).
+            assert!(!line.contains("crate::{") && !line.contains("crate::*"), "{file}: {line}");
+            assert!(!line.split("crate::").skip(1).any(|s| s.starts_with(char::is_uppercase)), "{file}: {line}");
+        }
+    }
+
+    #[test]
+    fn no_layer_imports_one_above_it() {
+        assert_below("bodies", &["registry", "activation", "conv", "ops"]);
+        assert_below("registry.rs", &["activation", "conv", "ops"]);
+        assert_below("registry", &["activation", "conv", "ops"]);
+    }
+}
