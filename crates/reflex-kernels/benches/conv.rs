@@ -17,6 +17,8 @@
 //! Then Criterion's groups for the whole-window convolutions, whose throughput
 //! is in floating-point operations (2 per MAC): "elem/s" reads as FLOP/s.
 
+#![allow(missing_docs, reason = "criterion_group! defines a public function it cannot document")]
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use reflex_kernels::{variants, Activation, Conv1d, ConvGeometry, KernelSet};
 use std::time::Instant;
@@ -173,7 +175,7 @@ fn bench(c: &mut Criterion) {
     let summaries: [(&str, fn()); 4] =
         [("conv", conv_summary), ("short", short_summary), ("activation", activation_summary), ("ops", ops_summary)];
     for (name, summary) in summaries {
-        if wanted.as_deref().map_or(true, |w| w.split(',').any(|s| s.trim() == name)) {
+        if wanted.as_deref().is_none_or(|w| w.split(',').any(|s| s.trim() == name)) {
             summary();
         }
     }

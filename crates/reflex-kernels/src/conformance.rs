@@ -452,7 +452,7 @@ fn add_assign_adds() {
     assert_eq!(a, want);
     for ks in variants() {
         let mut c = vec![1.0f32; 37];
-        (ks.add)(&mut c, &b, Activation::None);
+        (ks.add)(&mut c, &b, Activation::None.params());
         assert_eq!(c[36], 73.0, "{}", ks.name);
     }
 }
@@ -489,14 +489,18 @@ mod counting {
     /// Counts allocations per thread, so parallel tests do not interfere.
     pub struct Counting;
 
+    // SAFETY: every call is passed on unchanged to `System`, which upholds the contract; the
+    // counter does not allocate.
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             // `try_with`: the counter may already be gone while a thread exits.
             let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-            System.alloc(layout)
+            // SAFETY: our caller upholds `alloc`'s contract for `layout`.
+            unsafe { System.alloc(layout) }
         }
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            System.dealloc(ptr, layout)
+            // SAFETY: `ptr` came from `alloc` above, i.e. from `System`, with this `layout`.
+            unsafe { System.dealloc(ptr, layout) }
         }
     }
 

@@ -1,7 +1,8 @@
 //! 1-D convolution (PyTorch `conv1d`, N = 1) over a zero-padded input.
 
-use crate::kernels::{kernels, KernelSet, Tile, MR, OC, SLACK};
-use crate::Activation;
+use crate::activation::Activation;
+use crate::bodies::{Act, Tile, MR, OC, SLACK};
+use crate::registry::{kernels, KernelSet};
 use std::ops::Range;
 
 /// Geometry of one PyTorch `Conv1d` (N = 1, layout `[C, L]` row-major,
@@ -9,14 +10,24 @@ use std::ops::Range;
 /// `padding="same"` with an even kernel and causal padding are both expressible.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
+    /// Input channels (rows of the input).
     pub in_channels: usize,
+    /// Output channels (rows of the output).
     pub out_channels: usize,
+    /// Channel groups; each sees `in_channels / groups` inputs and makes
+    /// `out_channels / groups` outputs (`in_channels` groups: depthwise).
     pub groups: usize,
+    /// Taps of the kernel.
     pub kernel_size: usize,
+    /// Input positions between two output positions.
     pub stride: usize,
+    /// Input positions between two taps.
     pub dilation: usize,
+    /// Zeros before the input.
     pub pad_left: usize,
+    /// Zeros after the input.
     pub pad_right: usize,
+    /// Input positions (columns of the input).
     pub in_len: usize,
 }
 
@@ -28,8 +39,8 @@ impl ConvGeometry {
     pub fn out_len(&self) -> Option<usize> {
         let g = self;
         if [g.in_channels, g.out_channels, g.groups, g.kernel_size, g.stride, g.dilation, g.in_len].contains(&0)
-            || g.in_channels % g.groups != 0
-            || g.out_channels % g.groups != 0
+            || !g.in_channels.is_multiple_of(g.groups)
+            || !g.out_channels.is_multiple_of(g.groups)
         {
             return None;
         }
@@ -244,8 +255,11 @@ impl Conv1d {
             Vec::new()
         };
 
-        let in_place =
-            geom.kernel_size == 1 && s == 1 && geom.pad_left == 0 && geom.pad_right == 0 && geom.in_len % SLACK == 0;
+        let in_place = geom.kernel_size == 1
+            && s == 1
+            && geom.pad_left == 0
+            && geom.pad_right == 0
+            && geom.in_len.is_multiple_of(SLACK);
         Ok(Conv1d {
             geom,
             act: Activation::None,
@@ -269,10 +283,12 @@ impl Conv1d {
         self
     }
 
+    /// The geometry it was built for.
     pub fn geometry(&self) -> &ConvGeometry {
         &self.geom
     }
 
+    /// Output positions per channel.
     pub fn out_len(&self) -> usize {
         self.out_len
     }
@@ -388,7 +404,8 @@ impl Conv1d {
         let tiles = if width < ks.narrow && !self.col_tiles.is_empty() { &self.col_tiles } else { &self.tiles };
         // The cols kernel applies a piecewise-linear activation itself (when nothing is added
         // first); every other case is done below, per tile.
-        let cols_act = if add.is_none() && self.act.fuses() { self.act } else { Activation::None };
+        let act = self.act.params();
+        let cols_act = if add.is_none() && act.fuses() { act } else { Act::None };
         for tile in tiles {
             // Every offset is relative to the output position, so shifting the input rows by
             // `range.start` makes position `range.start` the kernel's position 0.
@@ -401,7 +418,7 @@ impl Conv1d {
                         offs: &self.offsets,
                         w: &self.packed[tile.w_base..tile.w_base + steps * MR],
                         bias: &self.biases[tile.b_base..tile.b_base + MR],
-                        act: Activation::None,
+                        act: Act::None,
                     },
                     out,
                     n,
@@ -414,7 +431,7 @@ impl Conv1d {
                         offs: &self.offsets,
                         w: &self.packed[tile.w_base..tile.w_base + steps],
                         bias: &self.biases[tile.b_base..tile.b_base + 1],
-                        act: Activation::None,
+                        act: Act::None,
                     },
                     &mut out[..width],
                 ),
@@ -432,7 +449,7 @@ impl Conv1d {
                     width,
                 ),
             }
-            let cols_did_it = matches!(tile.kind, TileKind::Cols { .. }) && cols_act == self.act;
+            let cols_did_it = matches!(tile.kind, TileKind::Cols { .. }) && cols_act == act;
             if add.is_none() && (cols_did_it || self.act == Activation::None) {
                 continue;
             }
@@ -448,7 +465,7 @@ impl Conv1d {
                 let at = m * n + range.start..m * n + range.start + len;
                 let row = &mut output[at.clone()];
                 match add {
-                    Some(add) => (ks.add)(row, &add[at], self.act),
+                    Some(add) => (ks.add)(row, &add[at], act),
                     None => self.act.apply_with(ks, row),
                 }
             }
