@@ -21,6 +21,7 @@ pub struct Params {
     pub ms: u64,
 }
 
+/// A configured `slow` layer.
 pub struct Slow {
     shape: Shape,
     pause: Duration,
