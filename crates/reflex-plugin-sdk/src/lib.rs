@@ -39,6 +39,8 @@
 //! ```
 
 pub mod abi;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod conv;
 mod export;
 
