@@ -37,6 +37,13 @@
 //!
 //! reflex_plugin_sdk::export_plugin!(scale, Scale);
 //! ```
+//!
+//! Test a plugin with the [`conformance`] harness: it drives the plugin's `DESCRIPTOR` through
+//! the C ABI as the daemon does and checks that `forward_range` is `forward` in part, that
+//! nothing allocates per window and that panics stay inside. A `tests/conformance.rs` holds
+//! `reflex_plugin_sdk::count_allocations!();` and a `#[test]` calling
+//! `Harness::new(&my_plugin::DESCRIPTOR).case(Case::seq(keys, channels, length)).run()`, with a
+//! case per combination of keys worth checking.
 
 pub mod abi;
 #[cfg(feature = "conformance")]

@@ -32,19 +32,48 @@
 //! plugin's `tests/conformance.rs` (the plugin crate must also be an `rlib`, for the test to
 //! reach `DESCRIPTOR`, which [`export_plugin!`](crate::export_plugin) emits):
 //!
-//! ```ignore
+//! ```
+//! # mod my_plugin {
+//! #     use reflex_plugin_sdk::{Error, Layer, LayerInfo, Shape, TensorSpec};
+//! #     pub struct Scale(f32, Shape);
+//! #     #[derive(serde::Deserialize)]
+//! #     pub struct Keys { factor: f32 }
+//! #     impl Layer for Scale {
+//! #         const NAME: &'static str = "scale";
+//! #         const VERSION: &'static str = "0.1.0";
+//! #         type Params = Keys;
+//! #         fn configure(k: Keys, s: Shape) -> Result<Self, Error> {
+//! #             if k.factor == 0.0 { return Err(Error::config("factor must not be 0")) }
+//! #             Ok(Scale(k.factor, s))
+//! #         }
+//! #         fn info(&self) -> LayerInfo { LayerInfo::elementwise(self.1) }
+//! #         fn tensors(&self) -> Vec<TensorSpec> { Vec::new() }
+//! #         fn load(&mut self, _: &[&[f32]]) -> Result<(), Error> { Ok(()) }
+//! #         fn forward(&self, x: &[f32], y: &mut [f32], _: &mut [f32]) -> Result<(), Error> {
+//! #             y.iter_mut().zip(x).for_each(|(y, x)| *y = x * self.0);
+//! #             Ok(())
+//! #         }
+//! #     }
+//! #     reflex_plugin_sdk::export_plugin!(scale, Scale);
+//! # }
 //! use reflex_plugin_sdk::conformance::{Case, Harness};
+//! use reflex_plugin_sdk::Shape;
 //!
 //! reflex_plugin_sdk::count_allocations!();
 //!
 //! #[test]
 //! fn conformance() {
+//!     check();
+//! }
+//!
+//! fn check() {
 //!     Harness::new(&my_plugin::DESCRIPTOR)
-//!         .case(Case::seq(r#"{"length": 3}"#, 2, 16))
-//!         .case(Case::seq(r#"{"length": 1}"#, 1, 5))
-//!         .rejects(r#"{"length": 0}"#, reflex_plugin_sdk::Shape::Seq { channels: 2, length: 16 })
+//!         .case(Case::seq(r#"{"factor": 2}"#, 2, 16))
+//!         .case(Case::new(r#"{"factor": -1}"#, Shape::Flat(5)))
+//!         .rejects(r#"{"factor": 0}"#, Shape::Flat(5))
 //!         .run();
 //! }
+//! # fn main() { check() }
 //! ```
 //!
 //! Weights are random unless a case brings its own ([`Case::weights`]); BatchNorm variances
