@@ -47,6 +47,10 @@
 
 pub mod abi;
 #[cfg(feature = "conformance")]
+#[allow(
+    clippy::test_attr_in_doctest,
+    reason = "the example shows the #[test] a plugin author writes; the doctest runs its body through `check`"
+)]
 pub mod conformance;
 pub mod conv;
 mod export;
