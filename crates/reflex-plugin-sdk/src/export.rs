@@ -16,7 +16,7 @@ use crate::abi::*;
 use crate::{Error, ErrorKind, Layer, LayerInfo, Shape, TensorSpec};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// The descriptor of a layer type, usable in a `static` (what [`export_plugin!`] emits, and
+/// The descriptor of a layer type, usable in a `static` (what [`export_plugin!`](crate::export_plugin) emits, and
 /// how a host registers built-in layers without a shared library).
 pub const fn descriptor_for<L: Layer>() -> PluginDescriptor {
     PluginDescriptor {

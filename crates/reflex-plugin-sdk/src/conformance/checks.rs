@@ -233,8 +233,11 @@ impl<'c> Loaded<'c> {
         for w in 1..=WINDOWS {
             let x = cut(w);
             let mut y = vec![POISON; prev.len()];
-            for (row, old) in y.chunks_exact_mut(n).zip(prev.chunks_exact(n)) {
-                row[kept.clone()].copy_from_slice(&old[kept.start + shift..kept.end + shift]);
+            // An empty `kept` may start past `n - shift`: nothing to copy then.
+            if !kept.is_empty() {
+                for (row, old) in y.chunks_exact_mut(n).zip(prev.chunks_exact(n)) {
+                    row[kept.clone()].copy_from_slice(&old[kept.start + shift..kept.end + shift]);
+                }
             }
             self.counted_range(ctx, &x, &mut y, 0..kept.start);
             self.counted_range(ctx, &x, &mut y, kept.end..n);
