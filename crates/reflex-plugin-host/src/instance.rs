@@ -9,11 +9,30 @@ use std::sync::Arc;
 /// Long enough for any message a layer has a reason to send; longer ones are cut.
 const ERROR_CAP: usize = 1024;
 
-/// A status code and message from a plugin.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A call into a plugin failed: the status code and message it returned (or the host's own,
+/// [`STATUS_MISUSE`], when the plugin broke the protocol), and which plugin it was.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}{}", StatusSuffix(*.status))]
 pub struct PluginError {
+    /// One of the ABI's `STATUS_*` codes.
     pub status: Status,
+    /// The plugin's one line, without the layer's name.
     pub message: String,
+    /// The plugin's name (its descriptor's).
+    pub plugin: String,
+}
+
+/// Panics and protocol errors are bugs, not configuration mistakes: their status is shown so
+/// that a bug report says which.
+struct StatusSuffix(Status);
+
+impl fmt::Display for StatusSuffix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            STATUS_PANIC | STATUS_MISUSE => write!(f, " (status {})", self.0),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl PluginError {
@@ -28,21 +47,11 @@ impl PluginError {
         }
     }
 
-    fn host(message: &str) -> Self {
-        PluginError { status: STATUS_MISUSE, message: message.into() }
+    /// The host's own error about `plugin`.
+    fn host(plugin: &Plugin, message: &str) -> Self {
+        PluginError { status: STATUS_MISUSE, message: message.into(), plugin: plugin.name.clone() }
     }
 }
-
-impl fmt::Display for PluginError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.status {
-            STATUS_PANIC | STATUS_MISUSE => write!(f, "{} (status {})", self.message, self.status),
-            _ => f.write_str(&self.message),
-        }
-    }
-}
-
-impl std::error::Error for PluginError {}
 
 /// One layer inside a plugin: created from its keys, configured with its input shape, loaded
 /// with its tensors, then run once per window.
@@ -74,14 +83,15 @@ impl LayerInstance {
         // SAFETY: arguments follow the ABI; `params` outlives the call.
         let status = unsafe { entry!(plugin, create)(params, &mut inst, &mut e) };
         if status != STATUS_OK {
-            return Err(PluginError { status, message: message(&err[..], e.len) });
+            return Err(PluginError { status, message: message(&err[..], e.len), plugin: plugin.name.clone() });
         }
         if inst.is_null() {
-            return Err(PluginError::host("plugin returned no instance"));
+            return Err(PluginError::host(&plugin, "plugin returned no instance"));
         }
         Ok(LayerInstance { plugin, inst, info: None, tensor_count: 0, err })
     }
 
+    /// The plugin this instance lives in.
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
     }
@@ -92,7 +102,7 @@ impl LayerInstance {
         if status == STATUS_OK {
             Ok(())
         } else {
-            Err(PluginError { status, message: message(&self.err[..], e.len) })
+            Err(PluginError { status, message: message(&self.err[..], e.len), plugin: self.plugin.name.clone() })
         }
     }
 
@@ -101,13 +111,15 @@ impl LayerInstance {
         let shape = input.to_abi();
         let mut raw = RxLayerInfo::default();
         let configure = entry!(self.plugin, configure);
-        // SAFETY: pointers are valid for the call.
+        // SAFETY: `inst` is live (from `create`, destroyed only in Drop) and `&mut self` keeps
+        // other calls off it; `shape` and `raw` are valid for the call.
         self.call(|inst, e| unsafe { configure(inst, &shape, &mut raw, e) })?;
-        let output =
-            Shape::from_abi(&raw.output).ok_or_else(|| PluginError::host("plugin reported a bad output shape"))?;
+        let output = Shape::from_abi(&raw.output)
+            .ok_or_else(|| PluginError::host(&self.plugin, "plugin reported a bad output shape"))?;
         let info = LayerInfo {
             output,
-            scratch_len: usize::try_from(raw.scratch_len).map_err(|_| PluginError::host("scratch too large"))?,
+            scratch_len: usize::try_from(raw.scratch_len)
+                .map_err(|_| PluginError::host(&self.plugin, "scratch too large"))?,
             params: raw.params,
             macs: raw.macs,
             rf_span: (raw.rf_span > 0).then_some(raw.rf_span),
@@ -126,7 +138,7 @@ impl LayerInstance {
             // SAFETY: i < tensor_count; the name is owned by the instance and copied at once.
             let status = unsafe { entry!(self.plugin, tensor_spec)(self.inst, i, &mut raw) };
             if status != STATUS_OK || raw.rank > 4 || (raw.name.len > 0 && raw.name.ptr.is_null()) {
-                return Err(PluginError::host("plugin failed to describe a tensor"));
+                return Err(PluginError::host(&self.plugin, "plugin failed to describe a tensor"));
             }
             // SAFETY: checked non-null above; valid while the instance lives.
             let name = String::from_utf8_lossy(unsafe { raw.name.as_bytes() }).into_owned();
@@ -171,7 +183,8 @@ impl LayerInstance {
     pub fn stream_offset(&mut self) -> Option<usize> {
         let (stream, _) = self.plugin.streaming?;
         let mut raw = RxStream::default();
-        // SAFETY: the instance is configured; `raw` is valid for the call.
+        // SAFETY: `inst` is live and used by this call only (`&mut self`); the plugin reports a
+        // call before `configure` as misuse; `raw` is valid for the call.
         let status = unsafe { stream(self.inst, &mut raw) };
         (status == STATUS_OK && raw.supported == 1).then(|| usize::try_from(raw.pad_left).ok()).flatten()
     }
@@ -187,9 +200,9 @@ impl LayerInstance {
         range: std::ops::Range<usize>,
     ) -> Result<(), PluginError> {
         let Some((_, forward_range)) = self.plugin.streaming else {
-            return Err(PluginError::host("this plugin cannot compute part of its output"));
+            return Err(PluginError::host(&self.plugin, "this plugin cannot compute part of its output"));
         };
-        // SAFETY: as `forward`.
+        // SAFETY: as `forward`; the plugin checks the range against its output.
         self.call(|inst, e| unsafe {
             forward_range(
                 inst,
@@ -215,5 +228,18 @@ impl Drop for LayerInstance {
     fn drop(&mut self) {
         // SAFETY: `inst` came from this plugin's `create` and is destroyed once.
         unsafe { entry!(self.plugin, destroy)(self.inst) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bugs_show_their_status() {
+        let e = |status| PluginError { status, message: "m".into(), plugin: "p".into() }.to_string();
+        assert_eq!(e(STATUS_CONFIG), "m");
+        assert_eq!(e(STATUS_PANIC), format!("m (status {STATUS_PANIC})"));
+        assert_eq!(e(STATUS_MISUSE), format!("m (status {STATUS_MISUSE})"));
     }
 }

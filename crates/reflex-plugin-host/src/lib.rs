@@ -21,7 +21,7 @@ mod instance;
 mod load;
 
 pub use instance::{LayerInstance, PluginError};
-pub use load::{library_file_name, LoadError};
+pub use load::{library_file_name, Insecure, LoadError};
 
 use reflex_plugin_sdk::abi::{ForwardRangeFn, PluginDescriptor, StreamFn};
 use std::collections::HashMap;
@@ -34,7 +34,12 @@ pub enum Origin {
     /// Linked into this executable (built-in layers, tests).
     Static,
     /// A shared library, with the SHA-256 of its bytes as loaded.
-    Library { path: PathBuf, sha256: String },
+    Library {
+        /// The library configured (canonical).
+        path: PathBuf,
+        /// Hex SHA-256 of the bytes mapped.
+        sha256: String,
+    },
 }
 
 /// A plugin ready to create layer instances.
@@ -44,8 +49,11 @@ pub struct Plugin {
     descriptor: *const PluginDescriptor,
     /// The minor-1 entry points, when the plugin has them.
     streaming: Option<(StreamFn, ForwardRangeFn)>,
+    /// The name configs use in `plugin = "…"`.
     pub name: String,
+    /// The plugin's own version.
     pub version: String,
+    /// Where its code came from.
     pub origin: Origin,
 }
 
@@ -59,8 +67,10 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-// SAFETY: the descriptor is immutable 'static data (PluginDescriptor is Sync).
+// SAFETY: the descriptor is immutable data valid for the process (PluginDescriptor is Sync),
+// so handing the pointer to another thread is sound.
 unsafe impl Send for Plugin {}
+// SAFETY: as for `Send`: nothing reachable from a `Plugin` is ever written.
 unsafe impl Sync for Plugin {}
 
 /// Reads entry point `$field` of a plugin's descriptor (one of the minor-0 fields, which every
@@ -87,10 +97,18 @@ impl Plugin {
     /// `descriptor` points at a descriptor valid for the process, whose magic and major were
     /// checked, and whose strings are valid for the process.
     pub(crate) unsafe fn from_raw(descriptor: *const PluginDescriptor, origin: Origin) -> Plugin {
-        let (name, version) = load::descriptor_strings(descriptor);
-        let minor = std::ptr::addr_of!((*descriptor).header.abi_minor).read();
+        // SAFETY: a checked descriptor with strings valid for the process (the contract).
+        let (name, version) = unsafe { load::descriptor_strings(descriptor) };
+        // SAFETY: the header is in every descriptor; read alone, never the whole descriptor.
+        let minor = unsafe { std::ptr::addr_of!((*descriptor).header.abi_minor).read() };
         let streaming = (minor >= 1).then(|| {
-            (std::ptr::addr_of!((*descriptor).stream).read(), std::ptr::addr_of!((*descriptor).forward_range).read())
+            // SAFETY: a minor-1 descriptor has these fields.
+            unsafe {
+                (
+                    std::ptr::addr_of!((*descriptor).stream).read(),
+                    std::ptr::addr_of!((*descriptor).forward_range).read(),
+                )
+            }
         });
         Plugin { descriptor, streaming, name, version, origin }
     }
@@ -108,6 +126,7 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }

@@ -10,26 +10,96 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+/// Why a plugin library was not loaded. Each variant carries what it is about (the plugin's
+/// name, the library's path, the versions) as data; `Display` is the one line users see.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The name could escape the plugin directory or is not a cargo library name.
     #[error("plugin name `{0}` is not valid: use lowercase letters, digits and underscores")]
     BadName(String),
+    /// No library file for the plugin in the plugin directory.
     #[error("plugin `{name}` not found: no file {}", path.display())]
-    NotFound { name: String, path: PathBuf },
+    NotFound {
+        /// The plugin asked for.
+        name: String,
+        /// The file looked for.
+        path: PathBuf,
+    },
+    /// Reading the library or its directory failed.
     #[error("{}: cannot read: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{}: refused: {why}; a plugin runs inside the daemon, so only its owner may change it", path.display())]
-    Insecure { path: PathBuf, why: String },
-    #[error("{}: not a loadable shared library: {message}", path.display())]
-    NotLoadable { path: PathBuf, message: String },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Someone other than its owner could have changed the library.
+    #[error("{}: refused: {reason}; a plugin runs inside the daemon, so only its owner may change it", path.display())]
+    Insecure {
+        /// The library or its directory.
+        path: PathBuf,
+        /// What makes it writable by others.
+        reason: Insecure,
+    },
+    /// The dynamic loader refused the file.
+    #[error("{}: not a loadable shared library: {source}", path.display())]
+    NotLoadable {
+        /// The library configured (not its private copy).
+        path: PathBuf,
+        /// What the loader said.
+        source: libloading::Error,
+    },
+    /// The library does not export the plugin's descriptor symbol.
     #[error("{}: not a Reflex plugin (no symbol `{symbol}`)", path.display())]
-    NotAPlugin { path: PathBuf, symbol: String },
+    NotAPlugin {
+        /// The library.
+        path: PathBuf,
+        /// The symbol looked up (`reflex_plugin_<name>`).
+        symbol: String,
+    },
+    /// The exported descriptor does not start with [`reflex_plugin_sdk::abi::MAGIC`].
     #[error("{}: not a Reflex plugin (its descriptor has the wrong magic number)", path.display())]
-    BadMagic { path: PathBuf },
+    BadMagic {
+        /// The library.
+        path: PathBuf,
+    },
+    /// The plugin was built against an SDK of another ABI major version.
     #[error("{}: built for plugin ABI {major}.{minor}, this reflexd speaks {ABI_MAJOR}.{ABI_MINOR}: rebuild the plugin against this SDK", path.display())]
-    AbiMismatch { path: PathBuf, major: u32, minor: u32 },
+    AbiMismatch {
+        /// The library.
+        path: PathBuf,
+        /// The plugin's ABI major version.
+        major: u32,
+        /// The plugin's ABI minor version.
+        minor: u32,
+    },
+    /// The library's descriptor names another plugin than its file name.
     #[error("{}: the library calls itself `{found}`, not `{expected}`", path.display())]
-    NameMismatch { path: PathBuf, expected: String, found: String },
+    NameMismatch {
+        /// The library.
+        path: PathBuf,
+        /// The name asked for (and the file's stem).
+        expected: String,
+        /// The name in the descriptor.
+        found: String,
+    },
+}
+
+/// Why a library or its directory is refused ([`LoadError::Insecure`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Insecure {
+    /// Every user may write it.
+    #[error("it is writable by every user (mode {mode:o})")]
+    WorldWritable {
+        /// Its permission bits (`st_mode & 0o7777`).
+        mode: u32,
+    },
+    /// It belongs to neither this user nor root.
+    #[error("it belongs to another user (uid {uid})")]
+    ForeignOwner {
+        /// Its owner.
+        uid: u32,
+    },
 }
 
 /// `libNAME.so` (`libNAME.dylib`, `NAME.dll`): what cargo calls a cdylib named NAME.
@@ -45,23 +115,30 @@ fn valid_name(name: &str) -> bool {
 fn check_owner_only(path: &Path) -> Result<(), LoadError> {
     let md = std::fs::metadata(path).map_err(|source| LoadError::Io { path: path.into(), source })?;
     let mode = md.permissions().mode();
-    let insecure = |why: String| LoadError::Insecure { path: path.into(), why };
+    let insecure = |reason| LoadError::Insecure { path: path.into(), reason };
     if mode & 0o002 != 0 {
-        return Err(insecure(format!("it is writable by every user (mode {:o})", mode & 0o7777)));
+        return Err(insecure(Insecure::WorldWritable { mode: mode & 0o7777 }));
     }
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     if md.uid() != me && md.uid() != 0 {
-        return Err(insecure(format!("it belongs to another user (uid {})", md.uid())));
+        return Err(insecure(Insecure::ForeignOwner { uid: md.uid() }));
     }
     Ok(())
 }
 
+/// The plugin's name and version, copied out of its descriptor.
+///
 /// # Safety
-/// The descriptor's strings must be valid for 'static (they live in a never-unloaded library).
+/// `d` points at a descriptor whose magic and major were checked, and its strings are valid for
+/// the call (they live in a never-unloaded library, or in a static).
 pub(crate) unsafe fn descriptor_strings(d: *const PluginDescriptor) -> (String, String) {
-    let (name, version) = (std::ptr::addr_of!((*d).name).read(), std::ptr::addr_of!((*d).version).read());
-    (String::from_utf8_lossy(name.as_bytes()).into_owned(), String::from_utf8_lossy(version.as_bytes()).into_owned())
+    // SAFETY: `name` and `version` are minor-0 fields, present in every descriptor of this
+    // major; read field by field so that no reference to a shorter descriptor is formed.
+    let (name, version) = unsafe { (std::ptr::addr_of!((*d).name).read(), std::ptr::addr_of!((*d).version).read()) };
+    // SAFETY: the strings are valid for the call (this function's contract).
+    let (name, version) = unsafe { (name.as_bytes(), version.as_bytes()) };
+    (String::from_utf8_lossy(name).into_owned(), String::from_utf8_lossy(version).into_owned())
 }
 
 /// A descriptor inside a library that stays mapped for the process.
@@ -153,7 +230,7 @@ fn open(name: &str, file: &Path, shown: &Path) -> Result<Mapped, LoadError> {
     // SAFETY: loading runs the library's initialisers. That is the point of a plugin; the file
     // was vetted above (owner-only), which is what we can check.
     let lib = unsafe { libloading::Library::new(file) }
-        .map_err(|e| LoadError::NotLoadable { path: path.into(), message: e.to_string() })?;
+        .map_err(|source| LoadError::NotLoadable { path: path.into(), source })?;
     let symbol = format!("{SYMBOL_PREFIX}{name}");
     // SAFETY: the symbol's type is fixed by the ABI; a non-Reflex library exporting the same
     // name would have to do so deliberately, and we still check the magic before trusting it.
@@ -166,6 +243,8 @@ fn open(name: &str, file: &Path, shown: &Path) -> Result<Mapped, LoadError> {
     // SAFETY: `get` is the library's descriptor function; the header is the one part of the
     // descriptor whose layout every ABI version shares, so it is read before anything else.
     let ptr = unsafe { get() };
+    // SAFETY: null or a pointer into the library's statics (mapped for the process); every
+    // descriptor of every version starts with this header.
     let header = unsafe { ptr.cast::<DescriptorHeader>().as_ref() }
         .ok_or_else(|| LoadError::NotAPlugin { path: path.into(), symbol: symbol.clone() })?;
     if header.magic != MAGIC {
@@ -204,6 +283,26 @@ mod tests {
         let e = load_library("x", dir.path()).unwrap_err();
         assert!(matches!(e, LoadError::Insecure { .. }), "{e}");
         assert!(e.to_string().contains("writable by every user"), "{e}");
+    }
+
+    /// The reason is data a caller can match on; the line users see is the one they saw when it
+    /// was a preformatted string.
+    #[test]
+    fn insecure_libraries_say_why_as_data() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o757)).unwrap();
+        let e = check_owner_only(dir.path()).unwrap_err();
+        let LoadError::Insecure { reason, path } = &e else { panic!("{e}") };
+        assert_eq!((*reason, path.as_path()), (Insecure::WorldWritable { mode: 0o757 }, dir.path()));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: refused: it is writable by every user (mode 757); a plugin runs inside the daemon, so only \
+                 its owner may change it",
+                dir.path().display()
+            )
+        );
+        assert_eq!(Insecure::ForeignOwner { uid: 7 }.to_string(), "it belongs to another user (uid 7)");
     }
 
     #[test]

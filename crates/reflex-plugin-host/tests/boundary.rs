@@ -28,7 +28,7 @@ impl Layer for Grenade {
         if p.panic_in == "configure" {
             panic!("boom in configure");
         }
-        if input.len() == 0 {
+        if input.is_empty() {
             return Err(Error::shape("empty input"));
         }
         Ok(Grenade { shape: input, at: p.panic_in })

@@ -31,6 +31,7 @@ pub const SYMBOL_PREFIX: &str = "reflex_plugin_";
 
 /// Status codes returned by every fallible entry point.
 pub type Status = i32;
+/// The call succeeded.
 pub const STATUS_OK: Status = 0;
 /// The layer's keys are wrong (unknown key, bad value, missing key).
 pub const STATUS_CONFIG: Status = 1;
@@ -49,26 +50,35 @@ pub const STATUS_MISUSE: Status = 6;
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct RxStr {
+    /// The first byte; may dangle when `len` is 0.
     pub ptr: *const u8,
+    /// Bytes, not characters.
     pub len: usize,
 }
 
-// Descriptors are immutable statics that point at 'static string literals.
+// SAFETY: an `RxStr` is a read-only view; the ABI only ever shares ones that point at
+// immutable bytes (descriptor strings are 'static literals, the others are borrowed for one
+// call), so reading them from any thread is sound.
 unsafe impl Sync for RxStr {}
+// SAFETY: as for `Sync`: nothing is written through the pointer, and it owns nothing.
 unsafe impl Send for RxStr {}
 
 impl RxStr {
+    /// A view of a string that lives for the program, for descriptors.
     pub const fn from_static(s: &'static str) -> RxStr {
         RxStr { ptr: s.as_ptr(), len: s.len() }
     }
 
+    /// The bytes viewed.
+    ///
     /// # Safety
-    /// `ptr` must point at `len` bytes that stay valid for `'a`.
+    /// `ptr` must point at `len` bytes that stay valid and unchanged for `'a`.
     pub unsafe fn as_bytes<'a>(&self) -> &'a [u8] {
         if self.len == 0 {
             &[]
         } else {
-            std::slice::from_raw_parts(self.ptr, self.len)
+            // SAFETY: non-empty, so `ptr` points at `len` bytes valid for `'a` (the contract).
+            unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
         }
     }
 }
@@ -77,8 +87,11 @@ impl RxStr {
 #[repr(C)]
 #[derive(Debug)]
 pub struct RxError {
+    /// Where the message goes; null when the host does not want one.
     pub buf: *mut u8,
+    /// Bytes `buf` holds.
     pub cap: usize,
+    /// Bytes the plugin wrote (UTF-8, cut on a character boundary).
     pub len: usize,
 }
 
@@ -86,7 +99,9 @@ pub struct RxError {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RxShape {
+    /// 1 or 2.
     pub rank: u32,
+    /// The first `rank` entries are used.
     pub dims: [u64; 2],
 }
 
@@ -95,8 +110,11 @@ pub struct RxShape {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct RxTensorSpec {
+    /// Relative to the layer, owned by the instance until `destroy`.
     pub name: RxStr,
+    /// At most 4.
     pub rank: u32,
+    /// The first `rank` entries are used.
     pub dims: [u64; 4],
 }
 
@@ -104,7 +122,9 @@ pub struct RxTensorSpec {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct RxTensor {
+    /// The first element.
     pub data: *const f32,
+    /// Elements (the product of the spec's dims).
     pub len: usize,
 }
 
@@ -112,6 +132,7 @@ pub struct RxTensor {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RxLayerInfo {
+    /// The shape `forward` writes.
     pub output: RxShape,
     /// f32 elements of scratch memory `forward` needs.
     pub scratch_len: u64,
@@ -123,6 +144,7 @@ pub struct RxLayerInfo {
     pub rf_span: u64,
     /// Input samples between neighbouring output positions.
     pub rf_stride: u64,
+    /// Tensors the layer wants (`tensor_spec` indices `0..tensor_count`).
     pub tensor_count: u32,
 }
 
@@ -144,14 +166,18 @@ pub type Instance = *mut c_void;
 #[repr(C)]
 #[derive(Debug)]
 pub struct DescriptorHeader {
+    /// [`MAGIC`].
     pub magic: [u8; 8],
+    /// [`ABI_MAJOR`] of the SDK the plugin was built with.
     pub abi_major: u32,
+    /// [`ABI_MINOR`] of the SDK the plugin was built with.
     pub abi_minor: u32,
 }
 
 /// What a plugin library exports, through `extern "C" fn reflex_plugin_<name>() -> *const PluginDescriptor`.
 #[repr(C)]
 pub struct PluginDescriptor {
+    /// Read first, alone, to check magic and version.
     pub header: DescriptorHeader,
     /// The name a config file uses in `plugin = "…"`.
     pub name: RxStr,
@@ -184,9 +210,12 @@ pub struct PluginDescriptor {
         scratch_len: usize,
         err: *mut RxError,
     ) -> Status,
+    /// Frees an instance from `create`, once; it must not be used afterwards.
     pub destroy: unsafe extern "C" fn(inst: Instance),
     // ---- Minor 1. A host reads these only when `header.abi_minor >= 1`. ----
+    /// See [`StreamFn`].
     pub stream: StreamFn,
+    /// See [`ForwardRangeFn`].
     pub forward_range: ForwardRangeFn,
 }
 
@@ -209,6 +238,8 @@ pub type ForwardRangeFn = unsafe extern "C" fn(
     err: *mut RxError,
 ) -> Status;
 
+// SAFETY: a descriptor is immutable after its static is initialised: plain data, function
+// pointers and `RxStr`s to 'static literals (which are `Sync`), so sharing it is sound.
 unsafe impl Sync for PluginDescriptor {}
 
 /// The type of the exported symbol.

@@ -66,16 +66,26 @@ impl Padding {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActivationName {
+    /// The identity.
     #[default]
     None,
+    /// `max(x, 0)`.
     Relu,
+    /// `min(max(x, 0), 6)`.
     Relu6,
+    /// `x` for positive `x`, else `negative_slope * x`.
     LeakyRelu,
+    /// ELU with `alpha = 1`.
     Elu,
+    /// `x * sigmoid(x)`.
     Silu,
+    /// GELU (erf form).
     Gelu,
+    /// `tanh(x)`.
     Tanh,
+    /// `1 / (1 + exp(-x))`.
     Sigmoid,
+    /// `x * relu6(x + 3) / 6`.
     Hardswish,
 }
 
@@ -97,12 +107,15 @@ impl ActivationName {
     }
 }
 
+/// PyTorch's default `negative_slope` (serde default).
 pub fn default_negative_slope() -> f32 {
     0.01
 }
+/// 1 (serde default of `stride`, `dilation`).
 pub fn default_one() -> usize {
     1
 }
+/// `true` (serde default of `bias`, `shuffle`).
 pub fn default_true() -> bool {
     true
 }
@@ -172,7 +185,6 @@ macro_rules! conv_params {
     };
 }
 
-/// Checks a key that must be at least 1, naming it.
 /// The largest channel count, length, kernel, stride or dilation a layer accepts. Far beyond
 /// any model for a wearable robot, and small enough that no product of two sizes overflows.
 pub const MAX_SIZE: usize = 1 << 20;
@@ -213,7 +225,7 @@ impl ConvStage {
         bias: bool,
         batch_norm: Option<&'static str>,
     ) -> Result<Self, Error> {
-        if geom.in_channels % geom.groups != 0 || geom.out_channels % geom.groups != 0 {
+        if !geom.in_channels.is_multiple_of(geom.groups) || !geom.out_channels.is_multiple_of(geom.groups) {
             return Err(Error::shape(format!(
                 "{} input and {} output channels are not both divisible by groups = {}",
                 geom.in_channels, geom.out_channels, geom.groups
@@ -236,10 +248,12 @@ impl ConvStage {
         self
     }
 
+    /// The convolution's sizes and padding.
     pub fn geometry(&self) -> &ConvGeometry {
         &self.geom
     }
 
+    /// Output positions per channel.
     pub fn out_len(&self) -> usize {
         self.out_len
     }
@@ -249,6 +263,7 @@ impl ConvStage {
         Shape::Seq { channels: self.geom.out_channels, length: self.out_len }
     }
 
+    /// The stage's tensors: weight, bias (if any), then BatchNorm's four (if any).
     pub fn specs(&self) -> Vec<TensorSpec> {
         let g = &self.geom;
         let p = self.prefix;
@@ -265,14 +280,17 @@ impl ConvStage {
         v
     }
 
+    /// Weight elements loaded, BatchNorm statistics included.
     pub fn params(&self) -> u64 {
         self.specs().iter().map(|s| s.len() as u64).sum()
     }
 
+    /// Multiply-accumulates per window.
     pub fn macs(&self) -> u64 {
         self.geom.macs()
     }
 
+    /// f32 elements of scratch a run needs.
     pub fn scratch_len(&self) -> usize {
         self.geom.scratch_len().unwrap_or(0)
     }
@@ -284,7 +302,7 @@ impl ConvStage {
         let mut bias = if self.bias { next()?.to_vec() } else { vec![0.0; self.geom.out_channels] };
         if let Some(bn) = self.batch_norm {
             let (gamma, beta, mean, var) = (next()?, next()?, next()?, next()?);
-            if let Some(v) = var.iter().find(|v| !(**v + BN_EPS > 0.0)) {
+            if let Some(v) = var.iter().find(|v| v.is_nan() || **v + BN_EPS <= 0.0) {
                 return Err(Error::tensor(format!("{bn}running_var holds {v}: a variance must be non-negative")));
             }
             fold_batch_norm(&mut weight, &mut bias, gamma, beta, mean, var, BN_EPS);
@@ -365,14 +383,23 @@ fn stage_label(prefix: &str) -> String {
 /// Everything about a single convolution layer (standard, dilated or grouped).
 #[derive(Clone, Copy, Debug)]
 pub struct ConvSpec {
+    /// Output channels.
     pub out_channels: usize,
+    /// Taps of the kernel.
     pub kernel_size: usize,
+    /// Input samples between neighbouring outputs.
     pub stride: usize,
+    /// Zeros around the input.
     pub padding: Padding,
+    /// Spacing between taps.
     pub dilation: usize,
+    /// Channel groups (1: every output sees every input channel).
     pub groups: usize,
+    /// Whether the convolution has a bias tensor.
     pub bias: bool,
+    /// Whether eval-mode BatchNorm (`bn.*`) follows the convolution.
     pub batch_norm: bool,
+    /// Applied after the convolution and BatchNorm.
     pub activation: Activation,
     /// ShuffleNet channel shuffle after the activation.
     pub shuffle: bool,
@@ -381,9 +408,13 @@ pub struct ConvSpec {
 /// What makes `conv_standard`, `conv_dilated` and `conv_grouped` different: their name and
 /// keys. Everything else is [`PlainConv`].
 pub trait ConvFlavour: Send + 'static {
+    /// As [`Layer::NAME`].
     const NAME: &'static str;
+    /// As [`Layer::VERSION`].
     const VERSION: &'static str;
+    /// As [`Layer::Params`].
     type Params: serde::de::DeserializeOwned;
+    /// The convolution the keys describe.
     fn spec(params: &Self::Params) -> ConvSpec;
 }
 

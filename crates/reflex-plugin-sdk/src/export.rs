@@ -1,14 +1,22 @@
 //! The `extern "C"` side of a [`Layer`]: trampolines that turn ABI calls into trait calls.
 //!
-//! Each trampoline catches panics, so no unwind ever crosses into the host, and checks the
-//! protocol (call order, buffer sizes) so that a misbehaving host gets an error, not UB in safe
-//! plugin code.
+//! Each trampoline runs its body inside [`guard`] (or, for `destroy`, its own `catch_unwind`),
+//! so no unwind ever crosses into the host: since Rust 1.81 an unwind out of an `extern "C"`
+//! function aborts the process, so an uncaught panic would take the daemon down with it. Each
+//! also checks the protocol (call order, buffer sizes) so that a misbehaving host gets an
+//! error, not UB in safe plugin code.
+//!
+//! What the trampolines rely on, and what every `SAFETY` comment below refers to as "the ABI":
+//! the host passes pointers that are null or valid for the documented lengths for the duration
+//! of the call, an `inst` that this plugin's `create` returned (for this layer type) and that
+//! is not yet destroyed, and it never calls into one instance from two threads at once
+//! (`abi.rs`, [`crate::Layer`]).
 
 use crate::abi::*;
 use crate::{Error, ErrorKind, Layer, LayerInfo, Shape, TensorSpec};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// The descriptor of a layer type, usable in a `static` (what [`export_plugin!`] emits, and
+/// The descriptor of a layer type, usable in a `static` (what [`export_plugin!`](crate::export_plugin) emits, and
 /// how a host registers built-in layers without a shared library).
 pub const fn descriptor_for<L: Layer>() -> PluginDescriptor {
     PluginDescriptor {
@@ -65,8 +73,14 @@ fn status_of(kind: ErrorKind) -> Status {
     }
 }
 
+/// Copies `msg` into the host's error buffer, truncated to its capacity.
+///
+/// # Safety
+/// `err` is null or points at an `RxError` whose `buf` is null or valid for `cap` bytes of
+/// writes, none of them overlapping `msg`.
 unsafe fn write_err(err: *mut RxError, msg: &str) {
-    let Some(err) = err.as_mut() else { return };
+    // SAFETY: `err` is null or valid (this function's contract).
+    let Some(err) = (unsafe { err.as_mut() }) else { return };
     if err.buf.is_null() {
         return;
     }
@@ -75,7 +89,8 @@ unsafe fn write_err(err: *mut RxError, msg: &str) {
     while !msg.is_char_boundary(n) {
         n -= 1;
     }
-    std::ptr::copy_nonoverlapping(msg.as_ptr(), err.buf, n);
+    // SAFETY: `n <= cap`, `buf` is valid for `cap` bytes and does not overlap `msg`.
+    unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), err.buf, n) };
     err.len = n;
 }
 
@@ -89,18 +104,28 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Runs `f`, turning its error or panic into a status code and a message.
+///
+/// `AssertUnwindSafe` holds because a panic cannot leave a half-updated instance in use: the
+/// slot records a layer as configured or loaded only after `configure` or `load` returned, so
+/// later calls are refused as out of order, and `forward` takes the layer by `&self`.
+///
+/// # Safety
+/// `err` as for [`write_err`].
 unsafe fn guard(err: *mut RxError, f: impl FnOnce() -> Result<(), (Status, String)>) -> Status {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => STATUS_OK,
-        Ok(Err((status, msg))) => {
-            write_err(err, &msg);
-            status
+    let (status, msg) = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => return STATUS_OK,
+        Ok(Err(failed)) => failed,
+        Err(payload) => {
+            let msg = panic_message(&*payload);
+            // A payload whose own Drop panics would unwind from here, outside the catch: leak
+            // it instead (one small allocation per panic, which is already the slow path).
+            std::mem::forget(payload);
+            (STATUS_PANIC, msg)
         }
-        Err(p) => {
-            write_err(err, &panic_message(&*p));
-            STATUS_PANIC
-        }
-    }
+    };
+    // SAFETY: `err` is null or valid (this function's contract).
+    unsafe { write_err(err, &msg) };
+    status
 }
 
 fn fail(e: Error) -> (Status, String) {
@@ -121,12 +146,16 @@ pub fn config_message(e: &serde_json::Error) -> String {
     }
 }
 
+/// # Safety
+/// The ABI's: `params` points at `len` bytes valid for the call, `out` is null or writable,
+/// `err` is null or valid.
 unsafe extern "C" fn create<L: Layer>(params: RxStr, out: *mut Instance, err: *mut RxError) -> Status {
-    guard(err, || {
+    let body = || {
         if out.is_null() {
             return Err(misuse("create: null out pointer"));
         }
-        let json = params.as_bytes();
+        // SAFETY: the host's JSON stays valid for the call (the ABI).
+        let json = unsafe { params.as_bytes() };
         let p: L::Params = serde_json::from_slice(json).map_err(|e| (STATUS_CONFIG, config_message(&e)))?;
         let slot: Box<Slot<L>> = Box::new(Slot {
             params: Some(p),
@@ -137,51 +166,78 @@ unsafe extern "C" fn create<L: Layer>(params: RxStr, out: *mut Instance, err: *m
             loaded: false,
             stream: None,
         });
-        *out = Box::into_raw(slot).cast();
+        // SAFETY: checked non-null above; the host passes a writable pointer (the ABI).
+        unsafe { *out = Box::into_raw(slot).cast() };
         Ok(())
-    })
+    };
+    // SAFETY: `err` is null or valid (the ABI).
+    unsafe { guard(err, body) }
 }
 
+/// The instance's state.
+///
+/// # Safety
+/// `inst` is null or came from [`create`] for this `L` and is not destroyed, and no other
+/// reference to it is alive for `'a` (the host calls one instance from one thread at a time).
 unsafe fn slot<'a, L: Layer>(inst: Instance) -> Result<&'a mut Slot<L>, (Status, String)> {
-    inst.cast::<Slot<L>>().as_mut().ok_or_else(|| misuse("null instance"))
+    // SAFETY: this function's contract.
+    unsafe { inst.cast::<Slot<L>>().as_mut() }.ok_or_else(|| misuse("null instance"))
 }
 
+/// # Safety
+/// The ABI's: `inst` as for [`slot`], `input` null or readable, `info` null or writable, `err`
+/// null or valid.
 unsafe extern "C" fn configure<L: Layer>(
     inst: Instance,
     input: *const RxShape,
     info: *mut RxLayerInfo,
     err: *mut RxError,
 ) -> Status {
-    guard(err, || {
-        let s = slot::<L>(inst)?;
-        let params = s.params.take().ok_or_else(|| misuse("configure called twice"))?;
-        let input = input.as_ref().and_then(Shape::from_abi).ok_or_else(|| misuse("configure: bad input shape"))?;
-        let info_out = info.as_mut().ok_or_else(|| misuse("configure: null info"))?;
-        let layer = L::configure(params, input).map_err(fail)?;
-        let li = layer.info();
-        s.specs = layer.tensors();
-        *info_out = RxLayerInfo {
-            output: li.output.to_abi(),
-            scratch_len: li.scratch_len as u64,
-            params: li.params,
-            macs: li.macs,
-            rf_span: li.rf_span.unwrap_or(0),
-            rf_stride: li.rf_stride,
-            tensor_count: s.specs.len() as u32,
-        };
-        s.in_len = input.len();
-        s.info = Some(li);
-        s.stream = layer.stream_offset();
-        s.layer = Some(layer);
-        Ok(())
-    })
+    let body = || {
+        // SAFETY: `inst` is this plugin's live instance, used by this call only (the ABI).
+        let s = unsafe { slot::<L>(inst)? };
+        // SAFETY: null or valid for the call (the ABI); `as_ref`/`as_mut` check for null.
+        let (input, info_out) = unsafe { (input.as_ref(), info.as_mut()) };
+        let input = input.and_then(Shape::from_abi).ok_or_else(|| misuse("configure: bad input shape"))?;
+        let info_out = info_out.ok_or_else(|| misuse("configure: null info"))?;
+        configure_slot(s, input, info_out)
+    };
+    // SAFETY: `err` is null or valid (the ABI).
+    unsafe { guard(err, body) }
 }
 
+/// `configure` on safe ground: the layer from its keys and input shape, and what the host
+/// learns about it.
+fn configure_slot<L: Layer>(s: &mut Slot<L>, input: Shape, info_out: &mut RxLayerInfo) -> Result<(), (Status, String)> {
+    let params = s.params.take().ok_or_else(|| misuse("configure called twice"))?;
+    let layer = L::configure(params, input).map_err(fail)?;
+    let li = layer.info();
+    s.specs = layer.tensors();
+    *info_out = RxLayerInfo {
+        output: li.output.to_abi(),
+        scratch_len: li.scratch_len as u64,
+        params: li.params,
+        macs: li.macs,
+        rf_span: li.rf_span.unwrap_or(0),
+        rf_stride: li.rf_stride,
+        tensor_count: s.specs.len() as u32,
+    };
+    s.in_len = input.len();
+    s.info = Some(li);
+    s.stream = layer.stream_offset();
+    s.layer = Some(layer);
+    Ok(())
+}
+
+/// # Safety
+/// The ABI's: `inst` as for [`slot`], `out` null or writable.
 unsafe extern "C" fn tensor_spec<L: Layer>(inst: Instance, index: u32, out: *mut RxTensorSpec) -> Status {
-    guard(std::ptr::null_mut(), || {
-        let s = slot::<L>(inst)?;
+    let body = || {
+        // SAFETY: `inst` is this plugin's live instance, used by this call only (the ABI).
+        let s = unsafe { slot::<L>(inst)? };
+        // SAFETY: null or writable for the call (the ABI).
+        let out = unsafe { out.as_mut() }.ok_or_else(|| misuse("null spec"))?;
         let spec = s.specs.get(index as usize).ok_or_else(|| misuse("tensor index"))?;
-        let out = out.as_mut().ok_or_else(|| misuse("null spec"))?;
         if spec.dims.len() > 4 {
             return Err(misuse("tensor rank above 4"));
         }
@@ -189,34 +245,43 @@ unsafe extern "C" fn tensor_spec<L: Layer>(inst: Instance, index: u32, out: *mut
         for (d, &v) in dims.iter_mut().zip(&spec.dims) {
             *d = v as u64;
         }
-        *out = RxTensorSpec {
-            name: RxStr { ptr: spec.name.as_ptr(), len: spec.name.len() },
-            rank: spec.dims.len() as u32,
-            dims,
-        };
+        // The name points into the instance's `specs`, which live until `destroy`.
+        let name = RxStr { ptr: spec.name.as_ptr(), len: spec.name.len() };
+        *out = RxTensorSpec { name, rank: spec.dims.len() as u32, dims };
         Ok(())
-    })
+    };
+    // SAFETY: a null error buffer is allowed (this entry point reports a status only).
+    unsafe { guard(std::ptr::null_mut(), body) }
 }
 
+/// # Safety
+/// The ABI's: `inst` as for [`slot`]; `tensors` points at `count` tensors, each pointing at
+/// `len` floats, all valid for the call; `err` null or valid.
 unsafe extern "C" fn load<L: Layer>(inst: Instance, tensors: *const RxTensor, count: u32, err: *mut RxError) -> Status {
-    guard(err, || {
-        let s = slot::<L>(inst)?;
+    let body = || {
+        // SAFETY: `inst` is this plugin's live instance, used by this call only (the ABI).
+        let s = unsafe { slot::<L>(inst)? };
         let layer = s.layer.as_mut().ok_or_else(|| misuse("load before configure"))?;
-        if count as usize != s.specs.len() {
+        if count as usize != s.specs.len() || (count > 0 && tensors.is_null()) {
             return Err(misuse("load: wrong tensor count"));
         }
-        let raw: &[RxTensor] = if count == 0 { &[] } else { std::slice::from_raw_parts(tensors, count as usize) };
+        let raw: &[RxTensor] =
+            // SAFETY: non-null and `count` long (the ABI), checked above.
+            if count == 0 { &[] } else { unsafe { std::slice::from_raw_parts(tensors, count as usize) } };
         let mut views: Vec<&[f32]> = Vec::with_capacity(raw.len());
         for (t, spec) in raw.iter().zip(&s.specs) {
             if t.len != spec.len() || (t.len > 0 && t.data.is_null()) {
                 return Err(misuse("load: tensor size differs from its spec"));
             }
-            views.push(if t.len == 0 { &[] } else { std::slice::from_raw_parts(t.data, t.len) });
+            // SAFETY: non-null and `len` floats long, valid for the call (the ABI).
+            views.push(if t.len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(t.data, t.len) } });
         }
         layer.load(&views).map_err(fail)?;
         s.loaded = true;
         Ok(())
-    })
+    };
+    // SAFETY: `err` is null or valid (the ABI).
+    unsafe { guard(err, body) }
 }
 
 /// The raw window buffers of a `forward` or `forward_range` call.
@@ -235,8 +300,13 @@ type Window<'a, L> = (&'a L, &'a LayerInfo, Option<usize>, &'a [f32], &'a mut [f
 /// The loaded layer and its buffers as slices, once the host is known to follow the
 /// protocol: the layer is loaded and the buffers have the sizes `configure` announced (the
 /// host plans them from it; checking is a few compares per window).
+///
+/// # Safety
+/// `inst` as for [`slot`]; each buffer is null or valid for its length for `'a`, the output
+/// and scratch writable, and none overlaps another (the ABI).
 unsafe fn window<'a, L: Layer>(inst: Instance, b: &Buffers, call: &str) -> Result<Window<'a, L>, (Status, String)> {
-    let s = slot::<L>(inst)?;
+    // SAFETY: this function's contract.
+    let s = unsafe { slot::<L>(inst)? };
     let (Some(layer), Some(info), true) = (s.layer.as_ref(), s.info.as_ref(), s.loaded) else {
         return Err(misuse(&format!("{call} before load")));
     };
@@ -249,14 +319,23 @@ unsafe fn window<'a, L: Layer>(inst: Instance, b: &Buffers, call: &str) -> Resul
     {
         return Err(misuse(&format!("{call}: buffer sizes differ from configure")));
     }
-    let x = std::slice::from_raw_parts(b.input, b.input_len);
-    let y = std::slice::from_raw_parts_mut(b.output, b.output_len);
-    let sc: &mut [f32] =
-        if b.scratch_len == 0 { &mut [] } else { std::slice::from_raw_parts_mut(b.scratch, b.scratch_len) };
+    // SAFETY: non-null (checked above), valid for their lengths for `'a` and disjoint (this
+    // function's contract), so one shared and two unique borrows cannot alias.
+    let (x, y) = unsafe {
+        (std::slice::from_raw_parts(b.input, b.input_len), std::slice::from_raw_parts_mut(b.output, b.output_len))
+    };
+    let sc: &mut [f32] = if b.scratch_len == 0 {
+        &mut []
+    } else {
+        // SAFETY: as for the output.
+        unsafe { std::slice::from_raw_parts_mut(b.scratch, b.scratch_len) }
+    };
     Ok((layer, info, s.stream, x, y, sc))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// # Safety
+/// The ABI's: see [`window`]; `err` null or valid.
+#[allow(clippy::too_many_arguments, reason = "the C ABI passes each buffer as a pointer and a length")]
 unsafe extern "C" fn forward<L: Layer>(
     inst: Instance,
     input: *const f32,
@@ -267,29 +346,40 @@ unsafe extern "C" fn forward<L: Layer>(
     scratch_len: usize,
     err: *mut RxError,
 ) -> Status {
-    guard(err, || {
-        let b = Buffers { input, input_len, output, output_len, scratch, scratch_len };
-        let (layer, _, _, x, y, sc) = window::<L>(inst, &b, "forward")?;
+    let b = Buffers { input, input_len, output, output_len, scratch, scratch_len };
+    let body = || {
+        // SAFETY: the buffers and instance follow the ABI (this function's contract).
+        let (layer, _, _, x, y, sc) = unsafe { window::<L>(inst, &b, "forward")? };
         layer.forward(x, y, sc).map_err(fail)
-    })
+    };
+    // SAFETY: `err` is null or valid (the ABI).
+    unsafe { guard(err, body) }
 }
 
+/// # Safety
+/// The ABI's: `inst` as for [`slot`], `out` null or writable.
 unsafe extern "C" fn stream<L: Layer>(inst: Instance, out: *mut RxStream) -> Status {
-    guard(std::ptr::null_mut(), || {
-        let s = slot::<L>(inst)?;
+    let body = || {
+        // SAFETY: `inst` is this plugin's live instance, used by this call only (the ABI).
+        let s = unsafe { slot::<L>(inst)? };
         if s.layer.is_none() {
             return Err(misuse("stream before configure"));
         }
-        let out = out.as_mut().ok_or_else(|| misuse("stream: null out"))?;
+        // SAFETY: null or writable for the call (the ABI).
+        let out = unsafe { out.as_mut() }.ok_or_else(|| misuse("stream: null out"))?;
         *out = match s.stream {
             Some(pad_left) => RxStream { supported: 1, pad_left: pad_left as u64 },
             None => RxStream::default(),
         };
         Ok(())
-    })
+    };
+    // SAFETY: a null error buffer is allowed (this entry point reports a status only).
+    unsafe { guard(std::ptr::null_mut(), body) }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// # Safety
+/// As [`forward`].
+#[allow(clippy::too_many_arguments, reason = "the C ABI passes each buffer as a pointer and a length")]
 unsafe extern "C" fn forward_range<L: Layer>(
     inst: Instance,
     input: *const f32,
@@ -302,22 +392,31 @@ unsafe extern "C" fn forward_range<L: Layer>(
     end: usize,
     err: *mut RxError,
 ) -> Status {
-    guard(err, || {
-        let b = Buffers { input, input_len, output, output_len, scratch, scratch_len };
-        let (layer, info, stream, x, y, sc) = window::<L>(inst, &b, "forward_range")?;
+    let b = Buffers { input, input_len, output, output_len, scratch, scratch_len };
+    let body = || {
+        // SAFETY: the buffers and instance follow the ABI (this function's contract).
+        let (layer, info, stream, x, y, sc) = unsafe { window::<L>(inst, &b, "forward_range")? };
         match info.output {
             Shape::Seq { length, .. } if start <= end && end <= length && stream.is_some() => {
                 layer.forward_range(x, y, sc, start..end).map_err(fail)
             }
             _ => Err(misuse("forward_range: a range beyond the output, or a layer that cannot compute one")),
         }
-    })
+    };
+    // SAFETY: `err` is null or valid (the ABI).
+    unsafe { guard(err, body) }
 }
 
+/// # Safety
+/// The ABI's: `inst` is null or came from [`create`] for this `L`, and is destroyed once.
 unsafe extern "C" fn destroy<L: Layer>(inst: Instance) {
     if inst.is_null() {
         return;
     }
+    // SAFETY: `inst` is the `Box<Slot<L>>` that `create` leaked, destroyed once (the ABI).
+    let slot = unsafe { Box::from_raw(inst.cast::<Slot<L>>()) };
     // A panicking Drop must not unwind into the host either; leaking is the lesser evil.
-    let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(inst.cast::<Slot<L>>()))));
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(slot))) {
+        std::mem::forget(payload);
+    }
 }

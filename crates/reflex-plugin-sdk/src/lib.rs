@@ -37,8 +37,21 @@
 //!
 //! reflex_plugin_sdk::export_plugin!(scale, Scale);
 //! ```
+//!
+//! Test a plugin with the [`conformance`] harness: it drives the plugin's `DESCRIPTOR` through
+//! the C ABI as the daemon does and checks that `forward_range` is `forward` in part, that
+//! nothing allocates per window and that panics stay inside. A `tests/conformance.rs` holds
+//! `reflex_plugin_sdk::count_allocations!();` and a `#[test]` calling
+//! `Harness::new(&my_plugin::DESCRIPTOR).case(Case::seq(keys, channels, length)).run()`, with a
+//! case per combination of keys worth checking.
 
 pub mod abi;
+#[cfg(feature = "conformance")]
+#[allow(
+    clippy::test_attr_in_doctest,
+    reason = "the example shows the #[test] a plugin author writes; the doctest runs its body through `check`"
+)]
+pub mod conformance;
 pub mod conv;
 mod export;
 
@@ -54,10 +67,16 @@ pub enum Shape {
     /// `[features]`: after a global pool, flatten or linear layer.
     Flat(usize),
     /// `[channels, length]`.
-    Seq { channels: usize, length: usize },
+    Seq {
+        /// Rows (sensor axes, feature maps).
+        channels: usize,
+        /// Time steps.
+        length: usize,
+    },
 }
 
 impl Shape {
+    /// Elements (f32 values) of a tensor of this shape.
     pub fn len(&self) -> usize {
         match *self {
             Shape::Flat(n) => n,
@@ -65,6 +84,7 @@ impl Shape {
         }
     }
 
+    /// Whether a tensor of this shape holds no values.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -77,6 +97,7 @@ impl Shape {
         }
     }
 
+    /// The feature count of a `[features]` input, or an error naming what the layer expected.
     pub fn flat(&self) -> Result<usize, Error> {
         match *self {
             Shape::Flat(n) => Ok(n),
@@ -86,6 +107,7 @@ impl Shape {
         }
     }
 
+    /// The shape as it crosses the plugin boundary.
     pub fn to_abi(self) -> abi::RxShape {
         match self {
             Shape::Flat(n) => abi::RxShape { rank: 1, dims: [n as u64, 0] },
@@ -93,6 +115,8 @@ impl Shape {
         }
     }
 
+    /// The shape a host or plugin sent; `None` for a rank other than 1 or 2, or sizes beyond
+    /// `usize`.
     pub fn from_abi(s: &abi::RxShape) -> Option<Shape> {
         let d = |i: usize| usize::try_from(s.dims[i]).ok();
         match s.rank {
@@ -128,20 +152,26 @@ pub enum ErrorKind {
 /// A plugin error: a kind (which becomes the ABI status code) and one line of text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
+    /// Who has to fix it.
     pub kind: ErrorKind,
+    /// What is wrong, for the user, without the layer's name (the host adds it).
     pub message: String,
 }
 
 impl Error {
+    /// A wrong, missing or unknown key.
     pub fn config(m: impl Into<String>) -> Self {
         Error { kind: ErrorKind::Config, message: m.into() }
     }
+    /// An input shape the layer cannot take.
     pub fn shape(m: impl Into<String>) -> Self {
         Error { kind: ErrorKind::Shape, message: m.into() }
     }
+    /// Unusable tensor values.
     pub fn tensor(m: impl Into<String>) -> Self {
         Error { kind: ErrorKind::Tensor, message: m.into() }
     }
+    /// A failed forward pass.
     pub fn runtime(m: impl Into<String>) -> Self {
         Error { kind: ErrorKind::Runtime, message: m.into() }
     }
@@ -159,17 +189,22 @@ impl std::error::Error for Error {}
 /// host looks up `{layer}.{name}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorSpec {
+    /// Relative to the layer.
     pub name: String,
+    /// PyTorch's dimensions, outermost first (at most 4).
     pub dims: Vec<usize>,
 }
 
 impl TensorSpec {
+    /// A tensor called `name` of shape `dims`.
     pub fn new(name: impl Into<String>, dims: &[usize]) -> Self {
         TensorSpec { name: name.into(), dims: dims.to_vec() }
     }
+    /// Elements of the tensor.
     pub fn len(&self) -> usize {
         self.dims.iter().product()
     }
+    /// Whether the tensor has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -178,6 +213,7 @@ impl TensorSpec {
 /// What the host learns about a configured layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerInfo {
+    /// The shape `forward` writes.
     pub output: Shape,
     /// f32 elements of scratch `forward` needs.
     pub scratch_len: usize,
@@ -210,11 +246,16 @@ pub trait Layer: Sized + Send + 'static {
     /// The layer's keys. Use `#[serde(deny_unknown_fields)]` so typos are reported.
     type Params: serde::de::DeserializeOwned;
 
+    /// The layer for these keys and this input shape, or an error naming the key or shape.
     fn configure(params: Self::Params, input: Shape) -> Result<Self, Error>;
+    /// Output shape, scratch, sizes and receptive field of the configured layer.
     fn info(&self) -> LayerInfo;
+    /// The tensors the layer needs from the weights file, in the order `load` gets them.
     fn tensors(&self) -> Vec<TensorSpec>;
     /// `tensors` in the order of [`Layer::tensors`], each with exactly the announced size.
     fn load(&mut self, tensors: &[&[f32]]) -> Result<(), Error>;
+    /// One window: `input` of the configured shape to `output` of `info().output`, using
+    /// `scratch` (at least `info().scratch_len` elements). Must not allocate.
     fn forward(&self, input: &[f32], output: &mut [f32], scratch: &mut [f32]) -> Result<(), Error>;
 
     /// Streaming: `Some(pad_left)` when [`Layer::forward_range`] can compute any range of

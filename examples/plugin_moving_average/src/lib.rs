@@ -22,6 +22,7 @@ pub struct Params {
     pub length: usize,
 }
 
+/// A configured `moving_average` layer.
 pub struct MovingAverage {
     channels: usize,
     len: usize,

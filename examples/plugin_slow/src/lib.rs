@@ -8,6 +8,9 @@
 //! plugin = "slow"
 //! ms = 20
 //! ```
+//!
+//! With `panic_above = x` it also panics on any window holding a value above `x`: a stand-in
+//! for a plugin bug, to watch (and test) that a panicking plugin fails that window only.
 
 use reflex_plugin_sdk::{export_plugin, Error, Layer, LayerInfo, Shape, TensorSpec};
 use serde::Deserialize;
@@ -19,11 +22,16 @@ use std::time::Duration;
 pub struct Params {
     /// Milliseconds to sleep per window.
     pub ms: u64,
+    /// Panic on a window holding a value above this.
+    #[serde(default)]
+    pub panic_above: Option<f32>,
 }
 
+/// A configured `slow` layer.
 pub struct Slow {
     shape: Shape,
     pause: Duration,
+    panic_above: Option<f32>,
 }
 
 impl Layer for Slow {
@@ -32,7 +40,7 @@ impl Layer for Slow {
     type Params = Params;
 
     fn configure(p: Params, input: Shape) -> Result<Self, Error> {
-        Ok(Slow { shape: input, pause: Duration::from_millis(p.ms) })
+        Ok(Slow { shape: input, pause: Duration::from_millis(p.ms), panic_above: p.panic_above })
     }
     fn info(&self) -> LayerInfo {
         LayerInfo::elementwise(self.shape)
@@ -45,6 +53,11 @@ impl Layer for Slow {
     }
     fn forward(&self, x: &[f32], y: &mut [f32], _: &mut [f32]) -> Result<(), Error> {
         std::thread::sleep(self.pause);
+        if let Some(limit) = self.panic_above {
+            if x.iter().any(|&v| v > limit) {
+                panic!("slow: a value above {limit}");
+            }
+        }
         y.copy_from_slice(x);
         Ok(())
     }

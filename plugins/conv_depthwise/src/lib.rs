@@ -23,6 +23,7 @@ conv_params! {
     }
 }
 
+/// A configured `conv_depthwise` layer.
 pub struct ConvDepthwise {
     depthwise: ConvStage,
     /// Both stages apply their activations.

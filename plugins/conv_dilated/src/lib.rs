@@ -12,6 +12,7 @@ conv_params! {
     }
 }
 
+/// What makes a [`PlainConv`] `conv_dilated`: its name and keys.
 pub struct Dilated;
 
 impl ConvFlavour for Dilated {
@@ -23,6 +24,7 @@ impl ConvFlavour for Dilated {
     }
 }
 
+/// A configured `conv_dilated` layer.
 pub type ConvDilated = PlainConv<Dilated>;
 
 export_plugin!(conv_dilated, ConvDilated);

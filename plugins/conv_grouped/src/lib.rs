@@ -20,6 +20,7 @@ conv_params! {
     }
 }
 
+/// What makes a [`PlainConv`] `conv_grouped`: its name and keys.
 pub struct Grouped;
 
 impl ConvFlavour for Grouped {
@@ -31,6 +32,7 @@ impl ConvFlavour for Grouped {
     }
 }
 
+/// A configured `conv_grouped` layer.
 pub type ConvGrouped = PlainConv<Grouped>;
 
 export_plugin!(conv_grouped, ConvGrouped);

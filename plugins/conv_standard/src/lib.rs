@@ -9,6 +9,7 @@ conv_params! {
     pub struct Params {}
 }
 
+/// What makes a [`PlainConv`] `conv_standard`: its name and keys.
 pub struct Standard;
 
 impl ConvFlavour for Standard {
@@ -20,6 +21,7 @@ impl ConvFlavour for Standard {
     }
 }
 
+/// A configured `conv_standard` layer.
 pub type ConvStandard = PlainConv<Standard>;
 
 export_plugin!(conv_standard, ConvStandard);

@@ -48,6 +48,7 @@ pub struct Params {
     pub batch_norm: bool,
 }
 
+/// A configured `residual` block.
 pub struct Residual {
     reduce: ConvStage,
     conv: ConvStage,
