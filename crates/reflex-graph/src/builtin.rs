@@ -45,6 +45,7 @@ pub struct ActivationKeys {
     negative_slope: f32,
 }
 
+/// An activation function on its own, applied to every value.
 pub struct ActivationLayer {
     f: k::Activation,
     shape: Shape,
@@ -125,7 +126,8 @@ impl Layer for BatchNorm {
         let [gamma, beta, mean, var] = t else {
             return Err(Error::tensor("expected 4 tensors"));
         };
-        if let Some(v) = var.iter().find(|v| !(**v + reflex_plugin_sdk::conv::BN_EPS > 0.0)) {
+        let eps = reflex_plugin_sdk::conv::BN_EPS;
+        if let Some(v) = var.iter().find(|v| (**v + eps).is_nan() || **v + eps <= 0.0) {
             return Err(Error::tensor(format!("running_var holds {v}: a variance must be non-negative")));
         }
         (self.scale, self.shift) = k::batch_norm_scale_shift(gamma, beta, mean, var, reflex_plugin_sdk::conv::BN_EPS);
@@ -148,12 +150,18 @@ impl Layer for BatchNorm {
 
 /// Max or average: the reduction a pool applies.
 pub trait Reduce: Send + 'static {
+    /// The name of the windowed pool.
     const POOL: &'static str;
+    /// The name of the global pool.
     const GLOBAL: &'static str;
+    /// Reduces each run of `k` positions of each of `channels` rows of `len`.
     fn pool(x: &[f32], channels: usize, len: usize, k: usize, out: &mut [f32]);
+    /// Reduces each of `channels` rows of `len` to one value.
     fn global(x: &[f32], channels: usize, len: usize, out: &mut [f32]);
 }
+/// The maximum.
 pub struct Max;
+/// The mean.
 pub struct Avg;
 impl Reduce for Max {
     const POOL: &'static str = "max_pool";

@@ -143,7 +143,7 @@ fn plan_node(node: &Node, state: &[Option<Keep>]) -> Result<Keep, WhyWhole> {
     if inputs.iter().any(|k| k.shift != shift) {
         return Err(WhyWhole::InputsDiffer);
     }
-    if shift % w.stride != 0 {
+    if !shift.is_multiple_of(w.stride) {
         return Err(WhyWhole::Stride { stride: w.stride, shift });
     }
     // Positions every input keeps.
