@@ -198,21 +198,27 @@ impl<'m> Builder<'m> {
             }
         };
         let known = Some(Known { shape: info.output, rf: receptive_field(&up, &info) });
-        let loaded = layer.tensor_specs().and_then(|specs| {
-            let tensors = lookup(&self.source, &mut self.wanted, &config.name, &specs, errors);
-            tensors.map(|t| layer.load(&t)).transpose()
-        });
-        match loaded {
-            Ok(Some(())) => {}
-            Ok(None) => return Built { known, ready: None },
-            Err(e) => {
-                errors.push(e);
-                return Built { known, ready: None };
-            }
+        if !self.load(config, layer.as_mut(), errors) {
+            return Built { known, ready: None };
         }
         let window = window(layer.as_mut(), &info, shapes[0]);
         let summary = summarize(config, layer.as_ref(), shapes[0], &info);
         Built { known, ready: Some(Ready { layer, scratch_len: info.scratch_len, window, summary }) }
+    }
+
+    /// Looks the layer's tensors up and loads them; false when that fails (the problems pushed)
+    /// or the weights file cannot be used.
+    fn load(&mut self, config: &LayerConfig, layer: &mut dyn Layer, errors: &mut Vec<LayerError>) -> bool {
+        let loaded = layer.tensor_specs().and_then(|specs| {
+            match lookup(&self.source, &mut self.wanted, &config.name, &specs, errors) {
+                Some(tensors) => layer.load(&tensors).map(|()| true),
+                None => Ok(false),
+            }
+        });
+        loaded.unwrap_or_else(|e| {
+            errors.push(e);
+            false
+        })
     }
 
     /// Tensors in the weights file that no layer asked for, except those of layers that failed
@@ -267,7 +273,6 @@ fn open_weights(model: &ModelConfig, errors: &mut Vec<BuildError>) -> Source {
 /// unnamed `nn.Sequential`'s, and no layer has such a name: one name of each of the first two
 /// modules. One line then says it all, rather than one per tensor.
 fn sequential_names(w: &Weights, model: &ModelConfig) -> Option<Vec<String>> {
-    let module = |n: &str| n.split('.').next().unwrap_or_default().to_string();
     let numbered = |n: &str| {
         let m = module(n);
         !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) && !model.layers.iter().any(|l| l.name == m)
@@ -282,6 +287,11 @@ fn sequential_names(w: &Weights, model: &ModelConfig) -> Option<Vec<String>> {
         }
     }
     Some(found)
+}
+
+/// `0` of `0.weight`.
+fn module(tensor: &str) -> &str {
+    tensor.split('.').next().unwrap_or_default()
 }
 
 /// The names a layer reads: `inputs` for add, else `input` or the previous layer.

@@ -17,12 +17,12 @@ pub enum WeightsError {
         source: std::io::Error,
     },
     /// The file is not safetensors.
-    #[error("{}: not a safetensors file: {message}", path.display())]
+    #[error("{}: not a safetensors file: {source}", path.display())]
     Format {
         /// The file.
         path: PathBuf,
         /// What the safetensors parser said.
-        message: String,
+        source: safetensors::SafeTensorError,
     },
     /// A tensor has a type Reflex does not read.
     #[error("{}: tensor `{tensor}` is {dtype}; Reflex reads F32, F16 and BF16", path.display())]
@@ -77,8 +77,8 @@ impl Weights {
 
     /// Parses safetensors bytes; `path` only names the file in errors.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Weights, WeightsError> {
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| WeightsError::Format { path: path.into(), message: e.to_string() })?;
+        let st =
+            SafeTensors::deserialize(bytes).map_err(|source| WeightsError::Format { path: path.into(), source })?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             if ignored(&name) {
