@@ -1,7 +1,8 @@
 //! The built-in layers of SPEC §3. They are written against the plugin SDK like any plugin and
-//! registered statically, so the graph drives every layer through the same ABI.
+//! registered statically, so the graph drives them through the same ABI as plugins.
 //!
-//! `add` is not here: it has two inputs, which makes it part of the graph itself.
+//! `add` is not here: the plugin ABI passes a layer one input, so `add` is the graph's own
+//! layer, driven through the same internal interface as these.
 
 use reflex_kernels as k;
 use reflex_plugin_sdk::abi::PluginDescriptor;
@@ -14,7 +15,7 @@ use std::ops::Range;
 pub static BUILTINS: [&PluginDescriptor; 9] =
     [&ACTIVATION, &BATCH_NORM, &MAX_POOL, &AVG_POOL, &GLOBAL_AVG_POOL, &GLOBAL_MAX_POOL, &FLATTEN, &LINEAR, &SOFTMAX];
 
-/// The graph-level layer with two inputs.
+/// The graph's own layer, with two or more inputs.
 pub const ADD: &str = "add";
 
 static ACTIVATION: PluginDescriptor = descriptor_for::<ActivationLayer>();
