@@ -1,7 +1,8 @@
 //! The built-in layers of SPEC §3. They are written against the plugin SDK like any plugin and
-//! registered statically, so the graph drives every layer through the same ABI.
+//! registered statically, so the graph drives them through the same ABI as plugins.
 //!
-//! `add` is not here: it has two inputs, which makes it part of the graph itself.
+//! `add` is not here: the plugin ABI passes a layer one input, so `add` is the graph's own
+//! layer, driven through the same internal interface as these.
 
 use reflex_kernels as k;
 use reflex_plugin_sdk::abi::PluginDescriptor;
@@ -14,7 +15,7 @@ use std::ops::Range;
 pub static BUILTINS: [&PluginDescriptor; 9] =
     [&ACTIVATION, &BATCH_NORM, &MAX_POOL, &AVG_POOL, &GLOBAL_AVG_POOL, &GLOBAL_MAX_POOL, &FLATTEN, &LINEAR, &SOFTMAX];
 
-/// The graph-level layer with two inputs.
+/// The graph's own layer, with two or more inputs.
 pub const ADD: &str = "add";
 
 static ACTIVATION: PluginDescriptor = descriptor_for::<ActivationLayer>();
@@ -45,6 +46,7 @@ pub struct ActivationKeys {
     negative_slope: f32,
 }
 
+/// An activation function on its own, applied to every value.
 pub struct ActivationLayer {
     f: k::Activation,
     shape: Shape,
@@ -125,7 +127,8 @@ impl Layer for BatchNorm {
         let [gamma, beta, mean, var] = t else {
             return Err(Error::tensor("expected 4 tensors"));
         };
-        if let Some(v) = var.iter().find(|v| !(**v + reflex_plugin_sdk::conv::BN_EPS > 0.0)) {
+        let eps = reflex_plugin_sdk::conv::BN_EPS;
+        if let Some(v) = var.iter().find(|v| (**v + eps).is_nan() || **v + eps <= 0.0) {
             return Err(Error::tensor(format!("running_var holds {v}: a variance must be non-negative")));
         }
         (self.scale, self.shift) = k::batch_norm_scale_shift(gamma, beta, mean, var, reflex_plugin_sdk::conv::BN_EPS);
@@ -148,12 +151,18 @@ impl Layer for BatchNorm {
 
 /// Max or average: the reduction a pool applies.
 pub trait Reduce: Send + 'static {
+    /// The name of the windowed pool.
     const POOL: &'static str;
+    /// The name of the global pool.
     const GLOBAL: &'static str;
+    /// Reduces each run of `k` positions of each of `channels` rows of `len`.
     fn pool(x: &[f32], channels: usize, len: usize, k: usize, out: &mut [f32]);
+    /// Reduces each of `channels` rows of `len` to one value.
     fn global(x: &[f32], channels: usize, len: usize, out: &mut [f32]);
 }
+/// The maximum.
 pub struct Max;
+/// The mean.
 pub struct Avg;
 impl Reduce for Max {
     const POOL: &'static str = "max_pool";

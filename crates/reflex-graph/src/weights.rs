@@ -5,28 +5,60 @@ use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// A weights file that cannot be used, and which file.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
+    /// The file cannot be read.
     #[error("{}: cannot read: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{}: not a safetensors file: {message}", path.display())]
-    Format { path: PathBuf, message: String },
-    #[error("{}: tensor `{name}` is {dtype}; Reflex reads F32, F16 and BF16", path.display())]
-    Dtype { path: PathBuf, name: String, dtype: String },
-    #[error("{}: tensor `{name}` holds {value}", path.display())]
-    NotFinite { path: PathBuf, name: String, value: f32 },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not safetensors.
+    #[error("{}: not a safetensors file: {source}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What the safetensors parser said.
+        source: safetensors::SafeTensorError,
+    },
+    /// A tensor has a type Reflex does not read.
+    #[error("{}: tensor `{tensor}` is {dtype}; Reflex reads F32, F16 and BF16", path.display())]
+    Dtype {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// Its type.
+        dtype: String,
+    },
+    /// A tensor holds an infinity or NaN.
+    #[error("{}: tensor `{tensor}` holds {value}", path.display())]
+    NotFinite {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// The first value that is not finite.
+        value: f32,
+    },
 }
 
 /// A tensor converted to f32.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
+    /// Its dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// Its values, row-major.
     pub data: Vec<f32>,
 }
 
 /// Every tensor of a weights file, by name.
 #[derive(Debug, Default)]
 pub struct Weights {
+    /// The file they were read from.
     pub path: PathBuf,
     tensors: BTreeMap<String, Tensor>,
 }
@@ -37,6 +69,7 @@ fn ignored(name: &str) -> bool {
 }
 
 impl Weights {
+    /// Reads and converts the file at `path`.
     pub fn open(path: &Path) -> Result<Weights, WeightsError> {
         let bytes = std::fs::read(path).map_err(|source| WeightsError::Io { path: path.into(), source })?;
         Self::from_bytes(path, &bytes)
@@ -44,8 +77,8 @@ impl Weights {
 
     /// Parses safetensors bytes; `path` only names the file in errors.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Weights, WeightsError> {
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| WeightsError::Format { path: path.into(), message: e.to_string() })?;
+        let st =
+            SafeTensors::deserialize(bytes).map_err(|source| WeightsError::Format { path: path.into(), source })?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             if ignored(&name) {
@@ -57,21 +90,23 @@ impl Weights {
                 Dtype::F16 => raw.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
                 Dtype::BF16 => raw.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
                 other => {
-                    return Err(WeightsError::Dtype { path: path.into(), name, dtype: format!("{other:?}") });
+                    return Err(WeightsError::Dtype { path: path.into(), tensor: name, dtype: format!("{other:?}") });
                 }
             };
             if let Some(&value) = data.iter().find(|v| !v.is_finite()) {
-                return Err(WeightsError::NotFinite { path: path.into(), name, value });
+                return Err(WeightsError::NotFinite { path: path.into(), tensor: name, value });
             }
             tensors.insert(name, Tensor { shape: view.shape().to_vec(), data });
         }
         Ok(Weights { path: path.into(), tensors })
     }
 
+    /// The tensor called `name`.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
         self.tensors.get(name)
     }
 
+    /// Every tensor's name, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)
     }

@@ -169,6 +169,38 @@ fn a_weights_file_that_is_not_safetensors_is_one_line() {
     assert!(p.contains("weights.safetensors: not a safetensors file"), "{p}");
 }
 
+/// `torch.save(nn.Sequential(...).state_dict())` names tensors by position: one line says so
+/// and how to export instead, rather than one line per missing and unused tensor.
+#[test]
+fn a_bare_sequential_state_dict_is_one_line_pointing_to_the_exporter() {
+    let dir = tempfile::tempdir().unwrap();
+    let layers = "[[model.layers]]\nname = \"c1\"\nplugin = \"conv_standard\"\nout_channels = 4\nkernel_size = 3\n\
+                  [[model.layers]]\nname = \"bn\"\nplugin = \"batch_norm\"\n\
+                  [[model.layers]]\nname = \"f\"\nplugin = \"flatten\"\n";
+    let cfg = common::write_config(dir.path(), 2, 8, true, layers);
+    let t = |n: &'static str, s: Vec<usize>| {
+        let len = s.iter().product();
+        (n, s, vec![0.5; len])
+    };
+    common::write_weights(
+        &dir.path().join("weights.safetensors"),
+        &[
+            t("0.weight", vec![4, 2, 3]),
+            t("0.bias", vec![4]),
+            t("1.weight", vec![4]),
+            t("1.bias", vec![4]),
+            t("1.running_mean", vec![4]),
+            t("1.running_var", vec![4]),
+        ],
+    );
+    let p = common::build(&cfg).err().unwrap();
+    assert_eq!(p.lines().count(), 1, "{p}");
+    assert!(
+        p.contains("weights.safetensors: the tensors are named like a bare nn.Sequential state_dict ('0.bias', '1.bias', …); Reflex names them after the config's layers (c1.weight …): export the model with reflex.export(model, out_dir, channels=…, length=…) from the reflex Python package"),
+        "{p}"
+    );
+}
+
 /// Sizes far beyond any wearable-robot model are errors naming the key, never a crash while
 /// planning buffers or an overflow inside a plugin.
 #[test]

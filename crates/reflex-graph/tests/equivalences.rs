@@ -5,7 +5,16 @@ mod common;
 
 use proptest::prelude::*;
 
-fn run(plugin_keys: &str, c: usize, l: usize, weight: &[f32], bias: &[f32], o: usize, k: usize, x: &[f32]) -> Vec<f32> {
+/// Input channels and length, output channels, kernel size.
+#[derive(Clone, Copy)]
+struct Dims {
+    c: usize,
+    l: usize,
+    o: usize,
+    k: usize,
+}
+
+fn run(plugin_keys: &str, Dims { c, l, o, k }: Dims, weight: &[f32], bias: &[f32], x: &[f32]) -> Vec<f32> {
     let dir = tempfile::tempdir().unwrap();
     let layers = format!(
         "[[model.layers]]\nname = \"c\"\n{plugin_keys}\n[[model.layers]]\nname = \"f\"\nplugin = \"flatten\"\n"
@@ -40,9 +49,10 @@ proptest! {
     fn dilated_with_dilation_one_is_standard((c, o, k, l, pad, v) in case()) {
         let (w, rest) = v.split_at(o * c * k);
         let (b, x) = rest.split_at(o);
+        let d = Dims { c, l, o, k };
         let keys = format!("out_channels = {o}\nkernel_size = {k}\npadding = {pad}\nactivation = \"relu\"");
-        let std = run(&format!("plugin = \"conv_standard\"\n{keys}"), c, l, w, b, o, k, x);
-        let dil = run(&format!("plugin = \"conv_dilated\"\ndilation = 1\n{keys}"), c, l, w, b, o, k, x);
+        let std = run(&format!("plugin = \"conv_standard\"\n{keys}"), d, w, b, x);
+        let dil = run(&format!("plugin = \"conv_dilated\"\ndilation = 1\n{keys}"), d, w, b, x);
         prop_assert_eq!(std, dil);
     }
 
@@ -50,9 +60,10 @@ proptest! {
     fn grouped_with_one_group_and_no_shuffle_is_standard((c, o, k, l, pad, v) in case()) {
         let (w, rest) = v.split_at(o * c * k);
         let (b, x) = rest.split_at(o);
+        let d = Dims { c, l, o, k };
         let keys = format!("out_channels = {o}\nkernel_size = {k}\npadding = {pad}\nactivation = \"tanh\"");
-        let std = run(&format!("plugin = \"conv_standard\"\n{keys}"), c, l, w, b, o, k, x);
-        let grp = run(&format!("plugin = \"conv_grouped\"\ngroups = 1\nshuffle = false\n{keys}"), c, l, w, b, o, k, x);
+        let std = run(&format!("plugin = \"conv_standard\"\n{keys}"), d, w, b, x);
+        let grp = run(&format!("plugin = \"conv_grouped\"\ngroups = 1\nshuffle = false\n{keys}"), d, w, b, x);
         prop_assert_eq!(std, grp);
     }
 }

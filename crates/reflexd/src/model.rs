@@ -26,7 +26,7 @@ pub fn load(path: &Path) -> Result<Loaded, Problems> {
     let shown = path.display();
     let input = Shape::Seq { channels: config.source.channels, length: config.window.length };
     let mut graph = Graph::build(&config.model, input, &mut registry(), &plugin_dir(&config))
-        .map_err(|p| Problems(p.0.into_iter().map(|l| format!("{shown}: {l}")).collect()))?;
+        .map_err(|errors| Problems(errors.iter().map(|e| format!("{shown}: {e}")).collect()))?;
     graph.set_hop(config.window.hop);
     let out = graph.output_len();
     if config.output.kind == OutputKind::Classify && config.output.labels.len() != out {

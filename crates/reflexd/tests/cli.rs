@@ -197,6 +197,28 @@ fn check_lists_every_problem_one_per_line() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// Weights saved as `nn.Sequential(...).state_dict()`: one line naming the cause and the fix.
+#[test]
+fn check_explains_a_bare_sequential_state_dict_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("sequential.safetensors");
+    let (w, m) = ([0.5f32; 6 * 64 * 5].map(f32::to_le_bytes).concat(), [0.0f32; 64].map(f32::to_le_bytes).concat());
+    let views = [
+        ("0.weight", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![64, 6, 5], &w).unwrap()),
+        ("1.running_mean", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![64], &m).unwrap()),
+    ];
+    safetensors::serialize_to_file(views, &None, &weights).unwrap();
+    let text_cfg = std::fs::read_to_string(bench_model("standard"))
+        .unwrap()
+        .replace("weights = \"weights.safetensors\"", &format!("weights = \"{}\"", weights.display()));
+    let cfg = write(dir.path(), "r.toml", &text_cfg);
+    assert_one_line_error(
+        &reflexd(&["check", "--config", &cfg]),
+        "sequential.safetensors: the tensors are named like a bare nn.Sequential state_dict ('0.weight', '1.running_mean', …); \
+         Reflex names them after the config's layers (conv1.weight …): export the model with reflex.export(",
+    );
+}
+
 /// A shared library that is not a Reflex plugin, a plugin built for another ABI major, and
 /// plugins that someone else could have modified are all refused, naming the file.
 #[test]
