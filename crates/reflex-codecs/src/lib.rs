@@ -142,10 +142,13 @@ pub enum Frame {
     Lost(u64),
 }
 
-/// The serial frame format, as named by the config's `format` key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The serial frame format: the one type the config's `[source] format` key, a recording's
+/// metadata and the decoders share.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum Format {
     /// Comma-separated ASCII lines.
+    #[default]
     Csv,
     /// `A5 5A` framed little-endian f32 with a counter and a CRC.
     Binary,

@@ -4,7 +4,7 @@
 //! plugin's own; the plugin's keys are kept as JSON and checked by the plugin itself, which
 //! alone knows them.
 
-use crate::Problems;
+use crate::{Found, Place};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -58,29 +58,29 @@ struct ModelKeys {
     layers: Value,
 }
 
-pub(crate) fn parse(file: &str, v: Value, problems: &mut Problems) -> Option<ModelConfig> {
-    let keys: ModelKeys = crate::typed(file, "model", v, problems)?;
+pub(crate) fn parse(v: Value, found: &mut Found) -> Option<ModelConfig> {
+    let keys: ModelKeys = crate::typed("model", v, found)?;
     let Value::Array(raw) = keys.layers else {
-        problems.push(format!("{file}: [model] needs [[model.layers]] entries"));
+        found.at(Place::Section("model".into()), "needs [[model.layers]] entries");
         return None;
     };
     if raw.is_empty() {
-        problems.push(format!("{file}: [model] has no layers"));
+        found.at(Place::Section("model".into()), "has no layers");
         return None;
     }
-    let before = problems.0.len();
+    let before = found.len();
     let layers: Vec<LayerConfig> = raw
         .into_iter()
         .enumerate()
         .filter_map(|(i, v)| match layer(v) {
             Ok(l) => Some(l),
             Err(m) => {
-                problems.push(format!("{file}: [[model.layers]] #{}: {m}", i + 1));
+                found.at(Place::Layer(i + 1), m);
                 None
             }
         })
         .collect();
-    (problems.0.len() == before).then_some(ModelConfig { weights: keys.weights, plugin_dir: keys.plugin_dir, layers })
+    (found.len() == before).then_some(ModelConfig { weights: keys.weights, plugin_dir: keys.plugin_dir, layers })
 }
 
 fn layer(v: Value) -> Result<LayerConfig, String> {

@@ -12,9 +12,11 @@
 //! The x axis is the samples' timestamps in seconds when every sample and record has one,
 //! else the sample number.
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use reflex_io::mcap::McapFile;
+use reflex_io::record::Prediction as Record;
 use reflex_io::recording::{PREDICTIONS, SAMPLES};
 use serde::Deserialize;
 use std::path::Path;
@@ -77,15 +79,6 @@ struct Sample {
     values: Vec<Option<f64>>,
 }
 
-#[derive(Deserialize)]
-struct Record {
-    window: u64,
-    last_sample: u64,
-    t: Option<f64>,
-    values: Vec<Option<f64>>,
-    index: Option<usize>,
-}
-
 /// The samples and prediction records of a recording, in order.
 pub struct Recording {
     samples: Vec<Sample>,
@@ -96,12 +89,11 @@ impl Recording {
     /// Reads `/imu/samples` and `/reflex/predictions` from an MCAP recording.
     pub fn read(path: &Path) -> anyhow::Result<Recording> {
         let shown = path.display();
-        let bytes = std::fs::read(path).with_context(|| format!("{shown}: cannot read the recording"))?;
-        let stream = mcap::MessageStream::new(&bytes).map_err(|e| anyhow!("{shown}: {e}"))?;
+        let file = McapFile::open(path)?;
         let (mut samples, mut records, mut malformed) = (Vec::new(), Vec::new(), 0u64);
-        for message in stream {
-            let message = message.map_err(|e| anyhow!("{shown}: {e}"))?;
-            match message.channel.topic.as_str() {
+        let mut messages = file.messages();
+        while let Some(message) = messages.next() {
+            match messages.topic(message.channel).unwrap_or_default() {
                 SAMPLES => match serde_json::from_slice::<Sample>(&message.data) {
                     Ok(s) => samples.push(s),
                     Err(_) => malformed += 1,
@@ -112,6 +104,9 @@ impl Recording {
                 },
                 _ => {}
             }
+        }
+        if let Some(damage) = messages.damage() {
+            bail!("{shown}: {damage}");
         }
         if malformed > 0 {
             tracing::warn!(malformed, "{shown}: messages that are not samples or prediction records were skipped");
@@ -311,7 +306,8 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
     let predictions: Vec<Line> = (0..outputs)
         .map(|o| {
             let name = labels.and_then(|l| l.get(o).cloned()).unwrap_or_else(|| format!("out{o}"));
-            Line::new(name, rec.records.iter().map(|r| (axis.record(r), r.values.get(o).copied().flatten())))
+            let value = |r: &Record| r.values.get(o).map(|v| f64::from(*v));
+            Line::new(name, rec.records.iter().map(|r| (axis.record(r), value(r))))
         })
         .collect();
 

@@ -9,6 +9,7 @@ use crc32fast::Hasher;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
+/// The bytes an MCAP file starts and ends with.
 pub const MAGIC: &[u8] = b"\x89MCAP0\r\n";
 
 /// Chunk indexes reserved at the start: an hour and more of one chunk per second. A longer
@@ -17,21 +18,7 @@ pub const CHUNK_INDEXES: usize = 4096;
 /// The most channels a recording may have.
 const MAX_CHANNELS: usize = 8;
 
-mod op {
-    pub const HEADER: u8 = 0x01;
-    pub const FOOTER: u8 = 0x02;
-    pub const SCHEMA: u8 = 0x03;
-    pub const CHANNEL: u8 = 0x04;
-    pub const MESSAGE: u8 = 0x05;
-    pub const CHUNK: u8 = 0x06;
-    pub const MESSAGE_INDEX: u8 = 0x07;
-    pub const CHUNK_INDEX: u8 = 0x08;
-    pub const STATISTICS: u8 = 0x0B;
-    pub const METADATA: u8 = 0x0C;
-    pub const METADATA_INDEX: u8 = 0x0D;
-    pub const SUMMARY_OFFSET: u8 = 0x0E;
-    pub const DATA_END: u8 = 0x0F;
-}
+use super::op;
 
 /// MCAP's little-endian encodings, appended to a buffer.
 trait Put {
