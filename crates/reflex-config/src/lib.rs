@@ -178,7 +178,7 @@ pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, Str
     let sinks = sinks.and_then(|v| typed::<Vec<SinkConfig>>("sinks", v, &mut found));
     validate(&mut found, source.as_ref(), window.as_ref(), output.as_ref(), sinks.as_deref());
     match (source, window, model, output, sinks) {
-        (Some(source), Some(window), Some(model), Some(output), Some(sinks)) if found.len() == 0 => {
+        (Some(source), Some(window), Some(model), Some(output), Some(sinks)) if found.errors.is_empty() => {
             let config = Config { path: path.into(), text: text.into(), source, window, model, output, sinks };
             Ok(config.resolve_paths())
         }
@@ -226,8 +226,8 @@ fn validate(
     output: Option<&OutputConfig>,
     sinks: Option<&[SinkConfig]>,
 ) {
-    let mut report = |section: String, r: Result<(), Vec<String>>| {
-        for m in r.err().unwrap_or_default() {
+    let mut report = |section: String, problems: Vec<String>| {
+        for m in problems {
             found.at(Place::Section(section.clone()), m);
         }
     };

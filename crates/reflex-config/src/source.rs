@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// Where samples come from.
 pub enum SourceKind {
     /// A serial device (or a pseudo-terminal).
     #[default]
@@ -17,9 +18,12 @@ pub enum SourceKind {
 /// Replay pace: `"max"`, `"realtime"` or a factor of real time such as `4.0`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Speed {
+    /// As fast as inference takes the windows.
     Max,
+    /// At the pace they were recorded.
     #[default]
     Realtime,
+    /// This many times faster than they were recorded.
     Factor(f64),
 }
 
@@ -78,7 +82,8 @@ pub struct SourceConfig {
 }
 
 impl SourceConfig {
-    pub fn validate(&self) -> Result<(), Vec<String>> {
+    /// The section's own checks: one line per problem.
+    pub(crate) fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.channels == 0 {
             p.push("channels must be at least 1".to_string());
@@ -98,11 +103,7 @@ impl SourceConfig {
         if self.baud_rate == 0 {
             p.push("baud_rate must be positive".to_string());
         }
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(p)
-        }
+        p
     }
 
     pub(crate) fn resolve_paths(&mut self, base: &Path) {

@@ -93,6 +93,7 @@ impl RecordPool {
         self.ring.len()
     }
 
+    /// Whether the pool holds none.
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
     }

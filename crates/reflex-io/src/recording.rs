@@ -29,9 +29,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The bytes exactly as read.
 pub const RAW: &str = "/imu/raw";
+/// Each decoded sample, as JSON.
 pub const SAMPLES: &str = "/imu/samples";
+/// Each prediction record, as JSON.
 pub const PREDICTIONS: &str = "/reflex/predictions";
+/// Device events (`device_open`), as JSON.
 pub const EVENTS: &str = "/reflex/events";
 /// The metadata record's name.
 pub const METADATA: &str = "reflex";
@@ -79,6 +83,7 @@ impl RecordHandle {
         }
     }
 
+    /// Bytes as read, received at `ns` (Unix nanoseconds).
     pub fn raw(&self, ns: u64, bytes: &[u8]) {
         let mut buf = match self.spare.try_recv() {
             Ok(b) if b.capacity() >= bytes.len() => b,
@@ -99,6 +104,7 @@ impl RecordHandle {
         self.send(Entry::Prediction { ns, record });
     }
 
+    /// The device was (re)opened: a replay starts a fresh decoder here.
     pub fn device_open(&self, ns: u64) {
         self.send(Entry::DeviceOpen { ns });
     }
@@ -166,6 +172,7 @@ impl Recorder {
         Ok(Recorder { handle: RecordHandle { tx, dropped, spare }, thread })
     }
 
+    /// A handle for the reader or the inference thread.
     pub fn handle(&self) -> RecordHandle {
         self.handle.clone()
     }

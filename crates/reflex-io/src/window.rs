@@ -97,7 +97,7 @@ impl Windower {
             self.ring[c * self.length + col] = (v - self.offset[c]) * self.scale[c];
         }
         let len = self.length as u64;
-        if n + 1 < len || (n + 1 - len) % self.hop != 0 {
+        if n + 1 < len || !(n + 1 - len).is_multiple_of(self.hop) {
             return Ok(None);
         }
         let mut buf = self.pool.take();
