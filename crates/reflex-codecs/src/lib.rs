@@ -1,8 +1,10 @@
 //! Streaming decoders (bytes → samples) for the three Reflex serial formats of SPEC §4, plus the
 //! encoders that tests, the firmware example and benchmarks use to produce them.
 //!
-//! Every decoder is a [`tokio_util::codec::Decoder`] yielding [`Frame`]s, so the daemon can wrap a
-//! serial port in a `FramedRead`. The decoders are pure: no I/O, no threads, no clocks, and no panic
+//! Every decoder is a [`tokio_util::codec::Decoder`] yielding [`Frame`]s; reflex-io's
+//! `source::Samples` is the one loop that calls them, for every source (serial device, log,
+//! recording). [`Format`] is the one wire-format type: the config's `[source] format` key
+//! deserializes straight into it (feature `serde`), and recordings name it in their metadata. The decoders are pure: no I/O, no threads, no clocks, and no panic
 //! on any input. Malformed input is never an error: it comes out as [`Frame::Malformed`] and decoding
 //! goes on with the next line or sync. The frames produced do not depend on how the byte stream is
 //! split into chunks.

@@ -308,3 +308,67 @@ impl<'a> Fields<'a> {
         std::str::from_utf8(self.take(n)?).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::McapWriter;
+    use super::*;
+
+    /// 100 messages on `/raw`, a chunk closed after every 10.
+    fn file() -> Vec<u8> {
+        let mut w = McapWriter::new(Vec::new(), "", "test", 1 << 20).unwrap();
+        let raw = w.add_channel(0, "/raw", "").unwrap();
+        let mut m = BTreeMap::new();
+        m.insert("format".to_string(), "csv".to_string());
+        w.write_metadata("reflex", &m).unwrap();
+        for i in 0..100u32 {
+            w.write_message(raw, i, 1000 + u64::from(i), &[i as u8; 3]).unwrap();
+            if i % 10 == 9 {
+                w.flush().unwrap();
+            }
+        }
+        w.finish().unwrap()
+    }
+
+    fn read(bytes: &[u8]) -> (Vec<u64>, Option<Damage>) {
+        let mut cursor = Cursor::default();
+        let mut times = Vec::new();
+        while let Some(m) = cursor.next(bytes) {
+            assert_eq!(cursor.topic(m.channel), Some("/raw"));
+            assert_eq!(m.data, [(m.log_time - 1000) as u8; 3]);
+            times.push(m.log_time);
+        }
+        (times, cursor.damage().cloned())
+    }
+
+    #[test]
+    fn a_complete_file_reads_whole_in_place() {
+        let (times, damage) = read(&file());
+        assert_eq!(times, (1000..1100).collect::<Vec<_>>());
+        assert_eq!(damage, None);
+    }
+
+    #[test]
+    fn a_file_cut_anywhere_reads_up_to_its_last_complete_chunk() {
+        let whole = file();
+        for cut in (MAGIC.len()..whole.len() - 200).step_by(37) {
+            let (times, damage) = read(&whole[..cut]);
+            assert_eq!(times.len() % 10, 0, "only whole chunks, cut at {cut}");
+            assert_eq!(times, (1000..1000 + times.len() as u64).collect::<Vec<_>>());
+            // Only a cut in the summary, after the data end, goes unreported: every message is
+            // there.
+            assert!(damage.is_some() || times.len() == 100, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn metadata_is_found_without_reading_the_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.mcap");
+        std::fs::write(&path, file()).unwrap();
+        let f = McapFile::open(&path).unwrap();
+        assert_eq!(f.metadata("reflex").get("format").map(String::as_str), Some("csv"));
+        std::fs::write(&path, b"not mcap").unwrap();
+        assert!(matches!(McapFile::open(&path), Err(Error::NotMcap { .. })));
+    }
+}
