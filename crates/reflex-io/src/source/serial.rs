@@ -30,15 +30,24 @@ pub struct SerialDevice {
     backoff: Duration,
     /// Whether the device's absence has been logged since it was last open.
     reported: bool,
+    /// The device just went away: wait before reopening it, so a device that opens but fails
+    /// at once is not reopened in a loop.
+    pause: bool,
 }
 
 impl SerialDevice {
     /// The device at `path`; it is opened by the first read.
     pub fn new(path: &Path, baud_rate: u32) -> SerialDevice {
-        SerialDevice { path: path.into(), baud_rate, port: None, backoff: FIRST_RETRY, reported: false }
+        SerialDevice { path: path.into(), baud_rate, port: None, backoff: FIRST_RETRY, reported: false, pause: false }
     }
 
     fn open(&mut self, stop: &Stop) -> Chunk {
+        if std::mem::take(&mut self.pause) {
+            if stop.sleep(self.backoff) {
+                return Chunk::Stopped;
+            }
+            self.backoff = (self.backoff * 2).min(LONGEST_RETRY);
+        }
         loop {
             match serialport::new(self.path.to_string_lossy(), self.baud_rate).open_native() {
                 Ok(port) => {
@@ -65,6 +74,7 @@ impl SerialDevice {
         tracing::warn!(device = %self.path.display(), reason = %why, "serial device gone; reopening with backoff");
         self.port = None;
         self.reported = true;
+        self.pause = true;
     }
 }
 
