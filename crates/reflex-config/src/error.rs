@@ -37,8 +37,13 @@ pub enum Place {
         /// The key.
         key: String,
     },
-    /// A `[[model.layers]]` entry, numbered from 1.
-    Layer(usize),
+    /// A `[[model.layers]]` entry.
+    Layer {
+        /// From 1, in the file's order.
+        number: usize,
+        /// Its `name`, once known.
+        name: Option<String>,
+    },
 }
 
 impl fmt::Display for Place {
@@ -49,7 +54,8 @@ impl fmt::Display for Place {
             Place::Line { line, column } => write!(f, ":{line}:{column}: "),
             Place::Section(s) => write!(f, ": [{s}] "),
             Place::Key { section, key } => write!(f, ": [{section}] {key}: "),
-            Place::Layer(n) => write!(f, ": [[model.layers]] #{n}: "),
+            Place::Layer { number, name: None } => write!(f, ": [[model.layers]] #{number}: "),
+            Place::Layer { number, name: Some(name) } => write!(f, ": [[model.layers]] #{number}: layer {name}: "),
         }
     }
 }

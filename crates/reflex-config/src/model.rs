@@ -74,8 +74,8 @@ pub(crate) fn parse(v: Value, found: &mut Found) -> Option<ModelConfig> {
         .enumerate()
         .filter_map(|(i, v)| match layer(v) {
             Ok(l) => Some(l),
-            Err(m) => {
-                found.at(Place::Layer(i + 1), m);
+            Err(Bad { name, what }) => {
+                found.at(Place::Layer { number: i + 1, name }, what);
                 None
             }
         })
@@ -83,19 +83,32 @@ pub(crate) fn parse(v: Value, found: &mut Found) -> Option<ModelConfig> {
     (found.len() == before).then_some(ModelConfig { weights: keys.weights, plugin_dir: keys.plugin_dir, layers })
 }
 
-fn layer(v: Value) -> Result<LayerConfig, String> {
+/// What is wrong with one layer's table, and its name if it has one.
+struct Bad {
+    name: Option<String>,
+    what: String,
+}
+
+impl Bad {
+    fn new(name: Option<&str>, what: impl Into<String>) -> Bad {
+        Bad { name: name.map(Into::into), what: what.into() }
+    }
+}
+
+fn layer(v: Value) -> Result<LayerConfig, Bad> {
     let Value::Object(mut params) = v else {
-        return Err("a layer must be a table".into());
+        return Err(Bad::new(None, "a layer must be a table"));
     };
-    let mut text = |key: &str| -> Result<Option<String>, String> {
+    let mut text = |key: &str| -> Result<Option<String>, Bad> {
         match params.remove(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(format!("`{key}` must be a string, not {other}")),
+            Some(other) => Err(Bad::new(None, format!("`{key}` must be a string, not {other}"))),
         }
     };
-    let name = text("name")?.ok_or("missing key `name`")?;
-    let plugin = text("plugin")?.ok_or_else(|| format!("layer {name}: missing key `plugin`"))?;
+    let name = text("name")?.ok_or_else(|| Bad::new(None, "missing key `name`"))?;
+    let named = Some(name.as_str());
+    let plugin = text("plugin")?.ok_or_else(|| Bad::new(named, "missing key `plugin`"))?;
     let input = text("input")?;
     let inputs = match params.remove("inputs") {
         None => None,
@@ -103,14 +116,14 @@ fn layer(v: Value) -> Result<LayerConfig, String> {
             a.into_iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s),
-                    other => Err(format!("layer {name}: `inputs` must list layer names, not {other}")),
+                    other => Err(Bad::new(named, format!("`inputs` must list layer names, not {other}"))),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
-        Some(other) => return Err(format!("layer {name}: `inputs` must be a list of layer names, not {other}")),
+        Some(other) => return Err(Bad::new(named, format!("`inputs` must be a list of layer names, not {other}"))),
     };
     if name.is_empty() {
-        return Err("`name` is empty".into());
+        return Err(Bad::new(None, "`name` is empty"));
     }
     Ok(LayerConfig { name, plugin, input, inputs, params })
 }

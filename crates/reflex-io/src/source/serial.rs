@@ -3,7 +3,7 @@
 //! A USB IMU that is unplugged shows up as end-of-file, a hang-up or EIO. The source logs it
 //! once and reopens the device with exponential backoff (100 ms doubling to 2 s) until it comes
 //! back; it never gives up on its own and never spins while it waits. Reads block in `poll`
-//! for at most [`POLL`], so a stop is seen within that.
+//! for at most 50 ms, so a stop is seen within that.
 
 use super::{Chunk, Received, Source};
 use crate::error::Error;
