@@ -1,8 +1,10 @@
 //! Streaming decoders (bytes → samples) for the three Reflex serial formats of SPEC §4, plus the
 //! encoders that tests, the firmware example and benchmarks use to produce them.
 //!
-//! Every decoder is a [`tokio_util::codec::Decoder`] yielding [`Frame`]s, so the daemon can wrap a
-//! serial port in a `FramedRead`. The decoders are pure: no I/O, no threads, no clocks, and no panic
+//! Every decoder is a [`tokio_util::codec::Decoder`] yielding [`Frame`]s; reflex-io's
+//! `source::Samples` is the one loop that calls them, for every source (serial device, log,
+//! recording). [`Format`] is the one wire-format type: the config's `[source] format` key
+//! deserializes straight into it (feature `serde`), and recordings name it in their metadata. The decoders are pure: no I/O, no threads, no clocks, and no panic
 //! on any input. Malformed input is never an error: it comes out as [`Frame::Malformed`] and decoding
 //! goes on with the next line or sync. The frames produced do not depend on how the byte stream is
 //! split into chunks.
@@ -142,10 +144,13 @@ pub enum Frame {
     Lost(u64),
 }
 
-/// The serial frame format, as named by the config's `format` key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The serial frame format: the one type the config's `[source] format` key, a recording's
+/// metadata and the decoders share.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum Format {
     /// Comma-separated ASCII lines.
+    #[default]
     Csv,
     /// `A5 5A` framed little-endian f32 with a counter and a CRC.
     Binary,

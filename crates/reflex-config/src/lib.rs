@@ -1,8 +1,18 @@
 //! The Reflex config file (SPEC §2): TOML read with the `config` crate, `REFLEX__SECTION__KEY`
 //! environment variables on top, every relative path resolved against the file's directory.
 //!
-//! Loading never stops at the first mistake: it returns every problem it finds, one line each,
-//! naming the file, the section and the key, so `reflexd check` can list them all at once.
+//! Loading never stops at the first mistake: it returns every problem it finds as an [`Error`]
+//! that holds the file and the place (line, section, key, layer) as data, so `reflexd check`
+//! can list them all at once, one line each.
+//!
+//! | module | section |
+//! | --- | --- |
+//! | `source` | `[source]`: the device or log, its [`Format`] (the decoders' own type) |
+//! | `window` | `[window]`: length, hop, queue, normalisation |
+//! | `model` | `[model]` and `[[model.layers]]` |
+//! | `output` | `[output]`: regress or classify |
+//! | `sink` | `[[sinks]]` |
+//! | `error` | [`Error`], [`Place`], [`Errors`] |
 //!
 //! ```
 //! let dir = tempfile::tempdir()?;
@@ -23,33 +33,40 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod error;
 mod model;
 mod output;
 mod sink;
 mod source;
 mod window;
 
+pub use error::{Error, Errors, Place};
 pub use model::{LayerConfig, ModelConfig};
 pub use output::{OutputConfig, OutputKind};
+pub use reflex_codecs::Format;
 pub use sink::{RecordFormat, SinkConfig, SinkKind};
-pub use source::{FrameFormat, SourceConfig, SourceKind, Speed};
+pub use source::{SourceConfig, SourceKind, Speed};
 pub use window::WindowConfig;
 
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Every problem found, one line each.
+/// Problems of a built graph, one line each (reflex-graph collects them; `reflexd` prints
+/// them). A config's own problems are [`Errors`], which convert into this.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Problems(pub Vec<String>);
 
 impl Problems {
+    /// Adds one.
     pub fn push(&mut self, line: impl Into<String>) {
         self.0.push(line.into());
     }
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// Adds all of `other`.
     pub fn extend(&mut self, other: Problems) {
         self.0.extend(other.0);
     }
@@ -71,6 +88,12 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
+impl From<Errors> for Problems {
+    fn from(e: Errors) -> Problems {
+        Problems(e.0.iter().map(ToString::to_string).collect())
+    }
+}
+
 /// A loaded, validated config.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -78,34 +101,103 @@ pub struct Config {
     pub path: PathBuf,
     /// The file's text as read (recordings keep it for provenance).
     pub text: String,
+    /// `[source]`.
     pub source: SourceConfig,
+    /// `[window]`.
     pub window: WindowConfig,
+    /// `[model]`.
     pub model: ModelConfig,
+    /// `[output]`.
     pub output: OutputConfig,
+    /// `[[sinks]]`.
     pub sinks: Vec<SinkConfig>,
 }
 
 const SECTIONS: [&str; 5] = ["source", "window", "model", "output", "sinks"];
 const ENV_PREFIX: &str = "REFLEX";
 
+/// Problems found so far in one file.
+pub(crate) struct Found {
+    file: PathBuf,
+    errors: Vec<Error>,
+}
+
+impl Found {
+    fn new(file: &Path) -> Found {
+        Found { file: file.into(), errors: Vec::new() }
+    }
+
+    /// Notes a problem.
+    pub(crate) fn at(&mut self, place: Place, what: impl Into<String>) {
+        self.errors.push(Error { file: self.file.clone(), place, what: what.into() });
+    }
+
+    /// The one problem that ends loading.
+    fn only(file: &Path, place: Place, what: impl Into<String>) -> Errors {
+        Errors(vec![Error { file: file.into(), place, what: what.into() }])
+    }
+
+    fn len(&self) -> usize {
+        self.errors.len()
+    }
+}
+
 /// Reads, merges with the environment, and validates the config at `path`.
-pub fn load(path: &Path) -> Result<Config, Problems> {
-    let shown = path.display().to_string();
-    let one = |m: String| Problems(vec![format!("{shown}: {m}")]);
-    let text = std::fs::read_to_string(path).map_err(|e| one(format!("cannot read: {e}")))?;
+pub fn load(path: &Path) -> Result<Config, Errors> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Found::only(path, Place::File, format!("cannot read: {e}")))?;
     parse(path, &text, std::env::vars())
 }
 
 /// Like [`load`], from text, with the environment given explicitly (for tests and fuzzing).
-pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, Problems> {
-    let shown = path.display().to_string();
-    let one = |m: String| Problems(vec![format!("{shown}: {m}")]);
+pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, Errors> {
+    let mut doc = merge(path, text, env)?;
+    let mut found = Found::new(path);
+    for key in doc.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            found.at(Place::File, format!("unknown section [{key}] (expected one of {})", SECTIONS.join(", ")));
+        }
+    }
+    let mut section = |name: &str, required: bool, found: &mut Found| match doc.remove(name) {
+        Some(v) => Some(v),
+        None if required => {
+            found.at(Place::File, format!("missing section [{name}]"));
+            None
+        }
+        None => Some(serde_json::Value::Null),
+    };
+    let source = section("source", true, &mut found);
+    let window = section("window", true, &mut found);
+    let model = section("model", true, &mut found);
+    let output = section("output", false, &mut found).map(null_to_empty);
+    let sinks = section("sinks", false, &mut found).map(null_to_array);
+    let source = source.and_then(|v| typed::<SourceConfig>("source", v, &mut found));
+    let window = window.and_then(|v| typed::<WindowConfig>("window", v, &mut found));
+    let model = model.and_then(|v| model::parse(v, &mut found));
+    let output = output.and_then(|v| typed::<OutputConfig>("output", v, &mut found));
+    let sinks = sinks.and_then(|v| typed::<Vec<SinkConfig>>("sinks", v, &mut found));
+    validate(&mut found, source.as_ref(), window.as_ref(), output.as_ref(), sinks.as_deref());
+    match (source, window, model, output, sinks) {
+        (Some(source), Some(window), Some(model), Some(output), Some(sinks)) if found.errors.is_empty() => {
+            let config = Config { path: path.into(), text: text.into(), source, window, model, output, sinks };
+            Ok(config.resolve_paths())
+        }
+        _ => Err(Errors(found.errors)),
+    }
+}
+
+/// The TOML text with the environment's overrides on top, as one JSON table.
+fn merge(
+    path: &Path,
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<serde_json::Map<String, serde_json::Value>, Errors> {
     // The toml crate gives line and column; config's own message for the same error spans
     // several lines.
     if let Err(e) = text.parse::<toml::Table>() {
-        let at = e.span().map(|s| line_col(text, s.start)).map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default();
         let message: Vec<&str> = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-        return Err(Problems(vec![format!("{shown}{at}: {}", message.join(", "))]));
+        let place = e.span().map_or(Place::File, |s| line_col(text, s.start));
+        return Err(Found::only(path, place, message.join(", ")));
     }
     let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
     let merged = config::Config::builder()
@@ -118,70 +210,51 @@ pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, Str
                 .source(Some(env)),
         )
         .build()
-        .map_err(|e| one(e.to_string()))?;
-    let doc: serde_json::Value = merged.try_deserialize().map_err(|e| one(e.to_string()))?;
-    let serde_json::Value::Object(mut doc) = doc else {
-        return Err(one("the file must be a TOML table".into()));
-    };
-
-    let mut problems = Problems::default();
-    for key in doc.keys() {
-        if !SECTIONS.contains(&key.as_str()) {
-            problems.push(format!("{shown}: unknown section [{key}] (expected one of {})", SECTIONS.join(", ")));
-        }
+        .map_err(|e| Found::only(path, Place::File, e.to_string()))?;
+    let doc: serde_json::Value = merged.try_deserialize().map_err(|e| Found::only(path, Place::File, e.to_string()))?;
+    match doc {
+        serde_json::Value::Object(doc) => Ok(doc),
+        _ => Err(Found::only(path, Place::File, "the file must be a TOML table")),
     }
-    let base = path.parent().unwrap_or(Path::new("."));
-    let mut section = |name: &str, required: bool| -> Option<serde_json::Value> {
-        match doc.remove(name) {
-            Some(v) => Some(v),
-            None if required => {
-                problems.push(format!("{shown}: missing section [{name}]"));
-                None
-            }
-            None => Some(serde_json::Value::Null),
+}
+
+/// Each section's own checks, and those across sections.
+fn validate(
+    found: &mut Found,
+    source: Option<&SourceConfig>,
+    window: Option<&WindowConfig>,
+    output: Option<&OutputConfig>,
+    sinks: Option<&[SinkConfig]>,
+) {
+    let mut report = |section: String, problems: Vec<String>| {
+        for m in problems {
+            found.at(Place::Section(section.clone()), m);
         }
     };
-    let (s, w, m, o, k) = (
-        section("source", true),
-        section("window", true),
-        section("model", true),
-        section("output", false),
-        section("sinks", false),
-    );
-    let source = s.and_then(|v| typed::<SourceConfig>(&shown, "source", v, &mut problems));
-    let window = w.and_then(|v| typed::<WindowConfig>(&shown, "window", v, &mut problems));
-    let model = m.and_then(|v| model::parse(&shown, v, &mut problems));
-    let output = o.and_then(|v| typed::<OutputConfig>(&shown, "output", null_to_empty(v), &mut problems));
-    let sinks = k.and_then(|v| typed::<Vec<SinkConfig>>(&shown, "sinks", null_to_array(v), &mut problems));
+    if let Some(s) = source {
+        report("source".into(), s.validate());
+    }
+    if let (Some(w), Some(s)) = (window, source) {
+        report("window".into(), w.validate(s.channels));
+    }
+    if let Some(o) = output {
+        report("output".into(), o.validate());
+    }
+    for (i, sink) in sinks.iter().copied().flatten().enumerate() {
+        report(format!("sinks[{i}]"), sink.validate());
+    }
+}
 
-    let report = |problems: &mut Problems, section: &str, r: Result<(), Vec<String>>| {
-        for m in r.err().unwrap_or_default() {
-            problems.push(format!("{shown}: [{section}] {m}"));
+impl Config {
+    /// Relative paths are relative to the config file.
+    fn resolve_paths(mut self) -> Config {
+        let base = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        self.source.resolve_paths(&base);
+        self.model.resolve_paths(&base);
+        for s in &mut self.sinks {
+            s.resolve_paths(&base);
         }
-    };
-    if let Some(s) = &source {
-        report(&mut problems, "source", s.validate());
-    }
-    if let (Some(w), Some(s)) = (&window, &source) {
-        report(&mut problems, "window", w.validate(s.channels));
-    }
-    if let Some(o) = &output {
-        report(&mut problems, "output", o.validate());
-    }
-    for (i, sink) in sinks.iter().flatten().enumerate() {
-        report(&mut problems, &format!("sinks[{i}]"), sink.validate());
-    }
-
-    match (source, window, model, output, sinks) {
-        (Some(mut source), Some(window), Some(mut model), Some(output), Some(mut sinks)) if problems.is_empty() => {
-            source.resolve_paths(base);
-            model.resolve_paths(base);
-            for s in &mut sinks {
-                s.resolve_paths(base);
-            }
-            Ok(Config { path: path.to_path_buf(), text: text.to_string(), source, window, model, output, sinks })
-        }
-        _ => Err(problems),
+        self
     }
 }
 
@@ -202,18 +275,14 @@ fn null_to_array(v: serde_json::Value) -> serde_json::Value {
 }
 
 /// Deserializes one section, reporting the failing key's path.
-pub(crate) fn typed<T: DeserializeOwned>(
-    file: &str,
-    section: &str,
-    v: serde_json::Value,
-    problems: &mut Problems,
-) -> Option<T> {
+pub(crate) fn typed<T: DeserializeOwned>(section: &str, v: serde_json::Value, found: &mut Found) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(v) {
         Ok(t) => Some(t),
         Err(e) => {
-            let at = e.path().to_string();
-            let at = if at == "." { String::new() } else { format!(" {at}:") };
-            problems.push(format!("{file}: [{section}]{at} {}", e.inner()));
+            let key = e.path().to_string();
+            let place =
+                if key == "." { Place::Section(section.into()) } else { Place::Key { section: section.into(), key } };
+            found.at(place, e.inner().to_string());
             None
         }
     }
@@ -225,11 +294,11 @@ pub(crate) fn resolve(base: &Path, p: &mut PathBuf) {
     }
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+fn line_col(text: &str, offset: usize) -> Place {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Place::Line { line, column }
 }
 
 #[cfg(test)]

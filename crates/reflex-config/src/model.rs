@@ -4,7 +4,7 @@
 //! plugin's own; the plugin's keys are kept as JSON and checked by the plugin itself, which
 //! alone knows them.
 
-use crate::Problems;
+use crate::{Found, Place};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -58,44 +58,57 @@ struct ModelKeys {
     layers: Value,
 }
 
-pub(crate) fn parse(file: &str, v: Value, problems: &mut Problems) -> Option<ModelConfig> {
-    let keys: ModelKeys = crate::typed(file, "model", v, problems)?;
+pub(crate) fn parse(v: Value, found: &mut Found) -> Option<ModelConfig> {
+    let keys: ModelKeys = crate::typed("model", v, found)?;
     let Value::Array(raw) = keys.layers else {
-        problems.push(format!("{file}: [model] needs [[model.layers]] entries"));
+        found.at(Place::Section("model".into()), "needs [[model.layers]] entries");
         return None;
     };
     if raw.is_empty() {
-        problems.push(format!("{file}: [model] has no layers"));
+        found.at(Place::Section("model".into()), "has no layers");
         return None;
     }
-    let before = problems.0.len();
+    let before = found.len();
     let layers: Vec<LayerConfig> = raw
         .into_iter()
         .enumerate()
         .filter_map(|(i, v)| match layer(v) {
             Ok(l) => Some(l),
-            Err(m) => {
-                problems.push(format!("{file}: [[model.layers]] #{}: {m}", i + 1));
+            Err(Bad { name, what }) => {
+                found.at(Place::Layer { number: i + 1, name }, what);
                 None
             }
         })
         .collect();
-    (problems.0.len() == before).then_some(ModelConfig { weights: keys.weights, plugin_dir: keys.plugin_dir, layers })
+    (found.len() == before).then_some(ModelConfig { weights: keys.weights, plugin_dir: keys.plugin_dir, layers })
 }
 
-fn layer(v: Value) -> Result<LayerConfig, String> {
+/// What is wrong with one layer's table, and its name if it has one.
+struct Bad {
+    name: Option<String>,
+    what: String,
+}
+
+impl Bad {
+    fn new(name: Option<&str>, what: impl Into<String>) -> Bad {
+        Bad { name: name.map(Into::into), what: what.into() }
+    }
+}
+
+fn layer(v: Value) -> Result<LayerConfig, Bad> {
     let Value::Object(mut params) = v else {
-        return Err("a layer must be a table".into());
+        return Err(Bad::new(None, "a layer must be a table"));
     };
-    let mut text = |key: &str| -> Result<Option<String>, String> {
+    let mut text = |key: &str| -> Result<Option<String>, Bad> {
         match params.remove(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(format!("`{key}` must be a string, not {other}")),
+            Some(other) => Err(Bad::new(None, format!("`{key}` must be a string, not {other}"))),
         }
     };
-    let name = text("name")?.ok_or("missing key `name`")?;
-    let plugin = text("plugin")?.ok_or_else(|| format!("layer {name}: missing key `plugin`"))?;
+    let name = text("name")?.ok_or_else(|| Bad::new(None, "missing key `name`"))?;
+    let named = Some(name.as_str());
+    let plugin = text("plugin")?.ok_or_else(|| Bad::new(named, "missing key `plugin`"))?;
     let input = text("input")?;
     let inputs = match params.remove("inputs") {
         None => None,
@@ -103,14 +116,14 @@ fn layer(v: Value) -> Result<LayerConfig, String> {
             a.into_iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s),
-                    other => Err(format!("layer {name}: `inputs` must list layer names, not {other}")),
+                    other => Err(Bad::new(named, format!("`inputs` must list layer names, not {other}"))),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
-        Some(other) => return Err(format!("layer {name}: `inputs` must be a list of layer names, not {other}")),
+        Some(other) => return Err(Bad::new(named, format!("`inputs` must be a list of layer names, not {other}"))),
     };
     if name.is_empty() {
-        return Err("`name` is empty".into());
+        return Err(Bad::new(None, "`name` is empty"));
     }
     Ok(LayerConfig { name, plugin, input, inputs, params })
 }

@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// What the model's output values are.
 pub enum OutputKind {
     /// `label` = `labels[argmax(values)]`.
     Classify,
@@ -25,7 +26,8 @@ pub struct OutputConfig {
 }
 
 impl OutputConfig {
-    pub fn validate(&self) -> Result<(), Vec<String>> {
+    /// The section's own checks: one line per problem.
+    pub(crate) fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.kind == OutputKind::Classify && self.labels.is_empty() {
             p.push("kind = \"classify\" needs labels, one per output value".to_string());
@@ -35,10 +37,6 @@ impl OutputConfig {
                 p.push(format!("label \"{l}\" appears twice"));
             }
         }
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(p)
-        }
+        p
     }
 }

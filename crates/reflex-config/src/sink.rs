@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// How a sink writes each record.
 pub enum RecordFormat {
     /// One JSON object per record (SPEC §5).
     #[default]
@@ -60,7 +61,8 @@ pub struct SinkConfig {
 }
 
 impl SinkConfig {
-    pub fn validate(&self) -> Result<(), Vec<String>> {
+    /// The sink's own checks: one line per problem.
+    pub(crate) fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
         match (self.format, &self.template) {
             (RecordFormat::Template, None) => p.push("format = \"template\" needs a template".to_string()),
@@ -74,11 +76,7 @@ impl SinkConfig {
                 p.push(format!("target \"{target}\" is not host:port"));
             }
         }
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(p)
-        }
+        p
     }
 
     pub(crate) fn resolve_paths(&mut self, base: &Path) {

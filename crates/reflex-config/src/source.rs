@@ -1,10 +1,12 @@
 //! `[source]`: where samples come from and how their frames are encoded (SPEC §2, §4).
 
+use reflex_codecs::Format;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// Where samples come from.
 pub enum SourceKind {
     /// A serial device (or a pseudo-terminal).
     #[default]
@@ -13,24 +15,15 @@ pub enum SourceKind {
     Replay,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FrameFormat {
-    /// Comma-separated decimals, one sample per line.
-    #[default]
-    Csv,
-    /// `A5 5A | n | counter | n × f32 | crc16`.
-    Binary,
-    /// WitMotion's 11-byte packets (acceleration + angular velocity: 6 channels).
-    Witmotion,
-}
-
 /// Replay pace: `"max"`, `"realtime"` or a factor of real time such as `4.0`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Speed {
+    /// As fast as inference takes the windows.
     Max,
+    /// At the pace they were recorded.
     #[default]
     Realtime,
+    /// This many times faster than they were recorded.
     Factor(f64),
 }
 
@@ -77,7 +70,7 @@ pub struct SourceConfig {
     pub baud_rate: u32,
     /// How samples are framed on the wire.
     #[serde(default)]
-    pub format: FrameFormat,
+    pub format: Format,
     /// Values per sample.
     pub channels: usize,
     /// csv only: the first field of each line is a timestamp in seconds.
@@ -89,7 +82,8 @@ pub struct SourceConfig {
 }
 
 impl SourceConfig {
-    pub fn validate(&self) -> Result<(), Vec<String>> {
+    /// The section's own checks: one line per problem.
+    pub(crate) fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.channels == 0 {
             p.push("channels must be at least 1".to_string());
@@ -97,23 +91,19 @@ impl SourceConfig {
         if self.channels > MAX_CHANNELS {
             p.push(format!("channels = {}: must be at most {MAX_CHANNELS}", self.channels));
         }
-        if self.channels > 255 && self.format == FrameFormat::Binary {
+        if self.channels > 255 && self.format == Format::Binary {
             p.push(format!("channels = {}: the binary format carries at most 255 values per frame", self.channels));
         }
-        if self.format == FrameFormat::Witmotion && self.channels != 6 {
+        if self.format == Format::Witmotion && self.channels != 6 {
             p.push(format!("channels = {}: the witmotion format gives exactly 6 (ax ay az wx wy wz)", self.channels));
         }
-        if self.time_column && self.format != FrameFormat::Csv {
+        if self.time_column && self.format != Format::Csv {
             p.push("time_column applies to format = \"csv\" only".to_string());
         }
         if self.baud_rate == 0 {
             p.push("baud_rate must be positive".to_string());
         }
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(p)
-        }
+        p
     }
 
     pub(crate) fn resolve_paths(&mut self, base: &Path) {

@@ -22,7 +22,7 @@ kind = "udp"
 target = "127.0.0.1:9000"
 "#;
 
-fn parse_str(text: &str) -> Result<Config, Problems> {
+fn parse_str(text: &str) -> Result<Config, Errors> {
     parse(Path::new("/etc/reflex/reflex.toml"), text, Vec::new())
 }
 
@@ -51,17 +51,20 @@ fn every_problem_is_reported_at_once_naming_section_and_key() {
         .replace("channels = 6", "channels = 6\nformat = \"morse\"");
     let p = parse_str(&text).unwrap_err();
     assert_eq!(p.0.len(), 3, "{p}");
-    assert!(p.0.iter().any(|l| l.contains("[window]") && l.contains("hpo")), "{p}");
-    assert!(p.0.iter().any(|l| l.contains("[output]") && l.contains("colour")), "{p}");
-    assert!(p.0.iter().any(|l| l.contains("[source] format") && l.contains("morse")), "{p}");
-    assert!(p.0.iter().all(|l| l.starts_with("/etc/reflex/reflex.toml: ") && !l.contains('\n')));
+    assert!(p.0.iter().any(|l| l.to_string().contains("[window]") && l.to_string().contains("hpo")), "{p}");
+    assert!(p.0.iter().any(|l| l.to_string().contains("[output]") && l.to_string().contains("colour")), "{p}");
+    assert!(p.0.iter().any(|l| l.to_string().contains("[source] format") && l.to_string().contains("morse")), "{p}");
+    assert!(p
+        .0
+        .iter()
+        .all(|l| l.to_string().starts_with("/etc/reflex/reflex.toml: ") && !l.to_string().contains('\n')));
 }
 
 #[test]
 fn toml_syntax_errors_give_line_and_column() {
     let p = parse_str("[source]\nchannels = = 6\n").unwrap_err();
     assert_eq!(p.0.len(), 1);
-    assert!(p.0[0].starts_with("/etc/reflex/reflex.toml:2:"), "{p}");
+    assert!(p.0[0].to_string().starts_with("/etc/reflex/reflex.toml:2:"), "{p}");
 }
 
 #[test]
@@ -103,7 +106,7 @@ fn speed_accepts_words_and_factors() {
 fn sizes_that_could_not_be_allocated_are_errors() {
     let p = parse_str(&GOOD.replace("length = 16", "length = 1000000000000")).unwrap_err();
     assert_eq!(p.0.len(), 1, "{p}");
-    assert!(p.0[0].contains("[window] length = 1000000000000: must be at most"), "{p}");
+    assert!(p.0[0].to_string().contains("[window] length = 1000000000000: must be at most"), "{p}");
     let p = parse_str(&GOOD.replace("length = 16", "length = 1000000").replace("channels = 6", "channels = 600"))
         .unwrap_err();
     assert!(p.to_string().contains("a window of 600 channels × 1000000 samples"), "{p}");
@@ -123,4 +126,13 @@ proptest! {
         text.insert_str(at, &insert);
         let _ = parse_str(&text);
     }
+}
+
+#[test]
+fn a_problem_carries_its_place_as_data() {
+    let p = parse_str(&GOOD.replace("hop = 4", "hpo = 4")).unwrap_err();
+    assert_eq!(p.0[0].file, Path::new("/etc/reflex/reflex.toml"));
+    assert_eq!(p.0[0].place, Place::Key { section: "window".into(), key: "hpo".into() });
+    let p = parse_str("[source]\nchannels = = 6\n").unwrap_err();
+    assert_eq!(p.0[0].place, Place::Line { line: 2, column: 12 });
 }

@@ -35,7 +35,8 @@ pub struct WindowConfig {
 }
 
 impl WindowConfig {
-    pub fn validate(&self, channels: usize) -> Result<(), Vec<String>> {
+    /// The section's checks against `channels`: one line per problem.
+    pub(crate) fn validate(&self, channels: usize) -> Vec<String> {
         let mut p = Vec::new();
         for (key, v) in [("length", self.length), ("hop", self.hop), ("queue", self.queue)] {
             if v == 0 {
@@ -62,10 +63,6 @@ impl WindowConfig {
         if let Some(v) = self.std.iter().flatten().find(|v| **v <= 0.0) {
             p.push(format!("std holds {v}: every entry must be positive"));
         }
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(p)
-        }
+        p
     }
 }

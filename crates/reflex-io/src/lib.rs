@@ -1,5 +1,23 @@
-//! Everything around the layer graph: sources (serial device, recorded log) → decoder →
-//! windower → a bounded lock-free queue → (the graph, elsewhere) → sinks.
+//! Everything around the layer graph, one module per stage, in the order a sample takes them:
+//!
+//! ```text
+//! source ──bytes──▶ Samples ──TimedSample──▶ Windower ──SampleWindow──▶ WindowQueue ──▶ (graph, in reflexd) ──Prediction──▶ Sinks
+//! serial | log |    decode, number, time,     normalise, cut            drop-oldest live,                         RecordPool      stdout | file |
+//! mcap              pace, count, record       [C, L] from the pool      lossless replay                                           udp | serial
+//! ```
+//!
+//! | module | stage |
+//! | --- | --- |
+//! | [`source`] | the [`Source`](source::Source) trait and its three implementations ([`source::serial`], [`source::log`], [`source::mcap`]); [`Samples`](source::Samples), the one decode loop, time rule and pace |
+//! | [`window`] | the [`Windower`](window::Windower): samples → [`SampleWindow`](window::SampleWindow)s |
+//! | [`pool`] | the [`WindowPool`](pool::WindowPool): window buffers, sized once and recycled on drop |
+//! | [`queue`] | the [`WindowQueue`](queue::WindowQueue) to inference, and the generic drop-oldest queue |
+//! | [`record`] | the [`Prediction`](record::Prediction) record, its pool and its text forms |
+//! | [`sink`] | [`Sinks`](sink::Sinks): one thread and queue per sink |
+//! | [`recording`] | `run --record`: the [`Recorder`](recording::Recorder) thread |
+//! | [`mcap`] | the MCAP writer, and the one MCAP reader (replay and plot) |
+//! | [`stop`] | [`Stop`](stop::Stop): the one stop request |
+//! | [`error`] | [`Error`]: what went wrong, with the file or sink as data |
 //!
 //! ```
 //! use reflex_io::window::Windower;
@@ -12,25 +30,19 @@
 //! assert!(w.push(&[2.0, 20.0], None, now)?.is_none());
 //! let first = w.push(&[3.0, 30.0], None, now)?.expect("samples 0..3 complete window 0");
 //! assert_eq!((first.index, first.last_sample), (0, 2));
-//! assert_eq!(first.data, [1.0, 2.0, 3.0, 10.0, 20.0, 30.0]);
+//! assert_eq!(*first.data, [1.0, 2.0, 3.0, 10.0, 20.0, 30.0]);
 //! # Ok::<(), reflex_io::window::WrongWidth>(())
 //! ```
 
-mod mcap_writer;
+pub mod error;
+pub mod mcap;
+pub mod pool;
 pub mod queue;
 pub mod record;
 pub mod recording;
 pub mod sink;
 pub mod source;
+pub mod stop;
 pub mod window;
 
-pub use reflex_codecs::Format;
-
-/// The codec format of a config's `source.format`.
-pub fn format_of(f: reflex_config::FrameFormat) -> Format {
-    match f {
-        reflex_config::FrameFormat::Csv => Format::Csv,
-        reflex_config::FrameFormat::Binary => Format::Binary,
-        reflex_config::FrameFormat::Witmotion => Format::Witmotion,
-    }
-}
+pub use error::Error;

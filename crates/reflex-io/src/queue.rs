@@ -3,8 +3,14 @@
 //! The producer holds a receiver too, so that when the queue is full it can take the oldest
 //! item out and put the new one in: the producer never blocks, memory never grows, and the
 //! consumer always gets the freshest data — what a control loop wants under overload.
+//!
+//! [`WindowQueue`] is the pipeline's queue between the reader and inference: drop-oldest when
+//! live, lossless (the reader waits) when replaying.
 
+use crate::pool::WindowPool;
+use crate::window::SampleWindow;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::time::Duration;
 
 /// The producing side of [`drop_oldest`].
 pub struct DropOldest<T> {
@@ -47,6 +53,52 @@ impl<T> DropOldest<T> {
 pub fn drop_oldest<T>(capacity: usize) -> (DropOldest<T>, Receiver<T>) {
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
     (DropOldest { tx, evict: rx.clone() }, rx)
+}
+
+/// How windows reach the inference thread.
+pub enum WindowQueue {
+    /// Live: when the queue is full the oldest waiting window is dropped; the reader never
+    /// waits for inference.
+    Live(DropOldest<SampleWindow>),
+    /// Replay: lossless, the reader waits for inference instead.
+    Lossless(Sender<SampleWindow>),
+}
+
+/// The inference side went away: the reader should stop.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closed;
+
+impl WindowQueue {
+    /// A queue of `capacity` windows: drop-oldest, or lossless.
+    pub fn new(capacity: usize, lossless: bool, pool: &WindowPool) -> (WindowQueue, Receiver<SampleWindow>) {
+        if !lossless {
+            let (tx, rx) = drop_oldest(capacity);
+            return (WindowQueue::Live(tx), rx);
+        }
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        warm_full_queue(&tx, &rx, pool);
+        (WindowQueue::Lossless(tx), rx)
+    }
+
+    /// Queues a window; `Ok(true)` when the oldest waiting one was dropped for it (its buffer
+    /// goes back to the pool).
+    pub fn send(&self, w: SampleWindow) -> Result<bool, Closed> {
+        match self {
+            WindowQueue::Live(q) => q.send(w).map(|old| old.is_some()).map_err(|_| Closed),
+            WindowQueue::Lossless(tx) => tx.send(w).map(|()| false).map_err(|_| Closed),
+        }
+    }
+}
+
+/// crossbeam allocates the first time a sender waits on a full channel (its list of waiting
+/// senders). A lossless reader waits whenever inference falls behind, and the first time may
+/// come long after the start: it is done now instead.
+fn warm_full_queue(tx: &Sender<SampleWindow>, rx: &Receiver<SampleWindow>, pool: &WindowPool) {
+    let empty =
+        || SampleWindow { index: 0, last_sample: 0, t: None, arrival: std::time::Instant::now(), data: pool.take() };
+    while tx.try_send(empty()).is_ok() {}
+    let _ = tx.send_timeout(empty(), Duration::from_millis(1));
+    while rx.try_recv().is_ok() {}
 }
 
 #[cfg(test)]

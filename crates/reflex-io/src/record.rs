@@ -1,31 +1,41 @@
 //! The prediction record (SPEC §5) and its three text forms: JSON, CSV and templates.
 
+use crate::error::TemplateError;
 use reflex_config::RecordFormat;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 // Formatting straight into the sink's reused buffer: no String per record.
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::sync::Arc;
 
-/// One prediction, as every sink receives it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// One prediction, as every sink receives it and as a recording holds it (`replay --plot`
+/// reads it back).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
+    /// The window's number.
     pub window: u64,
+    /// The number of the window's last sample.
     pub last_sample: u64,
     /// The last sample's timestamp in seconds; `null` when the source has none.
     pub t: Option<f64>,
-    /// The final layer's output.
+    /// The final layer's output (JSON writes a non-finite value as `null`; it reads back NaN).
+    #[serde(deserialize_with = "nan_for_null")]
     pub values: Vec<f32>,
     /// `classify` only: `labels[index]`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<Arc<str>>,
     /// `classify` only: argmax of `values`, ties to the lowest index.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
     /// From the arrival of `last_sample` to the hand-off to the sinks, 0.1 µs resolution.
     pub latency_us: f64,
     /// Graph swaps so far, starting at 1.
     pub generation: u64,
+}
+
+fn nan_for_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+    let values = Vec::<Option<f32>>::deserialize(d)?;
+    Ok(values.into_iter().map(|v| v.unwrap_or(f32::NAN)).collect())
 }
 
 /// Prediction records used over and over, so that a window costs no allocation: every sink
@@ -83,6 +93,7 @@ impl RecordPool {
         self.ring.len()
     }
 
+    /// Whether the pool holds none.
     pub fn is_empty(&self) -> bool {
         self.ring.is_empty()
     }
@@ -139,7 +150,7 @@ enum Kind {
 
 impl Formatter {
     /// `outputs` is the number of values the graph produces (to check `{values[i]}`).
-    pub fn new(format: RecordFormat, template: Option<&str>, outputs: usize) -> Result<Formatter, String> {
+    pub fn new(format: RecordFormat, template: Option<&str>, outputs: usize) -> Result<Formatter, TemplateError> {
         match format {
             RecordFormat::Json => Ok(Formatter(Kind::Json)),
             RecordFormat::Csv => Ok(Formatter(Kind::Csv)),
@@ -234,7 +245,7 @@ fn field(s: &mut Vec<u8>, r: &Prediction, f: &Field, precision: Option<usize>) {
     }
 }
 
-fn parse_template(t: &str, outputs: usize) -> Result<Vec<Piece>, String> {
+fn parse_template(t: &str, outputs: usize) -> Result<Vec<Piece>, TemplateError> {
     let mut pieces = Vec::new();
     let mut text = String::new();
     let mut chars = t.chars().peekable();
@@ -248,14 +259,14 @@ fn parse_template(t: &str, outputs: usize) -> Result<Vec<Piece>, String> {
                 chars.next();
                 text.push('}');
             }
-            '}' => return Err("template: a lone `}` (write `}}` for a brace)".into()),
+            '}' => return Err(TemplateError::LoneBrace),
             '{' => {
                 let mut spec = String::new();
                 loop {
                     match chars.next() {
                         Some('}') => break,
                         Some(c) => spec.push(c),
-                        None => return Err(format!("template: `{{{spec}` is not closed")),
+                        None => return Err(TemplateError::NotClosed { spec }),
                     }
                 }
                 if !text.is_empty() {
@@ -272,7 +283,7 @@ fn parse_template(t: &str, outputs: usize) -> Result<Vec<Piece>, String> {
     Ok(pieces)
 }
 
-fn parse_field(spec: &str, outputs: usize) -> Result<Piece, String> {
+fn parse_field(spec: &str, outputs: usize) -> Result<Piece, TemplateError> {
     let (name, precision) = match spec.split_once(':') {
         None => (spec, None),
         Some((name, fmt)) => {
@@ -280,7 +291,7 @@ fn parse_field(spec: &str, outputs: usize) -> Result<Piece, String> {
                 .strip_prefix('.')
                 .and_then(|p| p.parse::<usize>().ok())
                 .filter(|p| *p <= 17)
-                .ok_or_else(|| format!("template: `{{{spec}}}`: the only format is a precision such as `:.3`"))?;
+                .ok_or_else(|| TemplateError::Format { spec: spec.into() })?;
             (name, Some(p))
         }
     };
@@ -298,13 +309,9 @@ fn parse_field(spec: &str, outputs: usize) -> Result<Piece, String> {
                 .strip_prefix("values[")
                 .and_then(|r| r.strip_suffix(']'))
                 .and_then(|i| i.parse::<usize>().ok())
-                .ok_or_else(|| {
-                    format!(
-                        "template: unknown field `{{{name}}}` (fields: window, last_sample, t, label, index, latency_us, generation, values, values[i])"
-                    )
-                })?;
+                .ok_or_else(|| TemplateError::UnknownField { name: name.into() })?;
             if i >= outputs {
-                return Err(format!("template: `{{{name}}}` but the model outputs {outputs} values"));
+                return Err(TemplateError::PastOutputs { name: name.into(), outputs });
             }
             Field::Value(i)
         }
@@ -361,7 +368,7 @@ mod tests {
 
     #[test]
     fn bad_templates_are_refused_with_a_reason() {
-        let bad = |t: &str| Formatter::new(RecordFormat::Template, Some(t), 4).unwrap_err();
+        let bad = |t: &str| Formatter::new(RecordFormat::Template, Some(t), 4).unwrap_err().to_string();
         assert!(bad("{values[4]}").contains("outputs 4 values"));
         assert!(bad("{speed}").contains("unknown field"));
         assert!(bad("{index").contains("not closed"));

@@ -16,7 +16,8 @@
 //! back to the reader, samples in inline arrays (up to 16 channels), predictions as the very
 //! records the sinks got, and the MCAP writer reuses its chunk and index buffers.
 
-use crate::mcap_writer::McapWriter;
+use crate::error::Error;
+use crate::mcap::McapWriter;
 use crate::record::Prediction;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use smallvec::SmallVec;
@@ -28,9 +29,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The bytes exactly as read.
 pub const RAW: &str = "/imu/raw";
+/// Each decoded sample, as JSON.
 pub const SAMPLES: &str = "/imu/samples";
+/// Each prediction record, as JSON.
 pub const PREDICTIONS: &str = "/reflex/predictions";
+/// Device events (`device_open`), as JSON.
 pub const EVENTS: &str = "/reflex/events";
 /// The metadata record's name.
 pub const METADATA: &str = "reflex";
@@ -78,6 +83,7 @@ impl RecordHandle {
         }
     }
 
+    /// Bytes as read, received at `ns` (Unix nanoseconds).
     pub fn raw(&self, ns: u64, bytes: &[u8]) {
         let mut buf = match self.spare.try_recv() {
             Ok(b) if b.capacity() >= bytes.len() => b,
@@ -98,6 +104,7 @@ impl RecordHandle {
         self.send(Entry::Prediction { ns, record });
     }
 
+    /// The device was (re)opened: a replay starts a fresh decoder here.
     pub fn device_open(&self, ns: u64) {
         self.send(Entry::DeviceOpen { ns });
     }
@@ -106,7 +113,7 @@ impl RecordHandle {
 /// A recording in progress.
 pub struct Recorder {
     handle: RecordHandle,
-    thread: JoinHandle<Result<(), String>>,
+    thread: JoinHandle<Result<(), Error>>,
 }
 
 const SAMPLE_SCHEMA: &str = r#"{"type":"object","title":"reflex.Sample","properties":{"sample":{"type":"integer","description":"sample number in decode order"},"t":{"type":["number","null"],"description":"timestamp in seconds"},"values":{"type":"array","items":{"type":"number"}}},"required":["sample","values"]}"#;
@@ -122,10 +129,9 @@ struct Channels {
     events: u16,
 }
 
-fn open(path: &Path, metadata: BTreeMap<String, String>) -> Result<(Writer, Channels), String> {
-    let shown = path.display();
-    let file = std::fs::File::create(path).map_err(|e| format!("{shown}: cannot create: {e}"))?;
-    let err = |e: std::io::Error| format!("{shown}: {e}");
+fn open(path: &Path, metadata: BTreeMap<String, String>) -> Result<(Writer, Channels), Error> {
+    let file = std::fs::File::create(path).map_err(|source| Error::Create { path: path.into(), source })?;
+    let err = |source| Error::Write { path: path.into(), source };
     let library = concat!("reflexd ", env!("CARGO_PKG_VERSION"));
     let mut w = McapWriter::new(BufWriter::new(file), "", library, CHUNK_BYTES).map_err(err)?;
     let sample = w.add_schema("reflex.Sample", "jsonschema", SAMPLE_SCHEMA.as_bytes()).map_err(err)?;
@@ -146,7 +152,7 @@ fn open(path: &Path, metadata: BTreeMap<String, String>) -> Result<(Writer, Chan
 
 impl Recorder {
     /// Creates `path` and starts the writer thread.
-    pub fn start(path: &Path, metadata: BTreeMap<String, String>) -> Result<Recorder, String> {
+    pub fn start(path: &Path, metadata: BTreeMap<String, String>) -> Result<Recorder, Error> {
         let (mut writer, ch) = open(path, metadata)?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let (spare_tx, spare) = crossbeam_channel::bounded(SPARE_RAW);
@@ -154,18 +160,19 @@ impl Recorder {
             let _ = spare_tx.try_send(Vec::with_capacity(RAW_CAPACITY));
         }
         let dropped = Arc::new(AtomicU64::new(0));
-        let shown = path.display().to_string();
+        let path = path.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("recorder".into())
             .spawn(move || {
                 write_loop(&mut writer, &ch, rx, spare_tx)
                     .and_then(|()| writer.finish().map(|_| ()))
-                    .map_err(|e| format!("{shown}: {e}"))
+                    .map_err(|source| Error::Write { path, source })
             })
-            .map_err(|e| format!("cannot start the recorder thread: {e}"))?;
+            .map_err(|source| Error::Thread { thread: "recorder", source })?;
         Ok(Recorder { handle: RecordHandle { tx, dropped, spare }, thread })
     }
 
+    /// A handle for the reader or the inference thread.
     pub fn handle(&self) -> RecordHandle {
         self.handle.clone()
     }
@@ -176,10 +183,10 @@ impl Recorder {
     }
 
     /// Writes what is queued, the summary and the footer. Every handle must be gone.
-    pub fn finish(self) -> Result<u64, String> {
+    pub fn finish(self) -> Result<u64, Error> {
         let dropped = self.dropped();
         drop(self.handle);
-        self.thread.join().map_err(|_| "the recorder thread failed".to_string())??;
+        self.thread.join().map_err(|_| Error::Panicked { thread: "recorder" })??;
         Ok(dropped)
     }
 }

@@ -2,13 +2,16 @@
 //!
 //! Window `w` covers samples `[w·hop, w·hop + length)` in decode order and is complete when
 //! sample `w·hop + length − 1` arrives. Samples are normalised on the way in, so a window is
-//! a copy out of a ring buffer, channel by channel.
+//! a copy out of a ring buffer, channel by channel, into a buffer of the [`WindowPool`].
 
+use crate::pool::{WindowBuf, WindowPool};
+use crate::source::TimedSample;
+use reflex_config::WindowConfig;
 use std::time::Instant;
 
-/// One window on its way to the graph.
-#[derive(Clone, Debug)]
-pub struct Window {
+/// One window of samples on its way to the graph.
+#[derive(Debug)]
+pub struct SampleWindow {
     /// `w`: the window's number.
     pub index: u64,
     /// The number of the window's last sample.
@@ -18,7 +21,7 @@ pub struct Window {
     /// When the last sample arrived: latency is measured from here.
     pub arrival: Instant,
     /// `[channels, length]`, row-major, normalised.
-    pub data: Vec<f32>,
+    pub data: WindowBuf,
 }
 
 /// Cuts the sample stream into windows.
@@ -32,10 +35,7 @@ pub struct Windower {
     ring: Vec<f32>,
     /// Samples seen so far, i.e. the next sample's number.
     next: u64,
-    /// Buffers of windows that have been used, to be filled again.
-    spare: Vec<Vec<f32>>,
-    /// The most spare buffers kept.
-    keep: usize,
+    pool: WindowPool,
 }
 
 /// A sample did not have `channels` values.
@@ -43,7 +43,13 @@ pub struct Windower {
 pub struct WrongWidth;
 
 impl Windower {
-    /// `mean`/`std` default to 0 and 1 per channel (validated by the config).
+    /// The `[window]` section's windower for `channels` channels, taking buffers from `pool`.
+    pub fn from_config(w: &WindowConfig, channels: usize, pool: WindowPool) -> Self {
+        Windower { pool, ..Windower::new(channels, w.length, w.hop, w.mean.as_deref(), w.std.as_deref()) }
+    }
+
+    /// `mean`/`std` default to 0 and 1 per channel (validated by the config). Its buffers come
+    /// from a pool of its own, for one window at a time.
     pub fn new(channels: usize, length: usize, hop: usize, mean: Option<&[f32]>, std: Option<&[f32]>) -> Self {
         let offset = mean.map_or_else(|| vec![0.0; channels], <[f32]>::to_vec);
         let scale = std.map_or_else(|| vec![1.0; channels], |s| s.iter().map(|v| 1.0 / v).collect());
@@ -55,22 +61,11 @@ impl Windower {
             scale,
             ring: vec![0.0; channels * length],
             next: 0,
-            spare: Vec::new(),
-            keep: 64,
+            pool: WindowPool::new(0, channels * length),
         }
     }
 
-    /// Makes `n` window buffers now, as many as can be in flight at once (the queue, the one
-    /// being predicted, the one being cut), so that none is made later: a steady state that
-    /// falls behind for a moment allocates nothing either.
-    pub fn reserve(&mut self, n: usize) {
-        self.keep = self.keep.max(n);
-        self.spare.reserve(self.keep);
-        while self.spare.len() < n {
-            self.spare.push(Vec::with_capacity(self.channels * self.length));
-        }
-    }
-
+    /// Values per sample.
     pub fn channels(&self) -> usize {
         self.channels
     }
@@ -80,16 +75,18 @@ impl Windower {
         self.next
     }
 
-    /// Gives a used window's memory back, so that steady state allocates nothing.
-    pub fn recycle(&mut self, buf: Vec<f32>) {
-        // Bounded: more spares than windows in flight would only hold memory.
-        if self.spare.len() < self.keep {
-            self.spare.push(buf);
-        }
+    /// Adds one decoded sample and returns the window it completes, if any.
+    pub fn cut(&mut self, s: &TimedSample) -> Result<Option<SampleWindow>, WrongWidth> {
+        self.push(&s.values, s.t, s.arrival)
     }
 
     /// Adds one sample (exactly `channels` values) and returns the window it completes, if any.
-    pub fn push(&mut self, values: &[f32], t: Option<f64>, arrival: Instant) -> Result<Option<Window>, WrongWidth> {
+    pub fn push(
+        &mut self,
+        values: &[f32],
+        t: Option<f64>,
+        arrival: Instant,
+    ) -> Result<Option<SampleWindow>, WrongWidth> {
         if values.len() != self.channels {
             return Err(WrongWidth);
         }
@@ -100,11 +97,10 @@ impl Windower {
             self.ring[c * self.length + col] = (v - self.offset[c]) * self.scale[c];
         }
         let len = self.length as u64;
-        if n + 1 < len || (n + 1 - len) % self.hop != 0 {
+        if n + 1 < len || !(n + 1 - len).is_multiple_of(self.hop) {
             return Ok(None);
         }
-        let mut buf = self.spare.pop().unwrap_or_default();
-        buf.clear();
+        let mut buf = self.pool.take();
         // The oldest sample of the window sits right after the newest in the ring.
         let start = (col + 1) % self.length;
         for c in 0..self.channels {
@@ -112,7 +108,7 @@ impl Windower {
             buf.extend_from_slice(&row[start..]);
             buf.extend_from_slice(&row[..start]);
         }
-        Ok(Some(Window { index: (n + 1 - len) / self.hop, last_sample: n, t, arrival, data: buf }))
+        Ok(Some(SampleWindow { index: (n + 1 - len) / self.hop, last_sample: n, t, arrival, data: buf }))
     }
 }
 
@@ -121,7 +117,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn run(channels: usize, length: usize, hop: usize, samples: usize) -> Vec<Window> {
+    fn run(channels: usize, length: usize, hop: usize, samples: usize) -> Vec<SampleWindow> {
         let mut w = Windower::new(channels, length, hop, None, None);
         let now = Instant::now();
         (0..samples)
@@ -137,7 +133,7 @@ mod tests {
         let ws = run(2, 4, 2, 9);
         assert_eq!(ws.iter().map(|w| (w.index, w.last_sample)).collect::<Vec<_>>(), [(0, 3), (1, 5), (2, 7)]);
         // Window 1 covers samples 2..6, channel-major.
-        assert_eq!(ws[1].data, [20.0, 30.0, 40.0, 50.0, 21.0, 31.0, 41.0, 51.0]);
+        assert_eq!(*ws[1].data, [20.0, 30.0, 40.0, 50.0, 21.0, 31.0, 41.0, 51.0]);
         assert_eq!(ws[1].t, Some(5.0));
     }
 
@@ -145,7 +141,7 @@ mod tests {
     fn normalisation_is_applied_per_channel() {
         let mut w = Windower::new(2, 1, 1, Some(&[1.0, -1.0]), Some(&[2.0, 0.5]));
         let win = w.push(&[5.0, 1.0], None, Instant::now()).unwrap().unwrap();
-        assert_eq!(win.data, [2.0, 4.0]);
+        assert_eq!(*win.data, [2.0, 4.0]);
     }
 
     #[test]

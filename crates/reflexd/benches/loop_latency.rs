@@ -83,44 +83,30 @@ fn config(dir: &Path, model: &Path, pty: &Path, port: u16, hop: usize) -> PathBu
     p
 }
 
-fn run(a: &Args, rate: f64, seconds: f64) -> Outcome {
-    let dir = tempfile::tempdir().unwrap();
-    let imu = support::pty();
-    let path = imu.path.clone();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = sock.local_addr().unwrap().port();
-    let cfg = config(dir.path(), &a.model, &path, port, a.hop);
-    let log = dir.path().join("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reflexd"))
+/// Starts `reflexd run` and waits until it has opened the pty.
+fn start(cfg: &Path, log: &Path) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_reflexd"))
         .args(["run", "--config"])
-        .arg(&cfg)
+        .arg(cfg)
         .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
+        .stderr(File::create(log).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("serial device open") {
+    while !std::fs::read_to_string(log).unwrap_or_default().contains("serial device open") {
         assert!(
             Instant::now() < deadline,
             "reflexd did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            std::fs::read_to_string(log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let length = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.trim().strip_prefix("length = ").map(|v| v.split_whitespace().next().unwrap().parse::<usize>().unwrap())
-        })
-        .unwrap();
+    child
+}
 
-    let n = (rate * seconds) as usize;
-    let values: Vec<f32> = (0..6).map(|c| c as f32 * 0.1).collect();
-    let frames: Vec<Vec<u8>> = (0..n).map(|i| reflex_codecs::encode::binary(i as u32, &values)).collect();
-    let mut master = imu.master;
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let receiver = std::thread::spawn(move || {
+/// Collects `(window, arrival)` of the datagrams until 2 s of silence.
+fn receive(sock: UdpSocket, n: usize) -> std::thread::JoinHandle<Vec<(usize, Instant)>> {
+    std::thread::spawn(move || {
         let mut got = Vec::with_capacity(n);
         let mut buf = [0u8; 4096];
         let mut idle = 0;
@@ -136,7 +122,32 @@ fn run(a: &Args, rate: f64, seconds: f64) -> Outcome {
             }
         }
         got
-    });
+    })
+}
+
+fn run(a: &Args, rate: f64, seconds: f64) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let imu = support::pty();
+    let path = imu.path.clone();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let cfg = config(dir.path(), &a.model, &path, port, a.hop);
+    let log = dir.path().join("log");
+    let child = start(&cfg, &log);
+    let length = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.trim().strip_prefix("length = ").map(|v| v.split_whitespace().next().unwrap().parse::<usize>().unwrap())
+        })
+        .unwrap();
+
+    let n = (rate * seconds) as usize;
+    let values: Vec<f32> = (0..6).map(|c| c as f32 * 0.1).collect();
+    let frames: Vec<Vec<u8>> = (0..n).map(|i| reflex_codecs::encode::binary(i as u32, &values)).collect();
+    let mut master = imu.master;
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let receiver = receive(sock, n);
     let mut sent_at = Vec::with_capacity(n);
     let period = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
@@ -157,6 +168,7 @@ fn run(a: &Args, rate: f64, seconds: f64) -> Outcome {
         master.write_all(f).unwrap();
     }
     let got = receiver.join().unwrap();
+    let mut child = child;
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     child.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap_or_default();

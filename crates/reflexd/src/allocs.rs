@@ -46,7 +46,8 @@ mod interpose {
     #[no_mangle]
     pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
         counted();
-        __libc_malloc(size)
+        // SAFETY: the caller's `malloc` contract, passed on unchanged.
+        unsafe { __libc_malloc(size) }
     }
 
     /// # Safety
@@ -54,7 +55,8 @@ mod interpose {
     #[no_mangle]
     pub unsafe extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
         counted();
-        __libc_calloc(n, size)
+        // SAFETY: the caller's `calloc` contract, passed on unchanged.
+        unsafe { __libc_calloc(n, size) }
     }
 
     /// # Safety
@@ -62,7 +64,8 @@ mod interpose {
     #[no_mangle]
     pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: size_t) -> *mut c_void {
         counted();
-        __libc_realloc(ptr, size)
+        // SAFETY: the caller's `realloc` contract, passed on unchanged.
+        unsafe { __libc_realloc(ptr, size) }
     }
 
     /// # Safety
@@ -70,9 +73,11 @@ mod interpose {
     #[no_mangle]
     pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: size_t, size: size_t) -> *mut c_void {
         match n.checked_mul(size) {
-            Some(total) => realloc(ptr, total),
+            // SAFETY: the caller's `reallocarray` contract is `realloc`'s for the product.
+            Some(total) => unsafe { realloc(ptr, total) },
             None => {
-                *libc::__errno_location() = libc::ENOMEM;
+                // SAFETY: `__errno_location` returns this thread's errno, always valid.
+                unsafe { *libc::__errno_location() = libc::ENOMEM };
                 std::ptr::null_mut()
             }
         }
@@ -83,7 +88,8 @@ mod interpose {
     #[no_mangle]
     pub unsafe extern "C" fn memalign(align: size_t, size: size_t) -> *mut c_void {
         counted();
-        __libc_memalign(align, size)
+        // SAFETY: the caller's `memalign` contract, passed on unchanged.
+        unsafe { __libc_memalign(align, size) }
     }
 
     /// # Safety
@@ -91,22 +97,25 @@ mod interpose {
     #[no_mangle]
     pub unsafe extern "C" fn aligned_alloc(align: size_t, size: size_t) -> *mut c_void {
         counted();
-        __libc_memalign(align, size)
+        // SAFETY: `aligned_alloc`'s contract is `memalign`'s.
+        unsafe { __libc_memalign(align, size) }
     }
 
     /// # Safety
     /// The C `posix_memalign` contract.
     #[no_mangle]
     pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: size_t, size: size_t) -> c_int {
-        if !align.is_power_of_two() || align % std::mem::size_of::<*mut c_void>() != 0 {
+        if !align.is_power_of_two() || !align.is_multiple_of(std::mem::size_of::<*mut c_void>()) {
             return libc::EINVAL;
         }
         counted();
-        let p = __libc_memalign(align, size);
+        // SAFETY: `align` was checked above as `posix_memalign` requires.
+        let p = unsafe { __libc_memalign(align, size) };
         if p.is_null() {
             return libc::ENOMEM;
         }
-        *out = p;
+        // SAFETY: the caller passes a valid `out`, as `posix_memalign` requires.
+        unsafe { *out = p };
         0
     }
 
@@ -115,7 +124,8 @@ mod interpose {
     #[no_mangle]
     pub unsafe extern "C" fn valloc(size: size_t) -> *mut c_void {
         counted();
-        __libc_valloc(size)
+        // SAFETY: the caller's `valloc` contract, passed on unchanged.
+        unsafe { __libc_valloc(size) }
     }
 
     /// # Safety
@@ -123,7 +133,8 @@ mod interpose {
     #[no_mangle]
     pub unsafe extern "C" fn pvalloc(size: size_t) -> *mut c_void {
         counted();
-        __libc_pvalloc(size)
+        // SAFETY: the caller's `pvalloc` contract, passed on unchanged.
+        unsafe { __libc_pvalloc(size) }
     }
 }
 

@@ -1,7 +1,34 @@
-//! `reflexd`: the Reflex command line (SPEC §1).
+//! `reflexd`: the Reflex command line (SPEC §1) — wiring, not pipeline. The stages are
+//! reflex-io's (sources, windower, queue, records, sinks), reflex-codecs' (decoders) and
+//! reflex-graph's (the layers); this crate chooses them from the config, starts the threads,
+//! handles signals and hot swap, counts, and renders every error.
+//!
+//! | module | what |
+//! | --- | --- |
+//! | `commands` | one module per subcommand: `run`, `replay`, `inspect`, `check`, `bench` |
+//! | `daemon` | `run`/`replay` wiring: `input` (which source), `reader` (its thread), `inference` (its thread), `signals`, `stats`, `provenance` |
+//! | `reload` | hot swap: watching the config, building and warming a new graph |
+//! | `model` | config file → built graph |
+//! | `plot` | `replay --plot`: an SVG of a replay's recording |
+//! | `allocs` | the process-wide allocation counter behind `allocs_per_window` |
+//!
+//! The path of one sample, from the serial read to a UDP datagram, one call per stage:
+//!
+//! 1. `reflex_io::source::serial::SerialDevice::read` — `poll` + `read` on the device, bytes
+//!    appended to the reader's buffer, stamped `Received::Live` (reader thread, `daemon::reader`);
+//! 2. `reflex_io::source::Samples::next` — `reflex_codecs::AnyDecoder::decode` turns the bytes
+//!    into a `Frame::Sample`; it is numbered and timed (the time rule) into a `TimedSample`;
+//! 3. `reflex_io::window::Windower::cut` — normalised into the ring; a completed
+//!    `SampleWindow` is copied out into a buffer of the `WindowPool`;
+//! 4. `reflex_io::queue::WindowQueue::send` — onto the lock-free bounded queue (drop-oldest);
+//! 5. `daemon::inference::Inference::predict` (inference thread) — `reflex_graph::Graph::run`,
+//!    then a `Prediction` from the `RecordPool`, handed to `reflex_io::sink::Sinks::send`;
+//! 6. the UDP sink's thread — `reflex_io::record::Formatter::write` into its buffer, then the
+//!    `udp` output's `send_to`: one datagram.
 //!
 //! Every error a user can cause ends here as one line on stderr and a non-zero exit status:
-//! 1 for a problem with the config, weights, plugins or input; 2 for a bad command line.
+//! 1 for a problem with the config, weights, plugins or input; 2 for a bad command line. The
+//! libraries return typed errors carrying their file, key or sink; only `main` prints them.
 
 mod allocs;
 mod commands;

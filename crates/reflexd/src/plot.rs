@@ -12,9 +12,11 @@
 //! The x axis is the samples' timestamps in seconds when every sample and record has one,
 //! else the sample number.
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use reflex_io::mcap::McapFile;
+use reflex_io::record::Prediction as Record;
 use reflex_io::recording::{PREDICTIONS, SAMPLES};
 use serde::Deserialize;
 use std::path::Path;
@@ -77,15 +79,6 @@ struct Sample {
     values: Vec<Option<f64>>,
 }
 
-#[derive(Deserialize)]
-struct Record {
-    window: u64,
-    last_sample: u64,
-    t: Option<f64>,
-    values: Vec<Option<f64>>,
-    index: Option<usize>,
-}
-
 /// The samples and prediction records of a recording, in order.
 pub struct Recording {
     samples: Vec<Sample>,
@@ -96,22 +89,24 @@ impl Recording {
     /// Reads `/imu/samples` and `/reflex/predictions` from an MCAP recording.
     pub fn read(path: &Path) -> anyhow::Result<Recording> {
         let shown = path.display();
-        let bytes = std::fs::read(path).with_context(|| format!("{shown}: cannot read the recording"))?;
-        let stream = mcap::MessageStream::new(&bytes).map_err(|e| anyhow!("{shown}: {e}"))?;
+        let file = McapFile::open(path)?;
         let (mut samples, mut records, mut malformed) = (Vec::new(), Vec::new(), 0u64);
-        for message in stream {
-            let message = message.map_err(|e| anyhow!("{shown}: {e}"))?;
-            match message.channel.topic.as_str() {
-                SAMPLES => match serde_json::from_slice::<Sample>(&message.data) {
+        let mut messages = file.messages();
+        while let Some(message) = messages.next() {
+            match messages.topic(message.channel).unwrap_or_default() {
+                SAMPLES => match serde_json::from_slice::<Sample>(message.data) {
                     Ok(s) => samples.push(s),
                     Err(_) => malformed += 1,
                 },
-                PREDICTIONS => match serde_json::from_slice::<Record>(&message.data) {
+                PREDICTIONS => match serde_json::from_slice::<Record>(message.data) {
                     Ok(r) => records.push(r),
                     Err(_) => malformed += 1,
                 },
                 _ => {}
             }
+        }
+        if let Some(damage) = messages.damage() {
+            bail!("{shown}: {damage}");
         }
         if malformed > 0 {
             tracing::warn!(malformed, "{shown}: messages that are not samples or prediction records were skipped");
@@ -291,32 +286,12 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
         bail!("--plot {}: nothing to plot: the replay of {log_name} decoded no samples", path.display());
     }
     let axis = XAxis::of(rec);
-
-    let channels = rec.samples.iter().map(|s| s.values.len()).max().unwrap_or(0);
-    let inputs: Vec<Line> = channel_names(channels)
-        .into_iter()
-        .enumerate()
-        .map(|(c, name)| {
-            let (mean, std) = mean_std(rec.samples.iter().filter_map(|s| s.values.get(c).copied().flatten()));
-            let points = rec
-                .samples
-                .iter()
-                .map(|s| (axis.sample(s), s.values.get(c).copied().flatten().map(|v| (v - mean) / std)));
-            Line::new(name, points)
-        })
-        .collect();
-
+    let inputs = input_lines(rec, &axis);
     let outputs = rec.records.iter().map(|r| r.values.len()).max().unwrap_or(0);
     let labels = meta.labels.as_ref().filter(|l| l.len() == outputs);
-    let predictions: Vec<Line> = (0..outputs)
-        .map(|o| {
-            let name = labels.and_then(|l| l.get(o).cloned()).unwrap_or_else(|| format!("out{o}"));
-            Line::new(name, rec.records.iter().map(|r| (axis.record(r), r.values.get(o).copied().flatten())))
-        })
-        .collect();
-
+    let predictions = prediction_lines(rec, &axis, outputs, labels);
     let xs = rec.samples.iter().map(|s| axis.sample(s)).chain(rec.records.iter().map(|r| axis.record(r)));
-    let (x0, x1) = padded(xs, 0.0);
+    let x = padded(xs, 0.0);
     let title = format!(
         "{log_name}  —  {}  —  {} window{}",
         meta.config.display(),
@@ -337,38 +312,71 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
         );
         head.draw(&Text::new(note, (16, 36), (FONT, 13).into_font().color(&RGBColor(90, 90, 90))))?;
         let (top, bottom) = body.split_vertically((SIZE.1 - TITLE) / 2);
+        let inputs_panel =
+            Panel { caption: "input channels (z-scored)", y_desc: "z-score", stroke: 1, band: false, empty: None };
+        inputs_panel.draw(&top, rec, &axis, x, &inputs)?;
+        let (caption, y_desc) = match labels {
+            Some(_) => ("class scores per window", "score"),
+            None => ("output values per window", "value"),
+        };
+        let empty =
+            rec.records.is_empty().then_some("no predictions in this replay (is the log shorter than one window?)");
+        let outputs_panel = Panel { caption, y_desc, stroke: 2, band: labels.is_some(), empty };
+        outputs_panel.draw(&bottom, rec, &axis, x, &predictions)?;
+        root.present()?;
+    }
+    std::fs::write(path, svg).with_context(|| format!("--plot {}: cannot write", path.display()))
+}
 
-        // Top: the inputs.
-        let (plot, legend) = top.split_horizontally(SIZE.0 - LEGEND);
-        let (y0, y1) = padded(inputs.iter().flat_map(Line::points).map(|p| p.1), 0.05);
-        let mut chart = ChartBuilder::on(&plot)
-            .margin(8)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .caption("input channels (z-scored)", (FONT, 15))
-            .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc(axis.label())
-            .x_label_formatter(&|x| axis.tick(*x, x1 - x0))
-            .y_desc("z-score")
-            .x_max_light_lines(4)
-            .y_max_light_lines(1)
-            .light_line_style(RGBColor(240, 240, 240))
-            .label_style((FONT, 14))
-            .draw()?;
-        for (i, line) in inputs.iter().enumerate() {
-            for run in &line.runs {
-                chart.draw_series(LineSeries::new(run.iter().copied(), color(i).stroke_width(1)))?;
-            }
-        }
-        draw_legend(&legend, &inputs, None)?;
+/// Every input channel, z-scored over the replay.
+fn input_lines(rec: &Recording, axis: &XAxis) -> Vec<Line> {
+    let channels = rec.samples.iter().map(|s| s.values.len()).max().unwrap_or(0);
+    let value = |s: &Sample, c: usize| s.values.get(c).copied().flatten();
+    channel_names(channels)
+        .into_iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let (mean, std) = mean_std(rec.samples.iter().filter_map(|s| value(s, c)));
+            let points = rec.samples.iter().map(|s| (axis.sample(s), value(s, c).map(|v| (v - mean) / std)));
+            Line::new(name, points)
+        })
+        .collect()
+}
 
-        // Bottom: the predictions.
-        let (plot, legend) = bottom.split_horizontally(SIZE.0 - LEGEND);
-        let (y0, mut y1) = padded(predictions.iter().flat_map(Line::points).map(|p| p.1), 0.05);
-        // The label band sits above the lines.
-        let band = labels.is_some().then(|| {
+/// Every output value per window, named by its label when there is one.
+fn prediction_lines(rec: &Recording, axis: &XAxis, outputs: usize, labels: Option<&Vec<String>>) -> Vec<Line> {
+    (0..outputs)
+        .map(|o| {
+            let name = labels.and_then(|l| l.get(o).cloned()).unwrap_or_else(|| format!("out{o}"));
+            let value = |r: &Record| r.values.get(o).map(|v| f64::from(*v));
+            Line::new(name, rec.records.iter().map(|r| (axis.record(r), value(r))))
+        })
+        .collect()
+}
+
+/// One of the two panels: a chart and its legend.
+struct Panel<'a> {
+    caption: &'a str,
+    y_desc: &'a str,
+    stroke: u32,
+    /// The predicted label as a band above the lines.
+    band: bool,
+    /// Said across the panel when it has nothing to show.
+    empty: Option<&'a str>,
+}
+
+impl Panel<'_> {
+    fn draw(
+        &self,
+        area: &DrawingArea<SVGBackend<'_>, Shift>,
+        rec: &Recording,
+        axis: &XAxis,
+        (x0, x1): (f64, f64),
+        lines: &[Line],
+    ) -> anyhow::Result<()> {
+        let (plot, legend) = area.split_horizontally(SIZE.0 - LEGEND);
+        let (y0, mut y1) = padded(lines.iter().flat_map(Line::points).map(|p| p.1), 0.05);
+        let band = self.band.then(|| {
             let h = y1 - y0;
             let band = (y1 + 0.02 * h, y1 + 0.08 * h);
             y1 += 0.10 * h;
@@ -378,41 +386,35 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
             .margin(8)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .caption(if labels.is_some() { "class scores per window" } else { "output values per window" }, (FONT, 15))
+            .caption(self.caption, (FONT, 15))
             .build_cartesian_2d(x0..x1, y0..y1)?;
         chart
             .configure_mesh()
             .x_desc(axis.label())
             .x_label_formatter(&|x| axis.tick(*x, x1 - x0))
-            .y_desc(if labels.is_some() { "score" } else { "value" })
+            .y_desc(self.y_desc)
             .x_max_light_lines(4)
             .y_max_light_lines(1)
             .light_line_style(RGBColor(240, 240, 240))
             .label_style((FONT, 14))
             .draw()?;
         if let Some((b0, b1)) = band {
-            chart.draw_series(
-                label_runs(rec, &axis)
-                    .into_iter()
-                    .map(|(xa, xb, class)| Rectangle::new([(xa, b0), (xb, b1)], color(class).filled())),
-            )?;
+            let runs = label_runs(rec, axis).into_iter();
+            chart
+                .draw_series(runs.map(|(xa, xb, class)| Rectangle::new([(xa, b0), (xb, b1)], color(class).filled())))?;
         }
-        for (i, line) in predictions.iter().enumerate() {
+        for (i, line) in lines.iter().enumerate() {
             for run in &line.runs {
-                chart.draw_series(LineSeries::new(run.iter().copied(), color(i).stroke_width(2)))?;
+                chart.draw_series(LineSeries::new(run.iter().copied(), color(i).stroke_width(self.stroke)))?;
             }
         }
-        if rec.records.is_empty() {
-            plot.draw(&Text::new(
-                "no predictions in this replay (is the log shorter than one window?)",
-                (80, (SIZE.1 - TITLE) as i32 / 4),
-                (FONT, 16).into_font().color(&RGBColor(160, 0, 0)),
-            ))?;
+        if let Some(empty) = self.empty {
+            let red = (FONT, 16).into_font().color(&RGBColor(160, 0, 0));
+            plot.draw(&Text::new(empty, (80, (SIZE.1 - TITLE) as i32 / 4), red))?;
         }
-        draw_legend(&legend, &predictions, band.map(|_| "band: predicted label"))?;
-        root.present()?;
+        draw_legend(&legend, lines, band.map(|_| "band: predicted label"))?;
+        Ok(())
     }
-    std::fs::write(path, svg).with_context(|| format!("--plot {}: cannot write", path.display()))
 }
 
 /// The predicted label as runs of equal class: (from, to, class) in x, each window covering

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio_util::sync::CancellationToken;
 
 const DEBOUNCE: Duration = Duration::from_millis(100);
 const POLL: Duration = Duration::from_secs(2);
@@ -120,8 +119,8 @@ impl Reloader {
         }
     }
 
-    /// Runs until `stop`; `hup` delivers SIGHUPs.
-    pub async fn run(mut self, stop: CancellationToken, mut hup: UnboundedReceiver<()>) {
+    /// Runs until aborted (when the reader has stopped); `hup` delivers SIGHUPs.
+    pub async fn run(mut self, mut hup: UnboundedReceiver<()>) {
         let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
         let mut watcher = self.watch(events_tx.clone());
         let mut last = stamp(&self.files);
@@ -131,7 +130,6 @@ impl Reloader {
             // Keeps the current watcher alive; replaced when the watched files change.
             let _watching = &watcher;
             let noticed = tokio::select! {
-                _ = stop.cancelled() => return,
                 Some(()) = hup.recv() => {
                     tracing::info!("SIGHUP: rebuilding the graph");
                     Instant::now()

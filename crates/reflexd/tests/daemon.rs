@@ -188,10 +188,7 @@ fn expected(config: &Path, samples: &[Vec<f32>], hop: usize) -> Vec<Vec<f32>> {
     let count = if samples.len() < LENGTH { 0 } else { (samples.len() - LENGTH) / hop + 1 };
     (0..count)
         .map(|w| {
-            let mut x = Vec::with_capacity(CHANNELS * LENGTH);
-            for ch in 0..CHANNELS {
-                x.extend((0..LENGTH).map(|k| samples[w * hop + k][ch]));
-            }
+            let x: Vec<f32> = (0..CHANNELS).flat_map(|ch| (0..LENGTH).map(move |k| samples[w * hop + k][ch])).collect();
             g.run(&x).unwrap().to_vec()
         })
         .collect()
@@ -534,7 +531,7 @@ fn hot_swap_between_two_models_without_losing_a_window() {
         let refused = daemon.log().matches("config change refused").count();
         in_place(&broken);
         daemon.wait_log("config change refused", refused + 1);
-        assert!(daemon.log().lines().filter(|l| l.contains("config change refused")).last().unwrap().contains(why));
+        assert!(daemon.log().lines().rfind(|l| l.contains("config change refused")).unwrap().contains(why));
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(collector.generation(), 3, "a broken edit changed the graph");
     }

@@ -230,6 +230,30 @@ fn run_replaying_a_log_through_udp_file_and_stdout_while_recording() {
     assert_eq!(allocs, 0, "{allocs} allocations in a steady state of {windows} windows:\n{text}");
 }
 
+/// Everything read from `line` until it ends.
+fn read_all(mut line: File) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = line.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        all
+    })
+}
+
+/// Waits (20 s at most) until the log at `stderr` says `what`.
+fn wait_for(stderr: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(stderr).unwrap_or_default().contains(what) {
+        assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(stderr).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `run` on a live device (a pseudo-terminal streaming binary frames at 500 Hz) with UDP,
 /// file, stdout and serial sinks (another pseudo-terminal), recording; then `replay` of that
 /// recording in real time — which allocates nothing at all.
@@ -252,29 +276,14 @@ fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
         ),
     );
     // The actuator controller reads its line.
-    let mut line = actuator_line.master.try_clone().unwrap();
-    let serial_bytes = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = line.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-        }
-        all
-    });
+    let serial_bytes = read_all(actuator_line.master.try_clone().unwrap());
     let rec = t.out.join("live.mcap");
     let (child, stdout, stderr) = start(
         &["run".as_ref(), "--config".as_ref(), cfg.as_os_str(), "--record".as_ref(), rec.as_os_str()],
         &t.out,
         "live",
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&stderr).unwrap_or_default().contains("serial device open") {
-        assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(&stderr).unwrap_or_default());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&stderr, "serial device open");
     let start_at = Instant::now();
     for (i, s) in samples().iter().enumerate() {
         let due = start_at + Duration::from_secs_f64(i as f64 / RATE as f64);

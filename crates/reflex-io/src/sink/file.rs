@@ -1,18 +1,20 @@
 //! `kind = "file"`: records appended to a file.
 
+use crate::error::SinkError;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 pub struct File(BufWriter<std::fs::File>);
 
 impl File {
-    pub fn open(path: &Path) -> Result<File, String> {
+    /// Opens `path` for appending, creating it if needed.
+    pub fn open(path: &Path) -> Result<File, SinkError> {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map(|f| File(BufWriter::new(f)))
-            .map_err(|e| format!("cannot open {} for appending: {e}", path.display()))
+            .map_err(|source| SinkError::Open { path: path.into(), source })
     }
 }
 

@@ -7,6 +7,7 @@ mod serial;
 mod stdout;
 mod udp;
 
+use crate::error::{Error, SinkError, SinkName};
 use crate::queue::{drop_oldest, DropOldest};
 use crate::record::{Formatter, Prediction};
 use reflex_config::{SinkConfig, SinkKind};
@@ -56,16 +57,16 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    /// Opens every sink (files, sockets); `outputs` is the number of values per record. Errors
-    /// are one line each, naming the sink.
-    pub fn start(configs: &[SinkConfig], outputs: usize) -> Result<Sinks, Vec<String>> {
+    /// Opens every sink (files, sockets); `outputs` is the number of values per record. Every
+    /// sink that cannot start is one error, naming it.
+    pub fn start(configs: &[SinkConfig], outputs: usize) -> Result<Sinks, Vec<Error>> {
         let mut problems = Vec::new();
         let mut handles = Vec::new();
-        for (i, cfg) in configs.iter().enumerate() {
-            let name = format!("sinks[{i}] ({})", describe(&cfg.kind));
-            match open(cfg, outputs).and_then(|(formatter, output)| spawn(name.clone(), formatter, output)) {
+        for (index, cfg) in configs.iter().enumerate() {
+            let sink = SinkName { index, what: describe(&cfg.kind) };
+            match open(cfg, outputs).and_then(|(formatter, output)| spawn(sink.to_string(), formatter, output)) {
                 Ok(h) => handles.push(h),
-                Err(e) => problems.push(format!("[{name}]: {e}")),
+                Err(source) => problems.push(Error::Sink { sink, source }),
             }
         }
         if problems.is_empty() {
@@ -130,7 +131,7 @@ fn describe(kind: &SinkKind) -> String {
     }
 }
 
-fn open(cfg: &SinkConfig, outputs: usize) -> Result<(Formatter, Box<dyn Output>), String> {
+fn open(cfg: &SinkConfig, outputs: usize) -> Result<(Formatter, Box<dyn Output>), SinkError> {
     let formatter = Formatter::new(cfg.format, cfg.template.as_deref(), outputs)?;
     let output: Box<dyn Output> = match &cfg.kind {
         SinkKind::Stdout => Box::new(stdout::Stdout),
@@ -141,7 +142,7 @@ fn open(cfg: &SinkConfig, outputs: usize) -> Result<(Formatter, Box<dyn Output>)
     Ok((formatter, output))
 }
 
-fn spawn(name: String, formatter: Formatter, mut output: Box<dyn Output>) -> Result<Handle, String> {
+fn spawn(name: String, formatter: Formatter, mut output: Box<dyn Output>) -> Result<Handle, SinkError> {
     let (queue, rx) = drop_oldest::<Arc<Prediction>>(QUEUE);
     let stats = Arc::new(SinkStats::default());
     let counters = stats.clone();
@@ -175,6 +176,6 @@ fn spawn(name: String, formatter: Formatter, mut output: Box<dyn Output>) -> Res
             tracing::warn!(sink = %name, error = %e, "sink cannot flush at shutdown");
         }
     });
-    let thread = thread.map_err(|e| format!("cannot start its thread: {e}"))?;
+    let thread = thread.map_err(SinkError::Thread)?;
     Ok(Handle { queue, thread, stats })
 }

@@ -14,7 +14,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_millis(100);
 pub struct Serial {
     path: PathBuf,
     baud_rate: u32,
-    port: Option<Box<dyn tokio_serial::SerialPort>>,
+    port: Option<Box<dyn serialport::SerialPort>>,
     last_attempt: Option<Instant>,
 }
 
@@ -23,14 +23,14 @@ impl Serial {
         Serial { path: path.to_path_buf(), baud_rate, port: None, last_attempt: None }
     }
 
-    fn port(&mut self) -> io::Result<&mut Box<dyn tokio_serial::SerialPort>> {
+    fn port(&mut self) -> io::Result<&mut Box<dyn serialport::SerialPort>> {
         if self.port.is_none() {
             if self.last_attempt.is_some_and(|t| t.elapsed() < RETRY) {
                 // Not `io::Error::new`: that allocates, for every record while the device is away.
                 return Err(io::ErrorKind::NotConnected.into());
             }
             self.last_attempt = Some(Instant::now());
-            let port = tokio_serial::new(self.path.to_string_lossy(), self.baud_rate)
+            let port = serialport::new(self.path.to_string_lossy(), self.baud_rate)
                 .timeout(WRITE_TIMEOUT)
                 .open()
                 .map_err(|e| io::Error::other(format!("cannot open {}: {e}", self.path.display())))?;

@@ -1,5 +1,6 @@
 //! `kind = "udp"`: one datagram per record.
 
+use crate::error::SinkError;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 
@@ -9,14 +10,15 @@ pub struct Udp {
 }
 
 impl Udp {
-    pub fn open(target: &str) -> Result<Udp, String> {
+    /// A socket sending to `target` (`host:port`).
+    pub fn open(target: &str) -> Result<Udp, SinkError> {
         let addr = target
             .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {target}: {e}"))?
+            .map_err(|source| SinkError::Resolve { target: target.into(), source })?
             .next()
-            .ok_or_else(|| format!("{target} resolves to no address"))?;
+            .ok_or_else(|| SinkError::NoAddress { target: target.into() })?;
         let local: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-        let socket = UdpSocket::bind(local).map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+        let socket = UdpSocket::bind(local).map_err(SinkError::Socket)?;
         Ok(Udp { socket, target: addr })
     }
 }

@@ -1,20 +1,111 @@
-//! Sources: bytes in, samples through the decoder and the windower, windows out.
+//! Sources: bytes in, timed samples out.
 //!
-//! Both sources (a serial device, a recorded log) end in the same [`Feed`], so live and replay
-//! share the decoder, the numbering of samples and windows, and the normalisation.
+//! A [`Source`] only reads: a serial device ([`serial::SerialDevice`]), a csv or raw log
+//! ([`log::LogFile`]) or an MCAP recording's `/imu/raw` ([`mcap::McapRecording`]). Everything
+//! else happens once, in [`Samples`], whatever the source: decoding, numbering, the time rule,
+//! pacing a replay, counting malformed input, and recording what was read. So live and replay
+//! share every step from the bytes on.
 
+pub mod log;
 pub mod mcap;
-pub mod replay;
 pub mod serial;
 
-use crate::queue::DropOldest;
-use crate::recording::RecordHandle;
-use crate::window::{Window, Windower};
-use crossbeam_channel::{Receiver, Sender};
-use reflex_codecs::Frame;
+use crate::error::Error;
+use crate::recording::{unix_ns, RecordHandle};
+use crate::stop::Stop;
+use bytes::BytesMut;
+use reflex_codecs::{AnyDecoder, Format, Frame};
+use reflex_config::{SourceConfig, Speed};
+use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio_util::codec::Decoder;
+
+/// Where bytes come from.
+pub trait Source: Send {
+    /// Appends what arrives next to `buf` and says what it was; blocks until something
+    /// arrives, the input ends or `stop` is set.
+    fn read(&mut self, buf: &mut BytesMut, stop: &Stop) -> Result<Chunk, Error>;
+
+    /// Bytes read so far and the input's size, for a progress bar; `None` for a device.
+    fn progress(&self) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+impl<S: Source + ?Sized> Source for Box<S> {
+    fn read(&mut self, buf: &mut BytesMut, stop: &Stop) -> Result<Chunk, Error> {
+        (**self).read(buf, stop)
+    }
+    fn progress(&self) -> Option<(u64, u64)> {
+        (**self).progress()
+    }
+}
+
+/// What [`Source::read`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chunk {
+    /// Bytes were appended to the buffer.
+    Bytes(Received),
+    /// The device was (re)opened: half a frame from before is not data; decoding starts afresh.
+    Restart,
+    /// The stream ended: the bytes left are decoded as its end (a last csv line without its
+    /// newline still counts).
+    End,
+    /// Reading stopped mid-stream (a stop request; the end of a recording of a live stream):
+    /// a partial frame left over is not counted.
+    Stopped,
+}
+
+/// When bytes were received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// Just now, from a device: a window's latency runs from this instant.
+    Live {
+        /// When the read returned.
+        at: Instant,
+        /// The same, in Unix nanoseconds.
+        unix_ns: u64,
+    },
+    /// At this Unix time in a recording: a replay is paced by it.
+    Recorded(u64),
+    /// Unknown (a plain log): samples are paced by their own time column, if any.
+    Unknown,
+}
+
+/// How to decode a source's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decoding {
+    /// The wire format.
+    pub format: Format,
+    /// Values per sample.
+    pub channels: usize,
+    /// csv only: each line starts with a timestamp.
+    pub time_column: bool,
+}
+
+impl Decoding {
+    /// The `[source]` section's decoding.
+    pub fn of(s: &SourceConfig) -> Decoding {
+        Decoding { format: s.format, channels: s.channels, time_column: s.time_column }
+    }
+
+    fn decoder(self) -> AnyDecoder {
+        AnyDecoder::new(self.format, self.channels, self.time_column)
+    }
+
+    /// The time rule: a sample's time is its csv time column; binary and witmotion samples
+    /// have none of their own and get their receive time, so that a replay of a recording
+    /// computes exactly the live values; csv without a time column has none.
+    fn time(self, own: Option<f64>, received: Received) -> Option<f64> {
+        let received = match received {
+            Received::Live { unix_ns, .. } | Received::Recorded(unix_ns) => Some(unix_ns as f64 / 1e9),
+            Received::Unknown => None,
+        };
+        own.or(received.filter(|_| self.format != Format::Csv))
+    }
+}
 
 /// Counters the reader updates and the reporter reads.
 #[derive(Debug, Default)]
@@ -29,50 +120,61 @@ pub struct Counters {
     pub lost_samples: AtomicU64,
     /// Windows dropped, oldest first, because inference fell behind.
     pub dropped_windows: AtomicU64,
-    /// The [`Feed::probe`]'s count as it was when the last window was cut and queued.
-    pub probe_at_last_window: AtomicU64,
 }
 
 impl Counters {
-    fn add(c: &AtomicU64, n: u64) {
+    /// Adds `n` to one counter.
+    pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }
 }
 
-/// How windows reach the inference thread.
-pub enum WindowQueue {
-    /// Live: when the queue is full the oldest waiting window is dropped and counted; the
-    /// reader never waits for inference.
-    Live(DropOldest<Window>),
-    /// Replay: lossless, the reader waits for inference instead.
-    Lossless(Sender<Window>),
+/// One decoded sample with its number and time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimedSample {
+    /// Its number in decode order (SPEC §5).
+    pub number: u64,
+    /// `channels` values.
+    pub values: SmallVec<[f32; 16]>,
+    /// Its time in seconds (see the time rule in [`Decoding`]).
+    pub t: Option<f64>,
+    /// When it arrived: latency is measured from here.
+    pub arrival: Instant,
 }
 
-/// The inference side went away: the reader should stop.
-#[derive(Debug)]
-pub struct Closed;
-
-/// Decoded frames → numbered samples → windows → the queue.
-pub struct Feed {
-    windower: Windower,
-    queue: WindowQueue,
-    /// Buffers of windows the inference thread has finished with.
-    recycled: Receiver<Vec<f32>>,
+/// The pipeline's first stage: any [`Source`], decoded into [`TimedSample`]s.
+pub struct Samples<S> {
+    source: S,
+    decoding: Decoding,
+    decoder: AnyDecoder,
+    buf: BytesMut,
+    received: Received,
+    /// `Some` once the source has ended; `true` when its last bytes are to be decoded as the end.
+    ended: Option<bool>,
+    pace: Option<Pace>,
+    next: u64,
     counters: Arc<Counters>,
     recorder: Option<RecordHandle>,
-    probe: Option<fn() -> u64>,
 }
 
-impl Feed {
-    pub fn new(windower: Windower, queue: WindowQueue, recycled: Receiver<Vec<f32>>, counters: Arc<Counters>) -> Feed {
-        Feed { windower, queue, recycled, counters, recorder: None, probe: None }
-    }
+/// Room for the largest read or recorded message, so that the buffer never grows.
+const BUFFER: usize = 64 * 1024;
 
-    /// Reads `probe` (reflexd's process-wide allocation count) each time a window has been cut
-    /// and queued, into [`Counters::probe_at_last_window`]: what happened up to the last window
-    /// can then be told from what happened after it (the end of a log, shutdown).
-    pub fn probe(&mut self, probe: fn() -> u64) {
-        self.probe = Some(probe);
+impl<S: Source> Samples<S> {
+    /// `speed` paces a replay (a live source ignores it).
+    pub fn new(source: S, decoding: Decoding, speed: Speed, counters: Arc<Counters>) -> Samples<S> {
+        Samples {
+            source,
+            decoding,
+            decoder: decoding.decoder(),
+            buf: BytesMut::with_capacity(BUFFER),
+            received: Received::Unknown,
+            ended: None,
+            pace: Pace::new(speed),
+            next: 0,
+            counters,
+            recorder: None,
+        }
     }
 
     /// Records raw bytes, samples and device events from now on.
@@ -80,72 +182,113 @@ impl Feed {
         self.recorder = Some(recorder);
     }
 
-    /// Bytes as read from the device, received at `ns` (Unix nanoseconds).
-    pub fn raw(&self, ns: u64, bytes: &[u8]) {
-        if let Some(r) = &self.recorder {
-            r.raw(ns, bytes);
-        }
+    /// See [`Source::progress`].
+    pub fn progress(&self) -> Option<(u64, u64)> {
+        self.source.progress()
     }
 
-    /// The device was (re)opened: the decoder starts afresh.
-    pub fn device_open(&self, ns: u64) {
-        if let Some(r) = &self.recorder {
-            r.device_open(ns);
-        }
-    }
-
-    pub fn counters(&self) -> &Arc<Counters> {
-        &self.counters
-    }
-
-    /// Takes one decoded frame received at `ns` (Unix nanoseconds). `t` is the sample's
-    /// timestamp when the frame carries none of its own (the receive time, for binary and
-    /// witmotion).
-    pub fn frame(&mut self, frame: Frame, t: Option<f64>, arrival: Instant, ns: u64) -> Result<(), Closed> {
-        match frame {
-            Frame::Malformed(_) => Counters::add(&self.counters.decode_errors, 1),
-            Frame::Lost(n) => Counters::add(&self.counters.lost_samples, n),
-            Frame::Sample(s) => {
-                while let Ok(buf) = self.recycled.try_recv() {
-                    self.windower.recycle(buf);
+    /// The next sample, or `None` once the source has ended or `stop` is set. Malformed
+    /// input and lost samples are counted on the way.
+    pub fn next(&mut self, stop: &Stop) -> Result<Option<TimedSample>, Error> {
+        loop {
+            if stop.is_set() {
+                return Ok(None);
+            }
+            let frame = match self.ended {
+                None => self.decoder.decode(&mut self.buf),
+                Some(true) => self.decoder.decode_eof(&mut self.buf),
+                Some(false) => return Ok(None),
+            };
+            // The decoders report malformed input as frames; an error here is not input's.
+            let frame = frame.unwrap_or(None);
+            match frame {
+                Some(Frame::Sample(s)) if s.values.len() == self.decoding.channels => {
+                    return Ok(Some(self.sample(s.values, s.time, stop)));
                 }
-                let t = s.time.or(t);
-                let window = match self.windower.push(&s.values, t, arrival) {
-                    Ok(w) => w,
-                    // The decoder yields exactly `channels` values; anything else is malformed.
-                    Err(_) => {
-                        Counters::add(&self.counters.decode_errors, 1);
-                        return Ok(());
-                    }
+                Some(Frame::Sample(_) | Frame::Malformed(_)) => Counters::add(&self.counters.decode_errors, 1),
+                Some(Frame::Lost(n)) => Counters::add(&self.counters.lost_samples, n),
+                None if self.ended.is_some() => self.ended = Some(false),
+                None => self.read(stop)?,
+            }
+        }
+    }
+
+    fn sample(&mut self, values: SmallVec<[f32; 16]>, own: Option<f64>, stop: &Stop) -> TimedSample {
+        if let (Some(pace), Received::Unknown, Some(t)) = (&mut self.pace, self.received, own) {
+            pace.until(t, stop);
+        }
+        let (arrival, ns) = match self.received {
+            Received::Live { at, unix_ns } => (at, unix_ns),
+            Received::Recorded(ns) => (Instant::now(), ns),
+            Received::Unknown => (Instant::now(), unix_ns()),
+        };
+        let t = self.decoding.time(own, self.received);
+        let number = self.next;
+        self.next += 1;
+        Counters::add(&self.counters.samples, 1);
+        if let Some(r) = &self.recorder {
+            r.sample(ns, number, t, &values);
+        }
+        TimedSample { number, values, t, arrival }
+    }
+
+    fn read(&mut self, stop: &Stop) -> Result<(), Error> {
+        let before = self.buf.len();
+        match self.source.read(&mut self.buf, stop)? {
+            Chunk::Bytes(received) => {
+                self.received = received;
+                let ns = match received {
+                    Received::Live { unix_ns, .. } | Received::Recorded(unix_ns) => unix_ns,
+                    Received::Unknown => unix_ns(),
                 };
-                if let Some(r) = &self.recorder {
-                    r.sample(ns, self.windower.samples() - 1, t, &s.values);
+                if let (Some(pace), Received::Recorded(ns)) = (&mut self.pace, received) {
+                    pace.until(ns as f64 / 1e9, stop);
                 }
-                Counters::add(&self.counters.samples, 1);
-                if let Some(w) = window {
-                    Counters::add(&self.counters.windows, 1);
-                    self.send(w)?;
-                    if let Some(probe) = self.probe {
-                        self.counters.probe_at_last_window.store(probe(), Ordering::Relaxed);
-                    }
+                // A recording of a replay holds the replayed bytes, so it replays in turn.
+                if let Some(r) = &self.recorder {
+                    r.raw(ns, &self.buf[before..]);
                 }
             }
+            Chunk::Restart => {
+                self.decoder = self.decoding.decoder();
+                self.buf.clear();
+                if let Some(r) = &self.recorder {
+                    r.device_open(unix_ns());
+                }
+            }
+            Chunk::End => self.ended = Some(true),
+            Chunk::Stopped => self.ended = Some(false),
         }
         Ok(())
     }
+}
 
-    fn send(&mut self, w: Window) -> Result<(), Closed> {
-        match &self.queue {
-            WindowQueue::Live(q) => match q.send(w) {
-                Ok(None) => Ok(()),
-                Ok(Some(old)) => {
-                    Counters::add(&self.counters.dropped_windows, 1);
-                    self.windower.recycle(old.data);
-                    Ok(())
-                }
-                Err(_) => Err(Closed),
-            },
-            WindowQueue::Lossless(tx) => tx.send(w).map_err(|_| Closed),
+/// A replay's pace: times `t` (seconds) fed at `factor` times real time from the first one.
+struct Pace {
+    factor: f64,
+    /// The first time and when it was fed.
+    origin: Option<(f64, Instant)>,
+}
+
+impl Pace {
+    /// `None` for `max`: as fast as inference takes the windows.
+    fn new(speed: Speed) -> Option<Pace> {
+        let factor = match speed {
+            Speed::Max => return None,
+            Speed::Realtime => 1.0,
+            Speed::Factor(f) => f,
+        };
+        Some(Pace { factor, origin: None })
+    }
+
+    fn until(&mut self, t: f64, stop: &Stop) {
+        let (t0, start) = *self.origin.get_or_insert((t, Instant::now()));
+        let due = start + Duration::from_secs_f64(((t - t0) / self.factor).max(0.0));
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            stop.sleep(wait);
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,114 +1,131 @@
 //! `kind = "serial"`: a serial device (or pseudo-terminal), reopened whenever it vanishes.
 //!
-//! A USB IMU that is unplugged shows up as end-of-file or EIO. The source logs it once and
-//! tries to reopen the device with exponential backoff (100 ms doubling to 2 s) until it comes
-//! back; it never gives up on its own and never spins while it waits.
+//! A USB IMU that is unplugged shows up as end-of-file, a hang-up or EIO. The source logs it
+//! once and reopens the device with exponential backoff (100 ms doubling to 2 s) until it comes
+//! back; it never gives up on its own and never spins while it waits. Reads block in `poll`
+//! for at most 50 ms, so a stop is seen within that.
 
-use super::{Closed, Feed};
+use super::{Chunk, Received, Source};
+use crate::error::Error;
 use crate::recording::unix_ns;
+use crate::stop::Stop;
 use bytes::BytesMut;
-use reflex_codecs::{AnyDecoder, Format};
+use serialport::TTYPort;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
-use tokio_util::codec::Decoder;
-use tokio_util::sync::CancellationToken;
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LONGEST_RETRY: Duration = Duration::from_secs(2);
+/// The longest a read waits before it looks at the stop request again.
+const POLL: Duration = Duration::from_millis(50);
+/// Bytes read at a time, at most.
+const READ: usize = 4096;
 
-/// What to open and how to decode it.
-#[derive(Clone, Debug)]
-pub struct SerialSource {
-    pub path: PathBuf,
-    pub baud_rate: u32,
-    pub format: Format,
-    pub channels: usize,
-    pub time_column: bool,
+/// A serial device.
+pub struct SerialDevice {
+    path: PathBuf,
+    baud_rate: u32,
+    port: Option<TTYPort>,
+    backoff: Duration,
+    /// Whether the device's absence has been logged since it was last open.
+    reported: bool,
+    /// The device just went away: wait before reopening it, so a device that opens but fails
+    /// at once is not reopened in a loop.
+    pause: bool,
 }
 
-enum End {
-    Stopped,
-    Closed,
-    Gone(String),
-}
+impl SerialDevice {
+    /// The device at `path`; it is opened by the first read.
+    pub fn new(path: &Path, baud_rate: u32) -> SerialDevice {
+        SerialDevice { path: path.into(), baud_rate, port: None, backoff: FIRST_RETRY, reported: false, pause: false }
+    }
 
-fn open(path: &Path, baud_rate: u32) -> Result<tokio_serial::SerialStream, tokio_serial::Error> {
-    let builder = tokio_serial::new(path.to_string_lossy(), baud_rate);
-    tokio_serial::SerialStream::open(&builder)
-}
-
-impl SerialSource {
-    /// Reads until `stop` is cancelled or the inference side closes.
-    pub async fn run(&self, feed: &mut Feed, stop: &CancellationToken) {
-        let mut backoff = FIRST_RETRY;
-        let mut reported = false;
-        loop {
-            if stop.is_cancelled() {
-                return;
+    fn open(&mut self, stop: &Stop) -> Chunk {
+        if std::mem::take(&mut self.pause) {
+            if stop.sleep(self.backoff) {
+                return Chunk::Stopped;
             }
-            match open(&self.path, self.baud_rate) {
+            self.backoff = (self.backoff * 2).min(LONGEST_RETRY);
+        }
+        loop {
+            match serialport::new(self.path.to_string_lossy(), self.baud_rate).open_native() {
                 Ok(port) => {
                     tracing::info!(device = %self.path.display(), baud_rate = self.baud_rate, "serial device open");
-                    backoff = FIRST_RETRY;
-                    match self.read(port, feed, stop).await {
-                        End::Stopped | End::Closed => return,
-                        End::Gone(why) => {
-                            tracing::warn!(device = %self.path.display(), reason = %why, "serial device gone; reopening with backoff");
-                            reported = true;
-                        }
-                    }
+                    self.port = Some(port);
+                    self.backoff = FIRST_RETRY;
+                    self.reported = false;
+                    return Chunk::Restart;
                 }
-                Err(e) if !reported => {
+                Err(e) if !self.reported => {
                     tracing::warn!(device = %self.path.display(), error = %e, "cannot open serial device; retrying with backoff");
-                    reported = true;
+                    self.reported = true;
                 }
-                Err(e) => {
-                    tracing::debug!(device = %self.path.display(), error = %e, "still cannot open serial device")
-                }
+                Err(e) => tracing::debug!(device = %self.path.display(), error = %e, "still cannot open serial device"),
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop.cancelled() => return,
+            if stop.sleep(self.backoff) {
+                return Chunk::Stopped;
             }
-            backoff = (backoff * 2).min(LONGEST_RETRY);
+            self.backoff = (self.backoff * 2).min(LONGEST_RETRY);
         }
     }
 
-    async fn read(&self, mut port: tokio_serial::SerialStream, feed: &mut Feed, stop: &CancellationToken) -> End {
-        // A fresh decoder per connection: half a frame from before the unplug is not data.
-        let mut decoder = AnyDecoder::new(self.format, self.channels, self.time_column);
-        feed.device_open(unix_ns());
-        let mut buf = BytesMut::with_capacity(8192);
+    fn gone(&mut self, why: &dyn std::fmt::Display) {
+        tracing::warn!(device = %self.path.display(), reason = %why, "serial device gone; reopening with backoff");
+        self.port = None;
+        self.reported = true;
+        self.pause = true;
+    }
+}
+
+impl Source for SerialDevice {
+    fn read(&mut self, buf: &mut BytesMut, stop: &Stop) -> Result<Chunk, Error> {
         loop {
-            buf.reserve(4096);
-            let before = buf.len();
-            let n = tokio::select! {
-                r = port.read_buf(&mut buf) => r,
-                _ = stop.cancelled() => return End::Stopped,
-            };
-            match n {
-                Ok(0) => return End::Gone("end of file".into()),
-                Err(e) => return End::Gone(e.to_string()),
-                Ok(_) => {}
+            let Some(port) = &self.port else { return Ok(self.open(stop)) };
+            if stop.is_set() {
+                return Ok(Chunk::Stopped);
             }
-            let arrival = Instant::now();
-            let ns = unix_ns();
-            feed.raw(ns, &buf[before..]);
-            // csv samples carry their own time (or none); binary and witmotion get the receive
-            // time, exactly as a replay of the recording will compute it.
-            let t = (self.format != Format::Csv).then_some(ns as f64 / 1e9);
-            loop {
-                match decoder.decode(&mut buf) {
-                    Ok(Some(frame)) => {
-                        if let Err(Closed) = feed.frame(frame, t, arrival, ns) {
-                            return End::Closed;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => return End::Gone(e.to_string()),
+            match read(port.as_raw_fd(), buf) {
+                Ok(Some(0)) => self.gone(&"end of file"),
+                Ok(Some(_)) => {
+                    return Ok(Chunk::Bytes(Received::Live { at: Instant::now(), unix_ns: unix_ns() }));
                 }
+                Ok(None) => {}
+                Err(e) => self.gone(&e),
             }
         }
+    }
+}
+
+/// Waits up to [`POLL`] for bytes and appends them to `buf`: `None` when none came.
+fn read(fd: std::os::fd::RawFd, buf: &mut BytesMut) -> std::io::Result<Option<usize>> {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: `p` is one valid pollfd for the duration of the call.
+    let ready = unsafe { libc::poll(&mut p, 1, POLL.as_millis() as libc::c_int) };
+    match ready {
+        0 => return Ok(None),
+        r if r < 0 => return interrupted(std::io::Error::last_os_error()),
+        _ => {}
+    }
+    buf.reserve(READ);
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: `spare` is writable memory of `spare.len()` bytes owned by `buf`; `read` writes at
+    // most that many.
+    let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+    if n < 0 {
+        return interrupted(std::io::Error::last_os_error());
+    }
+    // A hang-up with nothing left to read is the end of the device's stream.
+    let n = n as usize;
+    // SAFETY: `read` initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(Some(n))
+}
+
+/// A signal or a spurious wake-up is not the device's end.
+fn interrupted(e: std::io::Error) -> std::io::Result<Option<usize>> {
+    match e.kind() {
+        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock => Ok(None),
+        _ => Err(e),
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::daemon::{self, Input};
 use reflex_config::{RecordFormat, SinkConfig, SinkKind, Speed};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `max`, `realtime` or a positive factor.
 pub fn parse_speed(s: &str) -> Result<Speed, String> {
@@ -31,7 +31,7 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>,
     let input = if log.extension().is_some_and(|e| e == "mcap") {
         Input::mcap(&loaded, log, speed)?
     } else {
-        Input::log(&loaded, PathBuf::from(log), speed)?
+        Input::log(&loaded, log, speed)?
     };
     let kind = match out {
         Some(path) => {

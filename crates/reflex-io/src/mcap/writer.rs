@@ -9,6 +9,7 @@ use crc32fast::Hasher;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
+/// The bytes an MCAP file starts and ends with.
 pub const MAGIC: &[u8] = b"\x89MCAP0\r\n";
 
 /// Chunk indexes reserved at the start: an hour and more of one chunk per second. A longer
@@ -17,21 +18,7 @@ pub const CHUNK_INDEXES: usize = 4096;
 /// The most channels a recording may have.
 const MAX_CHANNELS: usize = 8;
 
-mod op {
-    pub const HEADER: u8 = 0x01;
-    pub const FOOTER: u8 = 0x02;
-    pub const SCHEMA: u8 = 0x03;
-    pub const CHANNEL: u8 = 0x04;
-    pub const MESSAGE: u8 = 0x05;
-    pub const CHUNK: u8 = 0x06;
-    pub const MESSAGE_INDEX: u8 = 0x07;
-    pub const CHUNK_INDEX: u8 = 0x08;
-    pub const STATISTICS: u8 = 0x0B;
-    pub const METADATA: u8 = 0x0C;
-    pub const METADATA_INDEX: u8 = 0x0D;
-    pub const SUMMARY_OFFSET: u8 = 0x0E;
-    pub const DATA_END: u8 = 0x0F;
-}
+use super::op;
 
 /// MCAP's little-endian encodings, appended to a buffer.
 trait Put {
@@ -314,6 +301,52 @@ impl<W: Write> McapWriter<W> {
         self.out.w.flush()
     }
 
+    /// The statistics record: message counts, time bounds, record counts.
+    fn statistics(&mut self, s: &mut Vec<u8>) -> io::Result<()> {
+        s.clear();
+        let used: Vec<(u16, u64)> =
+            self.counts.iter().enumerate().filter(|(_, n)| **n > 0).map(|(c, n)| (c as u16, *n)).collect();
+        s.u64(used.iter().map(|(_, n)| n).sum());
+        s.u16(self.schemas.len() as u16);
+        s.u32(self.channels.len() as u32);
+        s.u32(0); // attachments
+        s.u32(self.metadata.len() as u32);
+        s.u32(self.chunk_indexes.len() as u32);
+        let (first, last) = self.bounds.unwrap_or((0, 0));
+        s.u64(first);
+        s.u64(last);
+        s.u32(10 * used.len() as u32);
+        for (c, n) in &used {
+            s.u16(*c);
+            s.u64(*n);
+        }
+        self.out.record(op::STATISTICS, s)
+    }
+
+    /// One chunk index record per chunk written.
+    fn chunk_indexes(&mut self, s: &mut Vec<u8>) -> io::Result<()> {
+        for c in &self.chunk_indexes {
+            s.clear();
+            s.u64(c.start);
+            s.u64(c.end);
+            s.u64(c.offset);
+            s.u64(c.length);
+            let present: Vec<(usize, u64)> =
+                c.message_indexes.iter().enumerate().filter_map(|(ch, o)| o.map(|o| (ch, o))).collect();
+            s.u32(10 * present.len() as u32);
+            for (ch, o) in present {
+                s.u16(ch as u16);
+                s.u64(o);
+            }
+            s.u64(c.message_index_length);
+            s.str("");
+            s.u64(c.size); // compressed = uncompressed: no compression
+            s.u64(c.size);
+            self.out.record(op::CHUNK_INDEX, s)?;
+        }
+        Ok(())
+    }
+
     /// Closes the open chunk, writes the data end, the summary and the footer; returns the
     /// file.
     pub fn finish(mut self) -> io::Result<W> {
@@ -342,47 +375,12 @@ impl<W: Write> McapWriter<W> {
         groups.push((op::CHANNEL, at, self.out.pos - at));
 
         let at = self.out.pos;
-        s.clear();
-        let used: Vec<(u16, u64)> =
-            self.counts.iter().enumerate().filter(|(_, n)| **n > 0).map(|(c, n)| (c as u16, *n)).collect();
-        s.u64(used.iter().map(|(_, n)| n).sum());
-        s.u16(self.schemas.len() as u16);
-        s.u32(self.channels.len() as u32);
-        s.u32(0); // attachments
-        s.u32(self.metadata.len() as u32);
-        s.u32(self.chunk_indexes.len() as u32);
-        let (first, last) = self.bounds.unwrap_or((0, 0));
-        s.u64(first);
-        s.u64(last);
-        s.u32(10 * used.len() as u32);
-        for (c, n) in &used {
-            s.u16(*c);
-            s.u64(*n);
-        }
-        self.out.record(op::STATISTICS, &s)?;
+        self.statistics(&mut s)?;
         groups.push((op::STATISTICS, at, self.out.pos - at));
 
         if !self.chunk_indexes.is_empty() {
             let at = self.out.pos;
-            for c in &self.chunk_indexes {
-                s.clear();
-                s.u64(c.start);
-                s.u64(c.end);
-                s.u64(c.offset);
-                s.u64(c.length);
-                let present: Vec<(usize, u64)> =
-                    c.message_indexes.iter().enumerate().filter_map(|(ch, o)| o.map(|o| (ch, o))).collect();
-                s.u32(10 * present.len() as u32);
-                for (ch, o) in present {
-                    s.u16(ch as u16);
-                    s.u64(o);
-                }
-                s.u64(c.message_index_length);
-                s.str("");
-                s.u64(c.size); // compressed = uncompressed: no compression
-                s.u64(c.size);
-                self.out.record(op::CHUNK_INDEX, &s)?;
-            }
+            self.chunk_indexes(&mut s)?;
             groups.push((op::CHUNK_INDEX, at, self.out.pos - at));
         }
 

@@ -1,0 +1,374 @@
+//! Reading an MCAP file in place: every message is a slice of the file.
+
+use super::{op, MAGIC};
+use crate::error::Error;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// An MCAP file read into memory.
+pub struct McapFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+/// One message, borrowed from the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Message<'a> {
+    /// The channel's id: [`Cursor::topic`] names it.
+    pub channel: u16,
+    /// Nanoseconds (a recording's receive time, Unix).
+    pub log_time: u64,
+    /// The message's bytes.
+    pub data: &'a [u8],
+}
+
+/// Where and how a file is damaged: every message before that point has been read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Damage {
+    /// A record runs past the end of the file.
+    #[error("a record at byte {offset} is cut short")]
+    RecordCutShort {
+        /// The record's first byte.
+        offset: usize,
+    },
+    /// A record inside a chunk runs past the chunk's end.
+    #[error("a record in the chunk at byte {offset} is cut short")]
+    RecordInChunkCutShort {
+        /// The chunk's first byte.
+        offset: usize,
+    },
+    /// A chunk whose header, CRC or compression is unusable.
+    #[error("the chunk at byte {offset}: {why}")]
+    Chunk {
+        /// The chunk's first byte.
+        offset: usize,
+        /// What is wrong with it.
+        why: ChunkDamage,
+    },
+    /// A channel, message or metadata record whose fields do not parse.
+    #[error("the {} at byte {offset}: a malformed {what}", if *in_chunk { "chunk" } else { "record" })]
+    Malformed {
+        /// The record's first byte (its chunk's, inside a chunk).
+        offset: usize,
+        /// Whether the record is inside a chunk.
+        in_chunk: bool,
+        /// `channel` or `message`.
+        what: &'static str,
+    },
+    /// The file ends without its data end or footer record.
+    #[error("no footer")]
+    NoFooter,
+}
+
+/// What is wrong with a chunk.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkDamage {
+    /// Its header does not parse.
+    #[error("malformed")]
+    Malformed,
+    /// Recordings are written uncompressed; this one is not.
+    #[error("compressed ({0}): Reflex reads uncompressed recordings only")]
+    Compressed(String),
+    /// Its records do not match its CRC or its size.
+    #[error("its CRC or size does not match its records")]
+    Crc,
+}
+
+impl McapFile {
+    /// Reads the file at `path`.
+    pub fn open(path: &Path) -> Result<McapFile, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.into(), source })?;
+        if !bytes.starts_with(MAGIC) {
+            return Err(Error::NotMcap { path: path.into() });
+        }
+        Ok(McapFile { path: path.into(), bytes })
+    }
+
+    /// Where it was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The entries of the metadata record `name`, if the file has one.
+    pub fn metadata(&self, name: &str) -> BTreeMap<String, String> {
+        // Top-level records only: chunks are stepped over whole.
+        let mut at = MAGIC.len();
+        while let Some((opcode, content, next)) = record(&self.bytes, at) {
+            if opcode == op::METADATA {
+                let mut f = Fields(content);
+                if f.str() == Some(name) {
+                    let entries = f.u32().and_then(|n| f.take(n as usize)).unwrap_or_default();
+                    let mut pairs = Fields(entries);
+                    let mut found = BTreeMap::new();
+                    while let (Some(k), Some(v)) = (pairs.str(), pairs.str()) {
+                        found.insert(k.to_string(), v.to_string());
+                    }
+                    return found;
+                }
+            }
+            at = next;
+        }
+        BTreeMap::new()
+    }
+
+    /// Every message in file order, up to the end or the first damage.
+    pub fn messages(&self) -> Messages<'_> {
+        Messages { file: &self.bytes, cursor: Cursor::default() }
+    }
+}
+
+/// Iterates the messages of a file: [`McapFile::messages`].
+pub struct Messages<'a> {
+    file: &'a [u8],
+    cursor: Cursor,
+}
+
+impl<'a> Messages<'a> {
+    /// The topic of a channel seen so far.
+    pub fn topic(&self, channel: u16) -> Option<&str> {
+        self.cursor.topic(channel)
+    }
+
+    /// Where the file is damaged, once the messages are exhausted.
+    pub fn damage(&self) -> Option<&Damage> {
+        self.cursor.damage()
+    }
+}
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = Message<'a>;
+    fn next(&mut self) -> Option<Message<'a>> {
+        self.cursor.next(self.file)
+    }
+}
+
+/// A position in a file's messages that borrows nothing, so that its owner may also own the
+/// file (the replay source does).
+#[derive(Debug, Default)]
+pub struct Cursor {
+    /// The next top-level record (0: before the magic).
+    at: usize,
+    /// Inside a chunk: its next record, its records' end and the chunk's offset.
+    chunk: Option<(usize, usize, usize)>,
+    topics: HashMap<u16, String>,
+    /// Set once the end is reached: `Some(None)` for a complete file.
+    end: Option<Option<Damage>>,
+}
+
+impl Cursor {
+    /// The topic of a channel seen so far.
+    pub fn topic(&self, channel: u16) -> Option<&str> {
+        self.topics.get(&channel).map(String::as_str)
+    }
+
+    /// Why the messages ended early, once they have ended.
+    pub fn damage(&self) -> Option<&Damage> {
+        self.end.as_ref().and_then(Option::as_ref)
+    }
+
+    /// The next message of `file` (always the same file), or `None` at its end.
+    pub fn next<'a>(&mut self, file: &'a [u8]) -> Option<Message<'a>> {
+        while self.end.is_none() {
+            let found = match self.chunk {
+                Some(chunk) => self.in_chunk(file, chunk),
+                None => self.top_level(file),
+            };
+            match found {
+                Ok(Some(m)) => return Some(m),
+                Ok(None) => {}
+                Err(damage) => self.end = Some(Some(damage)),
+            }
+        }
+        None
+    }
+
+    fn top_level<'a>(&mut self, file: &'a [u8]) -> Result<Option<Message<'a>>, Damage> {
+        let offset = self.at.max(MAGIC.len());
+        let rest = file.get(offset..).unwrap_or_default();
+        if rest.is_empty() {
+            return Err(Damage::NoFooter);
+        }
+        if rest == MAGIC {
+            self.end = Some(None);
+            return Ok(None);
+        }
+        let (opcode, content, next) = record(file, offset).ok_or(Damage::RecordCutShort { offset })?;
+        self.at = next;
+        match opcode {
+            op::CHUNK => {
+                let records = chunk(content).map_err(|why| Damage::Chunk { offset, why })?;
+                // A slice of `file`: its offset in it.
+                let start = records.as_ptr() as usize - file.as_ptr() as usize;
+                self.chunk = Some((start, start + records.len(), offset));
+                Ok(None)
+            }
+            op::DATA_END | op::FOOTER => {
+                self.end = Some(None);
+                Ok(None)
+            }
+            _ => self.one(opcode, content).map_err(|what| Damage::Malformed { offset, in_chunk: false, what }),
+        }
+    }
+
+    fn in_chunk<'a>(
+        &mut self,
+        file: &'a [u8],
+        (at, end, offset): (usize, usize, usize),
+    ) -> Result<Option<Message<'a>>, Damage> {
+        if at >= end {
+            self.chunk = None;
+            return Ok(None);
+        }
+        let (opcode, content, next) = record(&file[..end], at).ok_or(Damage::RecordInChunkCutShort { offset })?;
+        self.chunk = Some((next, end, offset));
+        self.one(opcode, content).map_err(|what| Damage::Malformed { offset, in_chunk: true, what })
+    }
+
+    /// A channel is remembered, a message returned, anything else stepped over.
+    fn one<'a>(&mut self, opcode: u8, content: &'a [u8]) -> Result<Option<Message<'a>>, &'static str> {
+        let mut f = Fields(content);
+        match opcode {
+            op::CHANNEL => {
+                let (id, _schema, topic) = (f.u16(), f.u16(), f.str());
+                let (Some(id), Some(_), Some(topic)) = (id, _schema, topic) else { return Err("channel") };
+                self.topics.insert(id, topic.to_string());
+                Ok(None)
+            }
+            op::MESSAGE => {
+                let (channel, _sequence, log_time, _publish) = (f.u16(), f.u32(), f.u64(), f.u64());
+                let (Some(channel), Some(_), Some(log_time), Some(_)) = (channel, _sequence, log_time, _publish) else {
+                    return Err("message");
+                };
+                Ok(Some(Message { channel, log_time, data: f.0 }))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The record at `at`: opcode, content and where the next record starts.
+fn record(file: &[u8], at: usize) -> Option<(u8, &[u8], usize)> {
+    let mut f = Fields(file.get(at..)?);
+    let opcode = f.take(1)?[0];
+    let len = usize::try_from(f.u64()?).ok()?;
+    let content = f.take(len)?;
+    Some((opcode, content, at + 9 + len))
+}
+
+/// The records of a chunk, checked against its CRC.
+fn chunk(content: &[u8]) -> Result<&[u8], ChunkDamage> {
+    let mut f = Fields(content);
+    let (_start, _end, size, crc) = (f.u64(), f.u64(), f.u64(), f.u32());
+    let (Some(_), Some(_), Some(size), Some(crc)) = (_start, _end, size, crc) else {
+        return Err(ChunkDamage::Malformed);
+    };
+    let compression = f.str().ok_or(ChunkDamage::Malformed)?;
+    if !compression.is_empty() {
+        return Err(ChunkDamage::Compressed(compression.into()));
+    }
+    let len = f.u64().and_then(|n| usize::try_from(n).ok()).ok_or(ChunkDamage::Malformed)?;
+    let records = f.take(len).ok_or(ChunkDamage::Malformed)?;
+    if records.len() as u64 != size || (crc != 0 && crc32fast::hash(records) != crc) {
+        return Err(ChunkDamage::Crc);
+    }
+    Ok(records)
+}
+
+/// Reads MCAP's little-endian fields off the front of a slice.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.array().map(u16::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.array().map(u64::from_le_bytes)
+    }
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::McapWriter;
+    use super::*;
+
+    /// 100 messages on `/raw`, a chunk closed after every 10.
+    fn file() -> Vec<u8> {
+        let mut w = McapWriter::new(Vec::new(), "", "test", 1 << 20).unwrap();
+        let raw = w.add_channel(0, "/raw", "").unwrap();
+        let mut m = BTreeMap::new();
+        m.insert("format".to_string(), "csv".to_string());
+        w.write_metadata("reflex", &m).unwrap();
+        for i in 0..100u32 {
+            w.write_message(raw, i, 1000 + u64::from(i), &[i as u8; 3]).unwrap();
+            if i % 10 == 9 {
+                w.flush().unwrap();
+            }
+        }
+        w.finish().unwrap()
+    }
+
+    fn read(bytes: &[u8]) -> (Vec<u64>, Option<Damage>) {
+        let mut cursor = Cursor::default();
+        let mut times = Vec::new();
+        while let Some(m) = cursor.next(bytes) {
+            assert_eq!(cursor.topic(m.channel), Some("/raw"));
+            assert_eq!(m.data, [(m.log_time - 1000) as u8; 3]);
+            times.push(m.log_time);
+        }
+        (times, cursor.damage().cloned())
+    }
+
+    #[test]
+    fn a_complete_file_reads_whole_in_place() {
+        let (times, damage) = read(&file());
+        assert_eq!(times, (1000..1100).collect::<Vec<_>>());
+        assert_eq!(damage, None);
+    }
+
+    #[test]
+    fn a_file_cut_anywhere_reads_up_to_its_last_complete_chunk() {
+        let whole = file();
+        for cut in (MAGIC.len()..whole.len() - 200).step_by(37) {
+            let (times, damage) = read(&whole[..cut]);
+            assert_eq!(times.len() % 10, 0, "only whole chunks, cut at {cut}");
+            assert_eq!(times, (1000..1000 + times.len() as u64).collect::<Vec<_>>());
+            // Only a cut in the summary, after the data end, goes unreported: every message is
+            // there.
+            assert!(damage.is_some() || times.len() == 100, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn metadata_is_found_without_reading_the_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.mcap");
+        std::fs::write(&path, file()).unwrap();
+        let f = McapFile::open(&path).unwrap();
+        assert_eq!(f.metadata("reflex").get("format").map(String::as_str), Some("csv"));
+        std::fs::write(&path, b"not mcap").unwrap();
+        assert!(matches!(McapFile::open(&path), Err(Error::NotMcap { .. })));
+    }
+}

@@ -1,0 +1,87 @@
+//! Which source feeds the pipeline, and how its bytes are decoded: the config's serial device
+//! or log, or a log or recording given to `replay`.
+
+use super::provenance;
+use crate::model::Loaded;
+use anyhow::Context;
+use reflex_config::{Format, SourceKind, Speed};
+use reflex_io::source::log::LogFile;
+use reflex_io::source::mcap::McapRecording;
+use reflex_io::source::serial::SerialDevice;
+use reflex_io::source::{Counters, Decoding, Samples, Source};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A source with its decoding and pace.
+pub struct Input {
+    source: Box<dyn Source>,
+    decoding: Decoding,
+    speed: Speed,
+    /// A replay waits for inference rather than drop a window.
+    pub lossless: bool,
+}
+
+impl Input {
+    /// The config's own source: the serial device, or the log of `kind = "replay"`.
+    pub fn from_config(loaded: &Loaded) -> anyhow::Result<Input> {
+        let s = &loaded.config.source;
+        let shown = loaded.config.path.display();
+        let path = s.path.as_deref().with_context(|| format!("{shown}: [source] path is required"))?;
+        match s.kind {
+            SourceKind::Serial => {
+                usable_device(path)?;
+                let source = Box::new(SerialDevice::new(path, s.baud_rate));
+                Ok(Input { source, decoding: Decoding::of(s), speed: Speed::Max, lossless: false })
+            }
+            SourceKind::Replay => Input::log(loaded, path, s.speed),
+        }
+    }
+
+    /// A csv (or raw) log read with the config's decoder settings.
+    pub fn log(loaded: &Loaded, path: &Path, speed: Speed) -> anyhow::Result<Input> {
+        let s = &loaded.config.source;
+        if speed != Speed::Max && !(s.format == Format::Csv && s.time_column) {
+            anyhow::bail!(
+                "{}: replaying at speed {speed:?} needs timestamps: a csv log with [source] time_column = true (or speed \"max\")",
+                loaded.config.path.display()
+            );
+        }
+        if !path.is_file() {
+            anyhow::bail!("{}: no such log file", path.display());
+        }
+        let source = Box::new(LogFile::open(path)?);
+        Ok(Input { source, decoding: Decoding::of(s), speed, lossless: true })
+    }
+
+    /// A recording made by `run --record`, decoded in the format it was recorded in. Warns
+    /// when the config, weights or plugins differ from the ones recorded.
+    pub fn mcap(loaded: &Loaded, path: &Path, speed: Speed) -> anyhow::Result<Input> {
+        let recording = McapRecording::open(path)?;
+        let mut decoding = Decoding::of(&loaded.config.source);
+        if let Some(f) = recording.format().filter(|f| *f != decoding.format) {
+            tracing::warn!(recorded = ?f, config = ?decoding.format, "the recording was made in another wire format; decoding it as recorded");
+            decoding.format = f;
+        }
+        provenance::compare(loaded, &recording.metadata(), path);
+        Ok(Input { source: Box::new(recording), decoding, speed, lossless: true })
+    }
+
+    /// The pipeline's first stage on this input.
+    pub fn samples(self, counters: Arc<Counters>) -> Samples<Box<dyn Source>> {
+        Samples::new(self.source, self.decoding, self.speed, counters)
+    }
+}
+
+/// A device missing or not readable and writable at start is the user's error (SPEC §1): one
+/// line and exit 1. Only a device that vanishes after it was opened is waited for. `access`
+/// rather than `open`: opening a serial port toggles DTR, which resets many microcontrollers.
+fn usable_device(path: &Path) -> anyhow::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| anyhow::anyhow!("{}: not a device path", path.display()))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    if unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        anyhow::bail!("{}: cannot open the serial device: {e}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! `run` and `replay`: the pipeline of reflex-io wired to the graph, one stage after another.
+//!
+//! ```text
+//! reader thread                                    inference thread            sink threads
+//! Samples::next ─▶ Windower::cut ─▶ WindowQueue ─▶ Graph::run ─▶ RecordPool ─▶ Sinks::send
+//! (source, decoder)  (window pool)   drop-oldest live,            (recorder)    one queue each
+//!                                    lossless replay
+//! ```
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`input`] | which source, its decoding and pace |
+//! | [`reader`] | the reader thread: source → decoder → windower → queue |
+//! | [`inference`] | the inference thread: graph → records → sinks, and graph swaps |
+//! | [`signals`] | the tokio thread: SIGINT/SIGTERM → stop, SIGHUP → reloader |
+//! | [`stats`] | the `stats` and `stopped` lines, the steady state |
+//! | [`provenance`] | what a recording remembers, and the replay's check of it |
+
+pub mod inference;
+pub mod input;
+pub mod provenance;
+pub mod reader;
+pub mod signals;
+pub mod stats;
+
+use crate::model::Loaded;
+use crate::reload::{self, Reloader, Swap};
+use inference::Inference;
+pub use input::Input;
+use reader::{Progress, Reader};
+use reflex_io::pool::WindowPool;
+use reflex_io::queue::{drop_oldest, WindowQueue};
+use reflex_io::recording::Recorder;
+use reflex_io::sink::Sinks;
+use reflex_io::source::Counters;
+use reflex_io::stop::Stop;
+use reflex_io::window::Windower;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// SIGTERM to exit: the contract is one second; this is what the sinks get of it.
+const SINK_GRACE: Duration = Duration::from_millis(700);
+
+/// How `run` and `replay` differ.
+#[derive(Default)]
+pub struct Options {
+    /// Swap in a new graph when the config or weights change, or on SIGHUP.
+    pub reload: bool,
+    /// Record to this MCAP file.
+    pub record: Option<PathBuf>,
+    /// Show a progress bar for a log (only on a terminal).
+    pub progress: bool,
+}
+
+/// Totals at the end of a run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub predictions: u64,
+    pub inference_errors: u64,
+    /// When the steady state began (see [`stats::Report`]): the allocation count and the
+    /// windows cut then.
+    pub steady_from: Option<(u64, u64)>,
+}
+
+/// Runs the pipeline until the input ends (a log) or SIGINT/SIGTERM; then finishes the queued
+/// windows, flushes the sinks and returns.
+pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyhow::Result<Summary> {
+    let (swaps_tx, swaps) = drop_oldest::<Swap>(1);
+    let reloader = options.reload.then(|| Reloader::new(&loaded, swaps_tx));
+    let recorder = options.record.as_deref().map(|path| Recorder::start(path, provenance::metadata(&loaded)));
+    let recorder = recorder.transpose()?;
+    let Loaded { config, graph } = loaded;
+    reload::log_plugins(&graph, 1);
+    let counters = Arc::new(Counters::default());
+    let sinks = Arc::new(sinks);
+
+    // source → decoder → windower → queue → graph → sinks
+    let lossless = input.lossless;
+    let mut samples = input.samples(counters.clone());
+    let pool = WindowPool::new(config.window.queue, graph.input_len());
+    let (queue, windows) = WindowQueue::new(config.window.queue, lossless, &pool);
+    let windower = Windower::from_config(&config.window, config.source.channels, pool);
+    let recording = recorder.as_ref().map(Recorder::handle);
+    if let Some(r) = &recording {
+        samples.record(r.clone());
+    }
+    let labels = reload::labels(&config);
+    let inference =
+        Inference { graph, labels, windows, swaps, sinks: sinks.clone(), counters: counters.clone(), recording };
+    let inference = inference.spawn()?;
+    let reader =
+        Reader { samples, windower, queue, counters: counters.clone(), progress: Progress::new(options.progress) };
+    let at_last_window = signals::serve(move |stop: &Stop| reader.run(stop), Stop::new(), reloader)?;
+
+    // The reader is gone, and with it the window queue's sender: inference drains what is
+    // queued and returns.
+    let summary = inference.join().map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
+    let sink_lost = close(sinks, recorder)?;
+    stats::log_stopped(&counters, &summary, sink_lost, at_last_window);
+    Ok(summary)
+}
+
+/// Lets the sinks and the recorder write what they hold; returns the records the sinks lost.
+fn close(sinks: Arc<Sinks>, recorder: Option<Recorder>) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + SINK_GRACE;
+    let sinks = Arc::try_unwrap(sinks).map_err(|_| anyhow::anyhow!("sinks still in use"))?;
+    let lost = sinks.lost();
+    if !sinks.close(deadline) {
+        tracing::warn!("a sink did not finish writing in time");
+    }
+    if let Some(r) = recorder {
+        match r.finish() {
+            Ok(0) => tracing::info!("recording complete"),
+            Ok(dropped) => tracing::warn!(dropped, "recording complete, but the disk fell behind: entries dropped"),
+            Err(e) => tracing::error!("recording failed: {e}"),
+        }
+    }
+    Ok(lost)
+}
+
+/// The config's sinks, or stdout JSON when it names none.
+pub fn default_sinks(configs: &[reflex_config::SinkConfig]) -> Vec<reflex_config::SinkConfig> {
+    if configs.is_empty() {
+        vec![reflex_config::SinkConfig {
+            kind: reflex_config::SinkKind::Stdout,
+            format: reflex_config::RecordFormat::Json,
+            template: None,
+        }]
+    } else {
+        configs.to_vec()
+    }
+}
+
+/// Starts sinks; every one that cannot start is one line naming the config.
+pub fn start_sinks(configs: &[reflex_config::SinkConfig], outputs: usize, config: &Path) -> anyhow::Result<Sinks> {
+    Sinks::start(configs, outputs).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(|e| format!("{}: {e}", config.display())).collect();
+        anyhow::anyhow!(lines.join("\n"))
+    })
+}
