@@ -49,50 +49,7 @@ pub use source::{SourceConfig, SourceKind, Speed};
 pub use window::WindowConfig;
 
 use serde::de::DeserializeOwned;
-use std::fmt;
 use std::path::{Path, PathBuf};
-
-/// Problems of a built graph, one line each (reflex-graph collects them; `reflexd` prints
-/// them). A config's own problems are [`Errors`], which convert into this.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Problems(pub Vec<String>);
-
-impl Problems {
-    /// Adds one.
-    pub fn push(&mut self, line: impl Into<String>) {
-        self.0.push(line.into());
-    }
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-    /// Adds all of `other`.
-    pub fn extend(&mut self, other: Problems) {
-        self.0.extend(other.0);
-    }
-    /// `Ok(value)` when nothing was found.
-    pub fn into_result<T>(self, value: T) -> Result<T, Problems> {
-        if self.is_empty() {
-            Ok(value)
-        } else {
-            Err(self)
-        }
-    }
-}
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join("\n"))
-    }
-}
-
-impl std::error::Error for Problems {}
-
-impl From<Errors> for Problems {
-    fn from(e: Errors) -> Problems {
-        Problems(e.0.iter().map(ToString::to_string).collect())
-    }
-}
 
 /// A loaded, validated config.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use crate::builtin::ADD;
 use crate::error::{BuildError, BuildErrors, LayerError};
 use crate::graph::{Graph, LayerSummary, Node, INPUT, MAX_VALUES};
 use crate::layer::{self, Layer};
-use crate::plan::{Stream, Window};
+use crate::plan::{ReadField, Stream};
 use crate::weights::Weights;
 use reflex_config::{LayerConfig, ModelConfig};
 use reflex_plugin_host::Registry;
@@ -45,7 +45,7 @@ struct Built {
 struct Ready {
     layer: Box<dyn Layer>,
     scratch_len: usize,
-    window: Option<Window>,
+    window: Option<ReadField>,
     summary: LayerSummary,
 }
 
@@ -372,10 +372,10 @@ fn lookup<'w>(
 }
 
 /// What one output position reads, when the layer can compute part of its output.
-fn window(layer: &mut dyn Layer, info: &LayerInfo, input: Shape) -> Option<Window> {
+fn window(layer: &mut dyn Layer, info: &LayerInfo, input: Shape) -> Option<ReadField> {
     match (layer.stream_offset(), info.rf_span, input, info.output) {
         (Some(pad_left), Some(span), Shape::Seq { .. }, Shape::Seq { .. }) => {
-            usize::try_from(span).ok().map(|span| Window { pad_left, span, stride: info.rf_stride as usize })
+            usize::try_from(span).ok().map(|span| ReadField { pad_left, span, stride: info.rf_stride as usize })
         }
         _ => None,
     }

@@ -3,7 +3,7 @@
 
 use crate::buffer::Value;
 use crate::layer::Layer;
-use crate::plan::{Keep, Stream, Window};
+use crate::plan::{Keep, ReadField, Stream};
 use reflex_plugin_host::Origin;
 use reflex_plugin_sdk::Shape;
 
@@ -45,7 +45,7 @@ pub(crate) struct Node {
     pub inputs: Vec<usize>,
     pub scratch_len: usize,
     /// What one output position reads; `None` when the layer cannot compute part of its output.
-    pub window: Option<Window>,
+    pub window: Option<ReadField>,
     pub output: Shape,
 }
 

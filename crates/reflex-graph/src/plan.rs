@@ -1,6 +1,6 @@
 //! The streaming planner: for windows that follow each other by a hop, which of each layer's
 //! output positions carry over from the previous window. It runs once, on a built graph,
-//! from what each layer says it reads for one output position (its [`Window`]); the forward
+//! from what each layer says it reads for one output position (its [`ReadField`]); the forward
 //! pass then only follows the plan.
 
 use crate::graph::{seq_len, Graph, Node};
@@ -38,7 +38,7 @@ impl fmt::Display for Stream {
 /// What a layer reads for one output position: output `j` reads positions
 /// `j*stride - pad_left ..+ span` of every input.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Window {
+pub(crate) struct ReadField {
     pub pad_left: usize,
     pub span: usize,
     pub stride: usize,

@@ -328,11 +328,13 @@ fn conv_new_reports_errors() {
     let g = geom(4, 6, 2, 3, 1, 1, (1, 1), 10);
     assert!(Conv1d::new(g, &[0.0; 36], None).is_ok());
     let e = Conv1d::new(g, &[0.0; 35], None).unwrap_err();
-    assert!(e.contains("weight has 35"), "{e}");
+    assert_eq!(e, ConvError::Weight { found: 35, out: 6, in_per_group: 2, k: 3 });
+    assert!(e.to_string().starts_with("weight has 35 elements, expected 36"), "{e}");
     let e = Conv1d::new(g, &[0.0; 36], Some(&[0.0; 5])).unwrap_err();
-    assert!(e.contains("bias has 5"), "{e}");
-    assert!(Conv1d::new(geom(4, 6, 4, 3, 1, 1, (1, 1), 10), &[], None).is_err());
-    assert!(Conv1d::new(geom(1, 1, 1, 3, 1, 1, (0, 0), 2), &[0.0; 3], None).is_err());
+    assert_eq!(e, ConvError::Bias { found: 5, out: 6 });
+    let bad_groups = geom(4, 6, 4, 3, 1, 1, (1, 1), 10);
+    assert_eq!(Conv1d::new(bad_groups, &[], None).unwrap_err(), ConvError::Geometry(bad_groups));
+    assert!(matches!(Conv1d::new(geom(1, 1, 1, 3, 1, 1, (0, 0), 2), &[0.0; 3], None), Err(ConvError::Geometry(_))));
 }
 
 // ---- the light layers ----

@@ -201,38 +201,64 @@ pub struct Conv1d {
     in_place: bool,
 }
 
+/// Why a [`Conv1d`] cannot be built from a geometry and its weights.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvError {
+    /// No output position: the kernel is longer than the padded input, a size is zero, or the
+    /// channels are not divisible by the groups.
+    #[error(
+        "invalid convolution geometry {0:?}: no output position (kernel longer than the padded input, a zero size, \
+         or channels not divisible by groups)"
+    )]
+    Geometry(ConvGeometry),
+    /// A size computed from the geometry overflows `usize`.
+    #[error("convolution too large")]
+    TooLarge,
+    /// The weight slice does not hold `[out, in/groups, k]` elements.
+    #[error("weight has {found} elements, expected {} = [out {out}, in/groups {in_per_group}, k {k}]", out * in_per_group * k)]
+    Weight {
+        /// Elements given.
+        found: usize,
+        /// Output channels.
+        out: usize,
+        /// Input channels per group.
+        in_per_group: usize,
+        /// Kernel size.
+        k: usize,
+    },
+    /// The bias slice does not hold `out` elements.
+    #[error("bias has {found} elements, expected out_channels = {out}")]
+    Bias {
+        /// Elements given.
+        found: usize,
+        /// Output channels.
+        out: usize,
+    },
+}
+
 impl Conv1d {
     /// `weight` in PyTorch layout `[out, in/groups, k]`, `bias` `[out]` or
-    /// `None`. Returns a description of the problem if the geometry is
-    /// invalid or the slice lengths do not match.
-    pub fn new(geom: ConvGeometry, weight: &[f32], bias: Option<&[f32]>) -> Result<Conv1d, String> {
-        let out_len = geom.out_len().ok_or_else(|| {
-            format!(
-                "invalid convolution geometry {geom:?}: no output position (kernel longer \
-                     than the padded input, a zero size, or channels not divisible by groups)"
-            )
-        })?;
+    /// `None`. Fails if the geometry is invalid or the slice lengths do not
+    /// match.
+    pub fn new(geom: ConvGeometry, weight: &[f32], bias: Option<&[f32]>) -> Result<Conv1d, ConvError> {
+        let out_len = geom.out_len().ok_or(ConvError::Geometry(geom))?;
         let ipg = geom.in_channels / geom.groups;
         let opg = geom.out_channels / geom.groups;
         let k = geom.kernel_size;
-        let steps = ipg.checked_mul(k).ok_or_else(|| "convolution too large".to_string())?;
-        let expect = geom.out_channels.checked_mul(steps).ok_or_else(|| "convolution too large".to_string())?;
+        let steps = ipg.checked_mul(k).ok_or(ConvError::TooLarge)?;
+        let expect = geom.out_channels.checked_mul(steps).ok_or(ConvError::TooLarge)?;
         if weight.len() != expect {
-            return Err(format!(
-                "weight has {} elements, expected {expect} = [out {}, in/groups {ipg}, k {k}]",
-                weight.len(),
-                geom.out_channels
-            ));
+            return Err(ConvError::Weight { found: weight.len(), out: geom.out_channels, in_per_group: ipg, k });
         }
         if let Some(b) = bias {
             if b.len() != geom.out_channels {
-                return Err(format!("bias has {} elements, expected out_channels = {}", b.len(), geom.out_channels));
+                return Err(ConvError::Bias { found: b.len(), out: geom.out_channels });
             }
         }
         let s = geom.stride;
         let phase_len = geom.padded_len().div_ceil(s);
-        let chan_stride = phase_len.checked_mul(s).ok_or_else(|| "convolution too large".to_string())?;
-        let scratch_len = geom.scratch_len().ok_or_else(|| "convolution too large".to_string())?;
+        let chan_stride = phase_len.checked_mul(s).ok_or(ConvError::TooLarge)?;
+        let scratch_len = geom.scratch_len().ok_or(ConvError::TooLarge)?;
 
         let mut offsets = Vec::with_capacity(steps);
         for c in 0..ipg {

@@ -52,7 +52,7 @@ mod registry;
 mod conformance;
 
 pub use activation::Activation;
-pub use conv::{Conv1d, ConvGeometry};
+pub use conv::{Conv1d, ConvError, ConvGeometry};
 pub use ops::{
     add_activate, add_assign, avg_pool, batch_norm_scale_shift, channel_shuffle, channel_shuffle_range,
     fold_batch_norm, global_avg_pool, global_max_pool, linear, max_pool, scale_shift, softmax,

@@ -308,7 +308,8 @@ impl ConvStage {
             fold_batch_norm(&mut weight, &mut bias, gamma, beta, mean, var, BN_EPS);
         }
         let has_bias = self.bias || self.batch_norm.is_some();
-        let conv = Conv1d::new(self.geom, &weight, has_bias.then_some(&bias[..])).map_err(Error::shape)?;
+        let conv =
+            Conv1d::new(self.geom, &weight, has_bias.then_some(&bias[..])).map_err(|e| Error::shape(e.to_string()))?;
         self.conv = Some(conv.with_activation(self.activation));
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! Config file → built graph, shared by every command.
 
-use reflex_config::{Config, OutputKind, Problems};
-use reflex_graph::{registry, Graph};
+use reflex_config::{Config, OutputKind};
+use reflex_graph::{registry, BuildErrors, Graph};
 use reflex_plugin_sdk::Shape;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub struct Loaded {
@@ -20,20 +21,48 @@ pub fn plugin_dir(config: &Config) -> PathBuf {
     })
 }
 
+/// Why a config did not become a graph. The libraries' errors carry their context as data;
+/// this is where the config file's name is put before each of their lines.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The config file itself (its errors already name the file).
+    Config(reflex_config::Errors),
+    /// The graph's problems, in config order.
+    Graph { file: PathBuf, errors: BuildErrors },
+    /// `[output] labels` does not match the model's output.
+    Labels { file: PathBuf, labels: usize, outputs: usize },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Config(e) => write!(f, "{e}"),
+            LoadError::Graph { file, errors } => {
+                let lines: Vec<String> = errors.iter().map(|e| format!("{}: {e}", file.display())).collect();
+                f.write_str(&lines.join("\n"))
+            }
+            LoadError::Labels { file, labels, outputs } => write!(
+                f,
+                "{}: [output] labels has {labels} entries but the model outputs {outputs} values",
+                file.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
 /// Loads the config and builds its graph, collecting every problem.
-pub fn load(path: &Path) -> Result<Loaded, Problems> {
-    let config = reflex_config::load(path)?;
-    let shown = path.display();
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let config = reflex_config::load(path).map_err(LoadError::Config)?;
     let input = Shape::Seq { channels: config.source.channels, length: config.window.length };
     let mut graph = Graph::build(&config.model, input, &mut registry(), &plugin_dir(&config))
-        .map_err(|errors| Problems(errors.iter().map(|e| format!("{shown}: {e}")).collect()))?;
+        .map_err(|errors| LoadError::Graph { file: path.to_path_buf(), errors })?;
     graph.set_hop(config.window.hop);
-    let out = graph.output_len();
-    if config.output.kind == OutputKind::Classify && config.output.labels.len() != out {
-        return Err(Problems(vec![format!(
-            "{shown}: [output] labels has {} entries but the model outputs {out} values",
-            config.output.labels.len()
-        )]));
+    let outputs = graph.output_len();
+    let labels = config.output.labels.len();
+    if config.output.kind == OutputKind::Classify && labels != outputs {
+        return Err(LoadError::Labels { file: path.to_path_buf(), labels, outputs });
     }
     Ok(Loaded { config, graph })
 }

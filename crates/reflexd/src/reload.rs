@@ -161,8 +161,9 @@ impl Reloader {
             let loaded = match built {
                 Ok(Ok(l)) => l,
                 Ok(Err(problems)) => {
-                    let n = problems.0.len();
-                    let first = problems.0.first().cloned().unwrap_or_default();
+                    let text = problems.to_string();
+                    let n = text.lines().count();
+                    let first = text.lines().next().unwrap_or_default().to_string();
                     let more =
                         if n > 1 { format!(" (and {} more: run `reflexd check`)", n - 1) } else { String::new() };
                     tracing::error!("config change refused, the running graph keeps going: {first}{more}");
