@@ -1,6 +1,6 @@
 /*
  * imu_binary_stream.ino — IMU firmware for Reflex: streams 6-axis samples at a fixed rate in
- * Reflex's `binary` wire format (SPEC §4).
+ * Reflex's `binary` wire format (docs/wire-formats.md).
  *
  * Hardware: any Arduino-compatible board (AVR, SAMD, RP2040, ESP32, Teensy, ...) with an
  * MPU-6050 on I²C (SDA/SCL, address 0x68 with AD0 low). Set USE_MPU6050 to 0 to stream a

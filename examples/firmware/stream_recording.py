@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Stream a bundled IMU recording to a serial device, a pseudo-terminal or a file, in one of
-Reflex's wire formats (SPEC §4), so that `reflexd run` can be tried without hardware.
+Reflex's wire formats (docs/wire-formats.md), so that `reflexd run` can be tried without hardware.
 
     # a pseudo-terminal pair: the first line printed is the path to use as source.path
     python3 examples/firmware/stream_recording.py --format binary --pty
@@ -11,7 +11,7 @@ Reflex's wire formats (SPEC §4), so that `reflexd run` can be tried without har
     # a plain file (written as fast as possible), e.g. for `reflexd replay` with format = binary
     python3 examples/firmware/stream_recording.py --format binary /tmp/walk.bin
 
-    # check the encoders against byte strings worked out by hand from the spec
+    # check the encoders against byte strings worked out by hand from docs/wire-formats.md
     python3 examples/firmware/stream_recording.py --self-test
 
 Input: a recording with the header `t,ch0,...,chN` (`t` in seconds, as in
@@ -195,7 +195,7 @@ class Encoder:
 
 
 # --------------------------------------------------------------------------------------------
-# Self-test: hex strings worked out by hand from SPEC §4 (and confirmed against the Rust
+# Self-test: hex strings worked out by hand from docs/wire-formats.md (and confirmed against the Rust
 # encoders in crates/reflex-codecs/src/encode.rs).
 # --------------------------------------------------------------------------------------------
 

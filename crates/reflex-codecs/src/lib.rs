@@ -1,4 +1,4 @@
-//! Streaming decoders (bytes → samples) for the three Reflex serial formats of SPEC §4, plus the
+//! Streaming decoders (bytes → samples) for the three Reflex serial formats of docs/wire-formats.md, plus the
 //! encoders that tests, the firmware example and benchmarks use to produce them.
 //!
 //! Every decoder is a [`tokio_util::codec::Decoder`] yielding [`Frame`]s; reflex-io's
@@ -136,7 +136,7 @@ impl Malformed {
 /// What the decoder yields, in stream order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Frame {
-    /// A good sample; it gets the next sample number (SPEC §5).
+    /// A good sample; it gets the next sample number (docs/records.md).
     Sample(Sample),
     /// A rejected line/frame; the decoder has already resynchronised.
     Malformed(Malformed),

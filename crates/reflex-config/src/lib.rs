@@ -1,4 +1,4 @@
-//! The Reflex config file (SPEC §2): TOML read with the `config` crate, `REFLEX__SECTION__KEY`
+//! The Reflex config file (docs/config.md): TOML read with the `config` crate, `REFLEX__SECTION__KEY`
 //! environment variables on top, every relative path resolved against the file's directory.
 //!
 //! Loading never stops at the first mistake: it returns every problem it finds as an [`Error`]

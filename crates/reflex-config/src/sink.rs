@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 #[serde(rename_all = "lowercase")]
 /// How a sink writes each record.
 pub enum RecordFormat {
-    /// One JSON object per record (SPEC §5).
+    /// One JSON object per record (docs/records.md).
     #[default]
     Json,
     /// `window,last_sample,t,latency_us,generation,index,label,values...`.

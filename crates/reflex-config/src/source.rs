@@ -1,4 +1,4 @@
-//! `[source]`: where samples come from and how their frames are encoded (SPEC §2, §4).
+//! `[source]`: where samples come from and how their frames are encoded (docs/config.md, docs/wire-formats.md).
 
 use reflex_codecs::Format;
 use serde::Deserialize;

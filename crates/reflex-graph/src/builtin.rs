@@ -1,4 +1,4 @@
-//! The built-in layers of SPEC §3. They are written against the plugin SDK like any plugin and
+//! The built-in layers of docs/layers.md. They are written against the plugin SDK like any plugin and
 //! registered statically, so the graph drives them through the same ABI as plugins.
 //!
 //! `add` is not here: the plugin ABI passes a layer one input, so `add` is the graph's own

@@ -1,4 +1,4 @@
-//! The prediction record (SPEC §5) and its three text forms: JSON, CSV and templates.
+//! The prediction record (docs/records.md) and its three text forms: JSON, CSV and templates.
 
 use crate::error::TemplateError;
 use reflex_config::RecordFormat;

@@ -1,4 +1,4 @@
-//! The windower: samples in, overlapping `[C, L]` windows out (SPEC §5).
+//! The windower: samples in, overlapping `[C, L]` windows out (docs/records.md).
 //!
 //! Window `w` covers samples `[w·hop, w·hop + length)` in decode order and is complete when
 //! sample `w·hop + length − 1` arrives. Samples are normalised on the way in, so a window is

@@ -3,7 +3,7 @@
 use crate::bodies::{scalar, Act};
 use crate::registry::{kernels, KernelSet};
 
-/// Activation functions of SPEC §3, with PyTorch semantics.
+/// Activation functions of docs/layers.md, with PyTorch semantics.
 ///
 /// [`apply_scalar`](Activation::apply_scalar) is the reference (libm,
 /// exact erf / exp); [`apply`](Activation::apply) runs the selected kernel

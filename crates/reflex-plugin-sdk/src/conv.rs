@@ -7,7 +7,7 @@ use serde::Deserialize;
 use std::marker::PhantomData;
 use std::ops::Range;
 
-/// BatchNorm1d's default epsilon, which SPEC §3 fixes.
+/// BatchNorm1d's default epsilon, which docs/layers.md fixes.
 pub const BN_EPS: f32 = 1e-5;
 
 /// `padding = "same" | "valid" | "causal" | p`.
@@ -62,7 +62,7 @@ impl Padding {
     }
 }
 
-/// Activation names of SPEC §3.
+/// Activation names of docs/layers.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActivationName {
@@ -120,7 +120,7 @@ pub fn default_true() -> bool {
     true
 }
 
-/// Declares a convolution plugin's keys: the keys every convolution shares (SPEC §3), then the
+/// Declares a convolution plugin's keys: the keys every convolution shares (docs/layers.md), then the
 /// plugin's own. The struct rejects unknown keys, so a typo is an error naming the key.
 ///
 /// ```

@@ -219,7 +219,7 @@ pub struct LayerInfo {
     pub scratch_len: usize,
     /// Weight elements (BatchNorm statistics included).
     pub params: u64,
-    /// Multiply-accumulates per window (SPEC §3: convolutions and linear layers only).
+    /// Multiply-accumulates per window (docs/layers.md: convolutions and linear layers only).
     pub macs: u64,
     /// Input samples one output position sees; `None` when the time axis is gone.
     pub rf_span: Option<u64>,

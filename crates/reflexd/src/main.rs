@@ -1,4 +1,4 @@
-//! `reflexd`: the Reflex command line (SPEC §1) — wiring, not pipeline. The stages are
+//! `reflexd`: the Reflex command line (docs/cli.md) — wiring, not pipeline. The stages are
 //! reflex-io's (sources, windower, queue, records, sinks), reflex-codecs' (decoders) and
 //! reflex-graph's (the layers); this crate chooses them from the config, starts the threads,
 //! handles signals and hot swap, counts, and renders every error.

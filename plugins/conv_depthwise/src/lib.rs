@@ -59,7 +59,7 @@ impl Layer for ConvDepthwise {
             pad_right,
             in_len: length,
         };
-        // BatchNorm belongs to the pointwise convolution only (SPEC §3).
+        // BatchNorm belongs to the pointwise convolution only (docs/layers.md).
         let depthwise =
             ConvStage::new("depthwise.", dw, spec.bias, None)?.with_activation(p.mid_activation.with(p.negative_slope));
         let pw = ConvGeometry {

@@ -54,7 +54,7 @@ pub fn io(dir: &Path) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     (split("input"), split("output"))
 }
 
-/// SPEC §3: within `1e-5 + 1e-4·max|values|` per window.
+/// docs/layers.md: within `1e-5 + 1e-4·max|values|` per window.
 pub fn close(got: &[f32], want: &[f32]) -> Result<(), String> {
     if got.len() != want.len() {
         return Err(format!("{} values, expected {}", got.len(), want.len()));

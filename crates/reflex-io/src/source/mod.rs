@@ -132,7 +132,7 @@ impl Counters {
 /// One decoded sample with its number and time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TimedSample {
-    /// Its number in decode order (SPEC §5).
+    /// Its number in decode order (docs/records.md).
     pub number: u64,
     /// `channels` values.
     pub values: SmallVec<[f32; 16]>,

@@ -72,7 +72,7 @@ impl Input {
     }
 }
 
-/// A device missing or not readable and writable at start is the user's error (SPEC §1): one
+/// A device missing or not readable and writable at start is the user's error (docs/cli.md): one
 /// line and exit 1. Only a device that vanishes after it was opened is waited for. `access`
 /// rather than `open`: opening a serial port toggles DTR, which resets many microcontrollers.
 fn usable_device(path: &Path) -> anyhow::Result<()> {
