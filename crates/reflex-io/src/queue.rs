@@ -49,6 +49,14 @@ impl<T> DropOldest<T> {
     }
 }
 
+impl<T> DropOldest<T> {
+    /// Queues `item`, waiting for room instead of evicting: for a consumer that must see
+    /// everything (a replay's output).
+    pub fn send_all(&self, item: T) -> Result<(), Disconnected<T>> {
+        self.tx.send(item).map_err(|e| Disconnected(e.into_inner()))
+    }
+}
+
 /// A queue of `capacity` items (at least 1).
 pub fn drop_oldest<T>(capacity: usize) -> (DropOldest<T>, Receiver<T>) {
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));

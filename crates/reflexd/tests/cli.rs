@@ -266,3 +266,34 @@ fn foreign_and_insecure_libraries_are_refused() {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     assert_one_line_error(&check("future"), "refused: it is writable by every user");
 }
+
+/// `replay` is lossless all the way to its output: a reader that takes its time (a pipe that
+/// fills, a slow disk) gets every record, not the ones a drop-oldest sink queue kept.
+#[test]
+fn replay_to_a_slow_reader_loses_no_record() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = exe_dir();
+    let log = repo().join("examples/data/gaitmap/stair_up_left.csv");
+    let mut child = Command::new(dir.join("reflexd"))
+        .args(["replay", "--config", &repo().join("config/demo.toml").to_string_lossy()])
+        .arg(&log)
+        // One window per sample: ~5000 records, far more than a pipe and a sink queue hold.
+        .env("REFLEX__WINDOW__HOP", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(child.wait().unwrap().success());
+    let samples = std::fs::read_to_string(&log).unwrap().lines().skip(1).filter(|l| !l.trim().is_empty()).count();
+    let expected = samples - 128 + 1;
+    let windows: Vec<u64> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["window"].as_u64().unwrap())
+        .collect();
+    assert_eq!(windows.len(), expected, "records written");
+    assert!(windows.iter().enumerate().all(|(i, &w)| w == i as u64), "every window, in order");
+}

@@ -1,6 +1,8 @@
 //! Sinks: where prediction records go. Each sink has its own thread and its own bounded
 //! drop-oldest queue, so a slow, failing or absent actuator never stalls the graph or the
-//! other sinks; what a sink drops or fails to write is counted.
+//! other sinks; what a sink drops or fails to write is counted. A replay's output is
+//! [`Delivery::Lossless`] instead: inference waits for the sink, and closing waits for it to
+//! finish, so every record reaches the file or pipe.
 
 mod file;
 mod serial;
@@ -43,6 +45,25 @@ pub struct SinkStats {
     pub failed: AtomicU64,
     /// Records written.
     pub written: AtomicU64,
+    /// Records taken into the queue (written, failed or still waiting).
+    pub accepted: AtomicU64,
+}
+
+/// What a sink does when it falls behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Drop the oldest waiting record (counted): actuators want the freshest prediction.
+    DropOldest,
+    /// Make the sender wait: a replay's output must hold every record.
+    Lossless,
+}
+
+impl SinkStats {
+    /// Dropped, failed, or accepted but never written.
+    fn lost_at_close(&self) -> u64 {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        load(&self.dropped) + load(&self.accepted).saturating_sub(load(&self.written))
+    }
 }
 
 struct Handle {
@@ -54,12 +75,13 @@ struct Handle {
 /// Every configured sink, running.
 pub struct Sinks {
     handles: Vec<Handle>,
+    delivery: Delivery,
 }
 
 impl Sinks {
     /// Opens every sink (files, sockets); `outputs` is the number of values per record. Every
     /// sink that cannot start is one error, naming it.
-    pub fn start(configs: &[SinkConfig], outputs: usize) -> Result<Sinks, Vec<Error>> {
+    pub fn start(configs: &[SinkConfig], outputs: usize, delivery: Delivery) -> Result<Sinks, Vec<Error>> {
         let mut problems = Vec::new();
         let mut handles = Vec::new();
         for (index, cfg) in configs.iter().enumerate() {
@@ -70,21 +92,21 @@ impl Sinks {
             }
         }
         if problems.is_empty() {
-            Ok(Sinks { handles })
+            Ok(Sinks { handles, delivery })
         } else {
             Err(problems)
         }
     }
 
-    /// Hands a record to every sink; never blocks.
+    /// Hands a record to every sink; blocks only for [`Delivery::Lossless`] sinks.
     pub fn send(&self, record: &Arc<Prediction>) {
         for h in &self.handles {
-            match h.queue.send(record.clone()) {
-                Ok(None) => {}
-                Ok(Some(_)) | Err(_) => {
-                    h.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            let delivered = match self.delivery {
+                Delivery::DropOldest => matches!(h.queue.send(record.clone()), Ok(None)),
+                Delivery::Lossless => h.queue.send_all(record.clone()).is_ok(),
+            };
+            let counter = if delivered { &h.stats.accepted } else { &h.stats.dropped };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -101,24 +123,25 @@ impl Sinks {
             .sum()
     }
 
-    /// Lets every sink write what it has queued and flush, waiting until `deadline` at most.
-    /// Returns whether all finished in time.
-    pub fn close(self, deadline: Instant) -> bool {
-        let threads: Vec<JoinHandle<()>> = self
-            .handles
-            .into_iter()
-            .map(|h| {
-                drop(h.queue);
-                h.thread
-            })
-            .collect();
-        while Instant::now() < deadline {
+    /// Lets every sink write what it has queued and flush, waiting until `deadline` at most
+    /// (without limit for [`Delivery::Lossless`]: nothing queued may be left behind). Returns
+    /// the records lost over all sinks, counted once the sinks are done (a record still queued
+    /// at the deadline counts as lost), and whether all finished in time.
+    pub fn close(self, deadline: Instant) -> (u64, bool) {
+        let lossless = self.delivery == Delivery::Lossless;
+        let (threads, stats): (Vec<JoinHandle<()>>, Vec<Arc<SinkStats>>) =
+            self.handles.into_iter().map(|h| (h.thread, h.stats)).unzip();
+        let finished = loop {
             if threads.iter().all(JoinHandle::is_finished) {
-                return true;
+                break true;
+            }
+            if !lossless && Instant::now() >= deadline {
+                break false;
             }
             std::thread::sleep(Duration::from_millis(2));
-        }
-        threads.iter().all(JoinHandle::is_finished)
+        };
+        let lost = stats.iter().map(|s| s.lost_at_close()).sum();
+        (lost, finished)
     }
 }
 

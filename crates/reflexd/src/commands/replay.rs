@@ -7,6 +7,7 @@
 
 use crate::daemon::{self, Input};
 use reflex_config::{RecordFormat, SinkConfig, SinkKind, Speed};
+use reflex_io::sink::Delivery;
 use std::path::Path;
 
 /// `max`, `realtime` or a positive factor.
@@ -41,10 +42,10 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>,
         None => SinkKind::Stdout,
     };
     let sink = SinkConfig { kind, format: RecordFormat::Json, template: None };
-    let sinks = daemon::start_sinks(&[sink], loaded.graph.output_len(), config)?;
+    let sinks = daemon::start_sinks(&[sink], loaded.graph.output_len(), Delivery::Lossless, config)?;
     let Some(plot) = plot else {
-        daemon::run(loaded, input, sinks, daemon::Options { progress: true, ..Default::default() })?;
-        return Ok(());
+        let summary = daemon::run(loaded, input, sinks, daemon::Options { progress: true, ..Default::default() })?;
+        return complete(&summary, out);
     };
     // The recording the plot is drawn from; the directory goes when `scratch` is dropped.
     let scratch = tempfile::Builder::new()
@@ -55,6 +56,7 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>,
     let labels = crate::reload::labels(&loaded.config).map(|l| l.iter().map(|s| s.to_string()).collect());
     let options = daemon::Options { progress: true, record: Some(recording.clone()), ..Default::default() };
     let summary = daemon::run(loaded, input, sinks, options)?;
+    complete(&summary, out)?;
     let rec = crate::plot::Recording::read(&recording)
         .map_err(|e| anyhow::anyhow!("--plot: cannot read back the replay's recording: {e}"))?;
     let missing = rec.missing_samples();
@@ -69,4 +71,15 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>,
     crate::plot::draw(&rec, &crate::plot::Meta { log, config, labels }, plot)?;
     tracing::info!(windows = rec.windows(), "plot written to {}", plot.display());
     Ok(())
+}
+
+/// A replay's output holds every record, or the replay fails saying how many are missing.
+fn complete(summary: &daemon::Summary, out: Option<&Path>) -> anyhow::Result<()> {
+    match summary.sink_lost {
+        0 => Ok(()),
+        n => {
+            let to = out.map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
+            anyhow::bail!("{to}: {n} of {} records could not be written", summary.predictions)
+        }
+    }
 }

@@ -1,13 +1,14 @@
 //! `reflexd run`: the daemon.
 
 use crate::daemon::{self, Input};
+use reflex_io::sink::Delivery;
 use std::path::Path;
 
 pub fn run(config: &Path, record: Option<&Path>) -> anyhow::Result<()> {
     let loaded = crate::model::load(config)?;
     let input = Input::from_config(&loaded)?;
     let sinks = daemon::default_sinks(&loaded.config.sinks);
-    let sinks = daemon::start_sinks(&sinks, loaded.graph.output_len(), config)?;
+    let sinks = daemon::start_sinks(&sinks, loaded.graph.output_len(), Delivery::DropOldest, config)?;
     tracing::info!(config = %config.display(), layers = loaded.graph.layers().len(), "reflexd running");
     daemon::run(
         loaded,

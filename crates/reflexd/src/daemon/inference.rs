@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 /// Records the pool may hold beyond what the sinks' queues can: the recorder's backlog.
 const RECORDS_SPARE: usize = 4096;
-/// Records made at the start: more than are in flight when sinks and recorder keep up.
-const RECORDS_READY: usize = 1024;
 
 /// What the inference thread owns.
 pub struct Inference {
@@ -51,8 +49,11 @@ impl Inference {
     }
 
     fn run(mut self) -> Summary {
-        // Every record a sink or the recorder may still hold, and then some.
-        let records = RecordPool::new(self.sinks.capacity() + RECORDS_SPARE, RECORDS_READY, self.graph.output_len());
+        // Every record a sink or the recorder may still hold, and then some, all made now: a
+        // recorder that lags on a loaded machine (seconds of backlog) then takes records the
+        // pool already has instead of allocating new ones in the steady state.
+        let capacity = self.sinks.capacity() + RECORDS_SPARE;
+        let records = RecordPool::new(capacity, capacity, self.graph.output_len());
         let report = Report::new(&self.counters);
         let mut state = State { generation: 1, summary: Summary::default(), report, records, last_error: None };
         let never = crossbeam_channel::never();

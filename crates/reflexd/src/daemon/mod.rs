@@ -31,7 +31,7 @@ use reader::{Progress, Reader};
 use reflex_io::pool::WindowPool;
 use reflex_io::queue::{drop_oldest, WindowQueue};
 use reflex_io::recording::Recorder;
-use reflex_io::sink::Sinks;
+use reflex_io::sink::{Delivery, Sinks};
 use reflex_io::source::Counters;
 use reflex_io::stop::Stop;
 use reflex_io::window::Windower;
@@ -58,6 +58,8 @@ pub struct Options {
 pub struct Summary {
     pub predictions: u64,
     pub inference_errors: u64,
+    /// Records the sinks dropped or could not write.
+    pub sink_lost: u64,
     /// When the steady state began (see [`stats::Report`]): the allocation count and the
     /// windows cut then.
     pub steady_from: Option<(u64, u64)>,
@@ -96,8 +98,9 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     // The reader is gone, and with it the window queue's sender: inference drains what is
     // queued and returns.
     let summary = inference.join().map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
-    let sink_lost = close(sinks, recorder)?;
-    stats::log_stopped(&counters, &summary, sink_lost, at_last_window);
+    let mut summary = summary;
+    summary.sink_lost = close(sinks, recorder)?;
+    stats::log_stopped(&counters, &summary, at_last_window);
     Ok(summary)
 }
 
@@ -105,8 +108,8 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
 fn close(sinks: Arc<Sinks>, recorder: Option<Recorder>) -> anyhow::Result<u64> {
     let deadline = Instant::now() + SINK_GRACE;
     let sinks = Arc::try_unwrap(sinks).map_err(|_| anyhow::anyhow!("sinks still in use"))?;
-    let lost = sinks.lost();
-    if !sinks.close(deadline) {
+    let (lost, finished) = sinks.close(deadline);
+    if !finished {
         tracing::warn!("a sink did not finish writing in time");
     }
     if let Some(r) = recorder {
@@ -133,8 +136,13 @@ pub fn default_sinks(configs: &[reflex_config::SinkConfig]) -> Vec<reflex_config
 }
 
 /// Starts sinks; every one that cannot start is one line naming the config.
-pub fn start_sinks(configs: &[reflex_config::SinkConfig], outputs: usize, config: &Path) -> anyhow::Result<Sinks> {
-    Sinks::start(configs, outputs).map_err(|problems| {
+pub fn start_sinks(
+    configs: &[reflex_config::SinkConfig],
+    outputs: usize,
+    delivery: Delivery,
+    config: &Path,
+) -> anyhow::Result<Sinks> {
+    Sinks::start(configs, outputs, delivery).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(|e| format!("{}: {e}", config.display())).collect();
         anyhow::anyhow!(lines.join("\n"))
     })

@@ -121,7 +121,7 @@ impl std::fmt::Display for PerWindow {
 
 /// The `stopped` line: the totals, and the steady state — from where [`Report`] began it to
 /// the last window cut (`at_last_window`, the allocation count then).
-pub fn log_stopped(c: &Counters, summary: &Summary, sink_lost: u64, at_last_window: u64) {
+pub fn log_stopped(c: &Counters, summary: &Summary, at_last_window: u64) {
     let (steady_allocs, steady_windows) = summary.steady_from.map_or((0, 0), |(allocs, windows)| {
         let cut = c.windows.load(Ordering::Relaxed);
         (at_last_window.saturating_sub(allocs), cut.saturating_sub(windows))
@@ -134,7 +134,7 @@ pub fn log_stopped(c: &Counters, summary: &Summary, sink_lost: u64, at_last_wind
         lost_samples = c.lost_samples.load(Ordering::Relaxed),
         dropped_windows = c.dropped_windows.load(Ordering::Relaxed),
         inference_errors = summary.inference_errors,
-        sink_lost,
+        sink_lost = summary.sink_lost,
         steady_windows,
         steady_allocs,
         allocs_per_window = %PerWindow(steady_allocs, steady_windows),
