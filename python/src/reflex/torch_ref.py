@@ -1,6 +1,7 @@
-"""Independent PyTorch reference of the Reflex layer graph (SPEC.md section 3).
+"""Independent PyTorch reference of the Reflex layer graph (SPEC.md section 3): config -> module.
 
-Shared by make_fixtures.py, make_bench_models.py and bench_torch.py.
+Used by `reflex.verify`, `reflex.nn` and the repository's tools/ (fixtures, bench models,
+trained examples), which import it as `from reflex import torch_ref as rt`.
 
 `build_model(cfg)` turns a parsed Reflex config (the dict `tomllib` returns) into a
 real `nn.Module` tree whose `state_dict()` keys are exactly the tensor names Reflex
@@ -15,13 +16,18 @@ and not a re-derivation of the Rust code.
 
 from __future__ import annotations
 
-import tomllib
+import sys
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 BN_EPS = 1e-5
 
