@@ -192,6 +192,8 @@ class _FxFrontend:
             if self.shape(n) is None:
                 if n.op == "get_attr":
                     self.unsupported(n, "a parameter or buffer used directly in forward()")
+                elif n.op == "call_module":
+                    self.unsupported(n, f"{type(self.mods[n.target]).__name__} is not a Reflex operation")
                 continue  # shape arithmetic (x.size(), x.shape[1] // g) feeds other ops only
             self.out.append(self.convert(n))
         return self.out, self.output

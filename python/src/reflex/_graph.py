@@ -183,8 +183,9 @@ class _Builder:
 
     def in_shape(self, op: Op, ndim: int | None, what: str) -> tuple[int, ...] | None:
         missing = [i for i in op.inputs if i not in self.shapes]
-        if missing:
-            self.problems.append(f"{op.where}: {what} reads an unsupported operation's output")
+        if missing:  # already reported where it is computed
+            if not any(i in self.ops and self.ops[i].kind == "unsupported" for i in missing):
+                self.problems.append(f"{op.where}: {what} reads an operation Reflex cannot compute")
             return None
         shape = self.shapes[op.inputs[0]]
         if ndim is not None and len(shape) != ndim:
