@@ -171,7 +171,8 @@ class _Builder:
         return op
 
     def name_for(self, op: Op) -> str:
-        base = re.sub(r"[^A-Za-z0-9_]", "_", op.where.split(" ")[0]).strip("_") or op.kind
+        where = op.where.removeprefix("node ")  # ONNX: "node /c1/Conv (Conv)" -> c1_Conv
+        base = re.sub(r"[^A-Za-z0-9_]", "_", where.split(" ")[0]).strip("_") or op.kind
         if base[0].isdigit():  # an nn.Sequential index: say what it is
             base = f"{op.kind}{base}"
         name, i = base, 1
