@@ -22,8 +22,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_torch as bt  # noqa: E402
+import bench_torch as bt  # tools/ is on sys.path as the script's own folder
 
 
 def reflexd_bench(exe: str, variant: str) -> dict:
