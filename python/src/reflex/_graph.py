@@ -56,6 +56,7 @@ class Op:
     where: str
     attrs: dict[str, Any] = field(default_factory=dict)
     tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    name: str | None = None  # the layer name to use, when `where` is not a good one
 
 
 @dataclass
@@ -171,8 +172,7 @@ class _Builder:
         return op
 
     def name_for(self, op: Op) -> str:
-        where = op.where.removeprefix("node ")  # ONNX: "node /c1/Conv (Conv)" -> c1_Conv
-        base = re.sub(r"[^A-Za-z0-9_]", "_", where.split(" ")[0]).strip("_") or op.kind
+        base = re.sub(r"[^A-Za-z0-9_]", "_", op.name or op.where.split(" ")[0]).strip("_") or op.kind
         if base[0].isdigit():  # an nn.Sequential index: say what it is
             base = f"{op.kind}{base}"
         name, i = base, 1

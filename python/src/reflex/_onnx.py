@@ -191,6 +191,15 @@ class _OnnxFrontend:
         c = self.consts.get(name) if name else None
         return c is not None and c.size == 1 and math.isclose(float(c.reshape(())), value, rel_tol=rtol)
 
+    @staticmethod
+    def layer_name(n: Any) -> str:
+        """torch's "/features/0/Conv" -> "features_0"; "/Add_1" -> "add_1"; else the output name."""
+        parts = [p for p in (n.name or n.output[0]).split("/") if p]
+        if len(parts) > 1 and parts[-1].split("_")[0] == n.op_type:
+            parts = parts[:-1]
+        name = "_".join(parts)
+        return name[0].lower() + name[1:] if name else n.op_type.lower()
+
     def ops(self) -> tuple[list[Op], str]:
         if len(self.graph.output) != 1:
             raise ExportError([f"graph: one output expected, found {len(self.graph.output)}"])
@@ -200,6 +209,7 @@ class _OnnxFrontend:
                 continue
             op = self.convert(n)
             if op is not None:
+                op.name = self.layer_name(n)
                 self.out.append(op)
         return self.out, self.key(self.graph.output[0].name)
 

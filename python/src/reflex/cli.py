@@ -29,7 +29,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     rep = verify(args.out_dir, windows=args.windows)
     print(f"{args.out_dir}: reflexd and the PyTorch reference agree on {rep.windows} windows "
-          f"(max error {rep.max_error:.2e}, {rep.max_ratio:.2f}× the SPEC §3 tolerance)")
+          f"(max error {rep.max_error:.2e}, {rep.max_ratio:.3f}× the SPEC §3 tolerance)")
     return 0
 
 
