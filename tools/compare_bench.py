@@ -17,8 +17,6 @@ import argparse
 import json
 import platform
 import subprocess
-import sys
-from pathlib import Path
 
 import torch
 

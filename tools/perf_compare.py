@@ -39,7 +39,6 @@ import os
 import platform
 import re
 import subprocess
-import sys
 import tempfile
 import time
 import warnings

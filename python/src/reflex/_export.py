@@ -58,7 +58,7 @@ def export(module: nn.Module, out_dir: str | Path, *, channels: int, length: int
             the module itself is expected to take normalised input.
         verify: run the real `reflexd` on windows of the bundled walking recording and raise
             `reflex.VerifyError` unless every output agrees with `module` within SPEC §3's
-            `1e-5 + 1e-4·max|values|` (see `reflex.verify_model` for the channels it uses).
+            `1e-5 + 1e-4·max|values|` (the channels it feeds: `reflex._verify`, docs/python.md).
 
     Returns:
         An `Exported` record of the files, layer names and plugins.

@@ -68,8 +68,6 @@ def from_onnx(model: Any, out_dir: str | Path, *, hop: int = 1, labels: Sequence
 
 def _static_input(proto: Any, length: int | None) -> tuple[Any, int, int]:
     """Fix the input to [1, C, L] so shape inference gives every tensor's shape."""
-    import onnx
-
     init = {i.name for i in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in init]
     if len(inputs) != 1:
