@@ -122,3 +122,44 @@ def test_symbolic_length_needs_length(tmp_path):
         reflex.from_onnx(tmp_path / "s.onnx", tmp_path / "o")
     res = reflex.from_onnx(tmp_path / "s.onnx", tmp_path / "o", length=40)
     assert res.verified and math.isfinite(res.max_error)
+
+
+def test_hand_built_graph_matmul_gelu_reducemax_hardsigmoid(tmp_path, reflexd):
+    """Forms torch's exporter does not write but others do: MatMul + Add, Gelu (opset 20), ReduceMax
+    with axes as an input, x·HardSigmoid(x), Identity; checked against onnxruntime."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    init = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in [
+        ("w1", rng.normal(size=(8, 3, 3)) * 0.5), ("b1", rng.normal(size=8) * 0.1),
+        ("w2", rng.normal(size=(8, 8, 2)) * 0.3), ("fc", rng.normal(size=(8, 4)) * 0.5),
+        ("fb", rng.normal(size=4) * 0.1)]] + [numpy_helper.from_array(np.array([2], np.int64), "axes")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1]),
+        helper.make_node("Gelu", ["c1"], ["g"]),
+        helper.make_node("Conv", ["g", "w2"], ["c2"], pads=[1, 0]),
+        helper.make_node("HardSigmoid", ["c2"], ["hs"], alpha=1 / 6, beta=0.5),
+        helper.make_node("Mul", ["c2", "hs"], ["hw"]),
+        helper.make_node("Identity", ["hw"], ["id"]),
+        helper.make_node("ReduceMax", ["id", "axes"], ["r"], keepdims=0),
+        helper.make_node("MatMul", ["r", "fc"], ["mm"]),
+        helper.make_node("Add", ["mm", "fb"], ["out"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 40])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    res = reflex.from_onnx(model, tmp_path / "o")
+    assert res.plugins == ["conv_standard", "conv_standard", "global_max_pool", "linear"]
+    text = res.config.read_text()
+    assert 'activation = "gelu"' in text and 'activation = "hardswish"' in text
+
+
+def test_old_opset_is_refused(tmp_path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8])])
+    with pytest.raises(reflex.ExportError, match="opset 11"):
+        reflex.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), tmp_path)

@@ -47,6 +47,10 @@ def from_onnx(model: Any, out_dir: str | Path, *, hop: int = 1, labels: Sequence
     import onnx
 
     proto = onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else model
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        raise ExportError([f"model: opset {opset}; Reflex imports opset 13 or later (onnx.version_converter "
+                           "can convert it)"])
     proto, channels, length = _static_input(proto, length)
     frontend = _OnnxFrontend(proto)
     ops, output = frontend.ops()
