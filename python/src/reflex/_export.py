@@ -137,8 +137,8 @@ def _fx_reference(gm: fx.GraphModule) -> Callable[[np.ndarray], dict[str, np.nda
     return run
 
 
-def _np(t: torch.Tensor | None) -> np.ndarray | None:
-    return None if t is None else t.detach().float().cpu().numpy().copy()
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy().copy()
 
 
 _ACT_MODULES: dict[type, str] = {
@@ -343,7 +343,7 @@ class _FxFrontend:
         stride = k if stride in (None, [], ()) else _int(stride)
         if stride != k or _int(args.get("padding", 0)) != 0 or args.get("ceil_mode", False) \
                 or _int(args.get("dilation", 1)) != 1:
-            raise _Unsupported(f"{n.target.__name__}: only kernel = stride, no padding, floor")
+            raise _Unsupported(f"{getattr(n.target, '__name__', n.target)}: only kernel = stride, no padding, floor")
         return Op(n.name, "pool", ins, self.where(n),
                   {"kind": "max" if n.target is F.max_pool1d else "avg", "kernel_size": k})
 
@@ -386,7 +386,8 @@ class _FxFrontend:
             return None
         chain.append(u)
         self.skip.update(c.name for c in chain[1:])
-        return Op(chain[-1].name, "shuffle", [self.key(n.args[0])], self.where(n), {"groups": int(out[1])})
+        src_node: Any = n.args[0]
+        return Op(chain[-1].name, "shuffle", [self.key(src_node)], self.where(n), {"groups": int(out[1])})
 
 
 class _Unsupported(Exception):
@@ -394,11 +395,12 @@ class _Unsupported(Exception):
 
 
 def _is_swap12(u: fx.Node, shape: tuple | None) -> bool:
+    args: Any = u.args  # fx's Argument union: the dims are ints here
     if u.op == "call_method" and u.target == "transpose" or u.target is torch.transpose:
-        dims = {d % 4 for d in u.args[1:3]} if len(u.args) >= 3 else set()
+        dims = {d % 4 for d in args[1:3]} if len(args) >= 3 else set()
         return dims == {1, 2}
     if u.op == "call_method" and u.target == "permute" or u.target is torch.permute:
-        perm = u.args[1:] if u.op == "call_method" else u.args[1]
+        perm = args[1:] if u.op == "call_method" else args[1]
         if len(perm) == 1 and isinstance(perm[0], (list, tuple)):
             perm = perm[0]
         return [p % 4 for p in perm] == [0, 2, 1, 3]
@@ -428,7 +430,7 @@ def _conv_tensors(m: nn.Conv1d) -> dict[str, np.ndarray]:
 
 
 def _bn_tensors(m: nn.BatchNorm1d) -> dict[str, np.ndarray]:
-    if m.running_mean is None:
+    if m.running_mean is None or m.running_var is None:
         raise _Unsupported("BatchNorm1d(track_running_stats=False) normalises with batch statistics")
     c = m.num_features
     w = _np(m.weight) if m.weight is not None else np.ones(c, np.float32)
@@ -455,7 +457,7 @@ def _act_func_attrs(f: str, n: fx.Node) -> dict[str, Any]:
         if alpha != 1.0:
             raise _Unsupported(f"elu(alpha={alpha}): Reflex's ELU has alpha 1")
     if f == "leaky_relu":
-        slope = n.kwargs.get("negative_slope", n.args[1] if len(n.args) > 1 else 0.01)
+        slope: Any = n.kwargs.get("negative_slope", n.args[1] if len(n.args) > 1 else 0.01)
         return {"function": f, "negative_slope": float(slope)}
     return {"function": f}
 

@@ -117,6 +117,7 @@ def _fold_constants(proto: Any) -> Any:
                   for vi in list(g_.value_info) + list(g_.input)}
         outputs = {o.name for o in g_.output}
         folded = []
+        values: list[Any]
         for n in g_.node:
             if n.op_type in _RANDOM or any(o in outputs for o in n.output):
                 continue
@@ -127,7 +128,7 @@ def _fold_constants(proto: Any) -> Any:
             elif all(i in consts for i in n.input if i):
                 try:
                     feeds = {i: consts[i] for i in n.input if i}
-                    values = ReferenceEvaluator(n).run(None, feeds)
+                    values = list(ReferenceEvaluator(n).run(None, feeds))
                 except Exception:  # not evaluable here: left for the importer to report
                     continue
             else:
@@ -341,16 +342,16 @@ class _OnnxFrontend:
         value = self.consts.get(p.input[2]) if len(p.input) > 2 and p.input[2] else None
         if mode not in (b"constant", "constant") or pads is None or (value is not None and float(value) != 0.0):
             return None
-        pads = [int(v) for v in pads.reshape(-1)]
-        if len(pads) != 6 or pads[0] or pads[1] or pads[3] or pads[4] or (len(p.input) > 3 and p.input[3]):
+        ints = [int(v) for v in pads.reshape(-1)]
+        if len(ints) != 6 or ints[0] or ints[1] or ints[3] or ints[4] or (len(p.input) > 3 and p.input[3]):
             return None
-        return [pads[2], pads[5]]
+        return [ints[2], ints[5]]
 
     def pad_before(self, n: Any) -> list[int]:
         """Zero padding a Pad node adds in front of this Conv (F.pad for causal convolutions)."""
         p = self.producer.get(n.input[0])
         pads = self.zero_pad(p)
-        if pads is None or self.sole(p.output[0]) is not n:
+        if p is None or pads is None or self.sole(p.output[0]) is not n:
             return [0, 0]
         return pads
 
@@ -444,8 +445,9 @@ class _OnnxFrontend:
         tensors = {"weight": np.ascontiguousarray(w)}
         key = n.output[0]
         add = self.sole(key)
-        if add is not None and add.op_type == "Add" and self.other(add, key) in self.consts:
-            tensors["bias"] = np.broadcast_to(self.consts[self.other(add, key)].astype(np.float32).reshape(-1),
+        bias = self.other(add, key) if add is not None and add.op_type == "Add" else None
+        if add is not None and bias is not None and bias in self.consts:
+            tensors["bias"] = np.broadcast_to(self.consts[bias].astype(np.float32).reshape(-1),
                                               (w.shape[0],)).copy()
             self.done.add(id(add))
             key = add.output[0]
@@ -455,8 +457,9 @@ class _OnnxFrontend:
         """x·Sigmoid(x) (SiLU) or x·HardSigmoid(x) (HardSwish), both written as Mul by exporters."""
         for a, b in (tuple(n.input), tuple(reversed(n.input))):
             p = self.producer.get(b)
-            if p is not None and p.input[0] == a and p.op_type in ("Sigmoid", "HardSigmoid") \
-                    and self.sole(b) is n:
+            if p is None:
+                continue
+            if p.input[0] == a and p.op_type in ("Sigmoid", "HardSigmoid") and id(self.sole(b)) == id(n):
                 if p.op_type == "HardSigmoid" and not (math.isclose(_attr(p, "alpha", 0.2), 1 / 6, rel_tol=1e-4)
                                                        and math.isclose(_attr(p, "beta", 0.5), 0.5)):
                     break

@@ -385,6 +385,8 @@ def randomize_bn(model: nn.Module, gen: torch.Generator):
     """Non-trivial eval-mode BN parameters so that BN folding is really exercised."""
     for m in model.modules():
         if isinstance(m, nn.BatchNorm1d):
+            assert m.weight is not None and m.bias is not None and m.num_batches_tracked is not None
+            assert m.running_mean is not None and m.running_var is not None
             c = m.num_features
             with torch.no_grad():
                 m.weight.copy_(0.5 + torch.rand(c, generator=gen))
@@ -394,7 +396,7 @@ def randomize_bn(model: nn.Module, gen: torch.Generator):
                 m.num_batches_tracked.fill_(int(torch.randint(1, 5000, (1,), generator=gen)))
 
 
-def calibrate_bn(model: nn.Module, gen: torch.Generator, batches=20, batch_size=16):
+def calibrate_bn(model: "ReflexModel", gen: torch.Generator, batches=20, batch_size=16):
     """Realistic BN statistics: run random-normal windows through in train mode and keep
     the cumulative running mean/var (momentum=None), then set random affine params."""
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
