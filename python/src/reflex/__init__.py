@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ExportError, ReflexdError, VerifyError
 
 __version__ = "0.1.0"
-__all__ = ["export", "from_onnx", "verify", "read_records", "read_mcap", "ExportError", "VerifyError",
-           "ReflexdError", "__version__"]
+__all__ = ["export", "from_onnx", "verify", "read_records", "read_mcap", "Exported", "VerifyReport",
+           "ExportError", "VerifyError", "ReflexdError", "__version__"]
 
 if TYPE_CHECKING:
-    from ._export import export
+    from ._export import Exported, export
     from ._onnx import from_onnx
     from ._records import read_mcap, read_records
-    from ._verify import verify
+    from ._verify import VerifyReport, verify
 
 _LAZY = {"export": "_export", "from_onnx": "_onnx", "verify": "_verify", "read_records": "_records",
-         "read_mcap": "_records"}
+         "read_mcap": "_records", "Exported": "_export", "VerifyReport": "_verify"}
 
 
 def __getattr__(name: str) -> Any:
