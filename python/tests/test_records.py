@@ -97,3 +97,15 @@ def test_read_records_names_a_bad_csv_line(tmp_path):
     (tmp_path / "bad.csv").write_text("0,127,0.6,,,12.0,1,0.5\n1,135,0.7\n")
     with pytest.raises(ValueError, match="bad.csv:2"):
         reflex.read_records(tmp_path / "bad.csv")
+
+
+def test_read_mcap_of_a_recording_cut_short(recording, tmp_path):
+    """Power loss mid-recording: no summary; the reader returns what the complete chunks hold."""
+    data = recording.read_bytes()
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    frames = reflex.read_mcap(cut)
+    full = reflex.read_mcap(recording)
+    assert 0 < len(frames["samples"]) < len(full["samples"])
+    n = len(frames["samples"])
+    pd.testing.assert_frame_equal(frames["samples"], full["samples"].iloc[:n], check_like=True)

@@ -81,7 +81,9 @@ def _predictions_frame(rows: list[dict[str, Any]], extra: dict[str, list[Any]] |
 
 def _messages(path: Path) -> tuple[list[tuple[str, int, bytes]], dict[str, dict[str, str]]]:
     """(topic, log_time ns, data) of every message, and the metadata; a cut recording is read to its last chunk."""
-    from mcap.reader import NonSeekingReader, make_reader
+    from mcap.reader import make_reader
+    from mcap.records import Channel, Message, Metadata
+    from mcap.stream_reader import StreamReader
 
     out: list[tuple[str, int, bytes]] = []
     meta: dict[str, dict[str, str]] = {}
@@ -95,10 +97,16 @@ def _messages(path: Path) -> tuple[list[tuple[str, int, bytes]], dict[str, dict[
         except Exception:  # no summary (power loss, kill -9): stream up to the last complete record
             out = []
     with open(path, "rb") as f:
-        try:
-            for _, ch, msg in NonSeekingReader(f).iter_messages():
-                out.append((ch.topic, msg.log_time, msg.data))
-        except Exception:
+        topics: dict[int, str] = {}
+        try:  # record by record: every message of every complete chunk, in file order
+            for rec in StreamReader(f, skip_magic=False).records:
+                if isinstance(rec, Channel):
+                    topics[rec.id] = rec.topic
+                elif isinstance(rec, Message) and rec.channel_id in topics:
+                    out.append((topics[rec.channel_id], rec.log_time, rec.data))
+                elif isinstance(rec, Metadata):
+                    meta[rec.name] = dict(rec.metadata)
+        except Exception:  # the cut: a partial record
             pass
     return out, meta
 
