@@ -25,13 +25,14 @@ __all__ = ["export", "from_onnx", "verify", "read_records", "read_mcap", "Export
            "ExportError", "VerifyError", "ReflexdError", "__version__"]
 
 if TYPE_CHECKING:
-    from ._export import Exported, export
+    from ._export import export
+    from ._graph import Exported
     from ._onnx import from_onnx
     from ._records import read_mcap, read_records
     from ._verify import VerifyReport, verify
 
 _LAZY = {"export": "_export", "from_onnx": "_onnx", "verify": "_verify", "read_records": "_records",
-         "read_mcap": "_records", "Exported": "_export", "VerifyReport": "_verify"}
+         "read_mcap": "_records", "Exported": "_graph", "VerifyReport": "_verify"}
 
 
 def __getattr__(name: str) -> Any:

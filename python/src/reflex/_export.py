@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import operator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,22 +22,9 @@ from torch.fx.passes.shape_prop import ShapeProp
 from . import _graph as g
 from . import nn as rnn
 from ._errors import ExportError
-from ._graph import INPUT, Op
+from ._graph import INPUT, Exported, Op
 
 __all__ = ["export", "Exported", "to_model_spec"]
-
-
-@dataclass
-class Exported:
-    """What `export` wrote: the directory, its two files, the layers and the check's outcome."""
-
-    out_dir: Path
-    config: Path
-    weights: Path
-    layers: list[str]
-    plugins: list[str]
-    verified: bool
-    max_error: float | None = None
 
 
 def export(module: nn.Module, out_dir: str | Path, *, channels: int, length: int, hop: int = 1,

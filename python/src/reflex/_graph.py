@@ -73,6 +73,19 @@ class Layer:
 
 
 @dataclass
+class Exported:
+    """What `export` / `from_onnx` wrote: the directory, its two files, the layers and the check's outcome."""
+
+    out_dir: Path
+    config: Path
+    weights: Path
+    layers: list[str]
+    plugins: list[str]
+    verified: bool
+    max_error: float | None = None
+
+
+@dataclass
 class ModelSpec:
     """A Reflex model before it is written: source/window settings, layers and weights."""
 

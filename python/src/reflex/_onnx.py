@@ -18,8 +18,7 @@ import numpy as np
 
 from . import _graph as g
 from ._errors import ExportError
-from ._export import Exported
-from ._graph import INPUT, Op
+from ._graph import INPUT, Exported, Op
 
 __all__ = ["from_onnx"]
 

@@ -60,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in e.problems:
             print(f"reflex {args.command}: {problem}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as e:  # an optional dependency (extra) is not installed
+        extra = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnxruntime"}.get((e.name or "").split(".")[0], "all")
+        print(f"reflex {args.command}: needs {e.name}: pip install 'reflex-imu[{extra}]'", file=sys.stderr)
+        return 1
     except (VerifyError, ReflexdError, FileNotFoundError, ValueError) as e:
         print(f"reflex {args.command}: {e}", file=sys.stderr)
         return 1
