@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -95,3 +96,14 @@ def test_nn_blocks_state_dict_names():
     x = torch.arange(12.0).reshape(1, 6, 2)
     y = rnn.ChannelShuffle(2)(x)
     assert y[0, :, 0].tolist() == [0.0, 6.0, 2.0, 8.0, 4.0, 10.0]  # out i*g+j = in j*(C/g)+i
+
+
+def test_missing_reflexd_is_one_clear_line(tmp_path):
+    case = CASES[0]
+    reflex.export(case.build(), tmp_path, channels=case.channels, length=case.length, verify=False)
+    env = {**os.environ, "REFLEX_BIN": str(tmp_path / "no-such-reflexd"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "reflex", "verify", str(tmp_path)], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith("reflex verify: reflexd not found")
+    assert "Traceback" not in out.stderr
