@@ -226,8 +226,9 @@ class _OnnxFrontend:
             if n is None or n.op_type != op_type or n.input[0] != name or n.input[1] not in self.consts:
                 continue
             v = self.consts[n.input[1]].astype(np.float64)
-            if v.size not in (1, c) or (v.size == c and v.shape[-1] == c and v.ndim > 1 and c > 1):
-                continue  # not per channel (a [.., C] constant would broadcast over time)
+            per_channel = v.size == c and v.ndim >= 2 and v.shape[-1] == 1 and v.shape[-2] == c
+            if v.size != 1 and not per_channel:
+                continue  # not per channel ([C] alone would broadcast over time): left to report
             # the shortest decimal that is the same f32 (0.8, not 0.800000011920929)
             vals = [float(str(np.float32(x))) for x in np.broadcast_to(v.reshape(-1), (c,))]
             if op_type == "Sub":
