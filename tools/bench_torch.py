@@ -4,7 +4,7 @@
     python tools/bench_torch.py [--iters 3000] [--warmup 200] [--json] [variant ...]
 
 One thread, eval mode, no_grad, batch 1, input [1, 6, 128]. Each model is built from its
-reflex.toml with the same code that generated it (reflex_torch.py) and its output is first
+reflex.toml with the same code that generated it (reflex.torch_ref) and its output is first
 checked against the committed io.safetensors. Per call latency is measured with
 time.perf_counter_ns; median and p99 are printed in microseconds, with parameters and MACs
 counted as `reflexd inspect` counts them. `--json` prints one JSON object per variant.
@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reflex_torch as rt  # noqa: E402
+from reflex import torch_ref as rt  # pip install -e ./python
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "examples" / "bench"

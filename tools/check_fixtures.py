@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reflex_torch as rt  # noqa: E402
+from reflex import torch_ref as rt  # pip install -e ./python
 
 ROOT = Path(__file__).resolve().parent.parent
 DIRS = [ROOT / "crates" / "reflex-graph" / "tests" / "fixtures", ROOT / "examples" / "bench"]

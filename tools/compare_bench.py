@@ -17,13 +17,10 @@ import argparse
 import json
 import platform
 import subprocess
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_torch as bt  # noqa: E402
+import bench_torch as bt  # tools/ is on sys.path as the script's own folder
 
 
 def reflexd_bench(exe: str, variant: str) -> dict:

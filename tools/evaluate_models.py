@@ -21,7 +21,7 @@ the window >= 20 deg/s, from the raw csv values; the recordings begin and end st
 standing window cannot tell stairs_up from stairs_down), a no-CNN baseline (nearest class
 centroid of each window's per-channel mean, fitted on the train windows), and, unless
 --no-torch-check, a check that Reflex's `values` match the PyTorch reference (tools/
-reflex_torch.py) on every test window within the SPEC tolerance.
+reflex.torch_ref) on every test window within the SPEC tolerance.
 
 Prints a Markdown table (or one JSON object with --json).
 """
@@ -149,8 +149,7 @@ def torch_check(config: Path, wins: np.ndarray, values: np.ndarray):
     worst error as a fraction of the SPEC tolerance)."""
     import torch
 
-    sys.path.insert(0, str(ROOT / "tools"))
-    import reflex_torch as rt
+    from reflex import torch_ref as rt
 
     torch.set_num_threads(2)
     cfg = rt.load_config(config)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tomllib
 import zlib
 from pathlib import Path
@@ -24,8 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reflex_torch as rt  # noqa: E402
+from reflex import torch_ref as rt  # pip install -e ./python
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "crates" / "reflex-graph" / "tests" / "fixtures"

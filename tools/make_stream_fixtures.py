@@ -44,15 +44,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import zlib
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reflex_torch as rt  # noqa: E402
+from reflex import torch_ref as rt  # pip install -e ./python
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES_DIR = ROOT / "crates" / "reflex-graph" / "tests" / "fixtures"
@@ -143,7 +141,7 @@ def check_io(model: rt.ReflexModel, d: Path):
     for what, got in (("f32", got32), ("f64", got64)):
         err = (got - want).abs().max().item()
         if not err <= tol:
-            raise SystemExit(f"{rel(d)}: reflex_torch ({what}) does not reproduce io.safetensors:"
+            raise SystemExit(f"{rel(d)}: reflex.torch_ref ({what}) does not reproduce io.safetensors:"
                              f" max|diff| {err:.3e} > {tol:.3e}")
 
 

@@ -5,7 +5,7 @@
     python tools/perf_compare.py [--rounds 2] [--iters 3000] [--json] [--only standard ...]
 
 Models: the five bench models examples/bench/<variant>/ and the five trained models
-examples/models/<variant>/. Each is built from its reflex.toml with reflex_torch.py, checked
+examples/models/<variant>/. Each is built from its reflex.toml with reflex.torch_ref, checked
 against its io.safetensors (as bench_torch.py does), exported once to ONNX (TorchScript
 exporter, opset 17, static input [1, 6, 128], temp dir; "same" padding written as explicit
 pads, see explicit_same_pads) and onnxruntime's output is checked
@@ -39,7 +39,6 @@ import os
 import platform
 import re
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -51,9 +50,8 @@ import onnxruntime as ort
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_torch as bt  # noqa: E402  (ROOT, VARIANTS, percentile)
-import reflex_torch as rt  # noqa: E402  (the model builder)
+import bench_torch as bt  # tools/ is on sys.path as the script's own folder  (ROOT, VARIANTS, percentile)
+from reflex import torch_ref as rt  # the model builder (pip install -e ./python)
 
 SETS = {"bench": bt.ROOT / "examples" / "bench", "trained": bt.ROOT / "examples" / "models"}
 OPSET = 17

@@ -16,7 +16,7 @@ indices; evaluate_models.py reads split.json.
 
 Per variant the directory gets:
   reflex.toml          a complete, commented Reflex config (replays a recording, prints JSON)
-  weights.safetensors  the eval-mode state_dict (names as in SPEC section 3, via reflex_torch)
+  weights.safetensors  the eval-mode state_dict (names as in SPEC section 3, via reflex.torch_ref)
   io.safetensors       `input` [6, 6, 128] = real normalised test windows (one per recording),
                        `output` [6, 3] = eval-mode outputs (float64 forward of the f32
                        weights, cast to f32, as in examples/bench/*/io.safetensors)
@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import shutil
-import sys
 import time
 import tomllib
 import zlib
@@ -48,8 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reflex_torch as rt  # noqa: E402
+from reflex import torch_ref as rt  # pip install -e ./python
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "examples" / "data" / "gaitmap"

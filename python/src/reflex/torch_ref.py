@@ -1,6 +1,7 @@
-"""Independent PyTorch reference of the Reflex layer graph (SPEC.md section 3).
+"""Independent PyTorch reference of the Reflex layer graph (SPEC.md section 3): config -> module.
 
-Shared by make_fixtures.py, make_bench_models.py and bench_torch.py.
+Used by `reflex.verify`, `reflex.nn` and the repository's tools/ (fixtures, bench models,
+trained examples), which import it as `from reflex import torch_ref as rt`.
 
 `build_model(cfg)` turns a parsed Reflex config (the dict `tomllib` returns) into a
 real `nn.Module` tree whose `state_dict()` keys are exactly the tensor names Reflex
@@ -15,13 +16,18 @@ and not a re-derivation of the Rust code.
 
 from __future__ import annotations
 
-import tomllib
+import sys
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 BN_EPS = 1e-5
 
@@ -379,6 +385,8 @@ def randomize_bn(model: nn.Module, gen: torch.Generator):
     """Non-trivial eval-mode BN parameters so that BN folding is really exercised."""
     for m in model.modules():
         if isinstance(m, nn.BatchNorm1d):
+            assert m.weight is not None and m.bias is not None and m.num_batches_tracked is not None
+            assert m.running_mean is not None and m.running_var is not None
             c = m.num_features
             with torch.no_grad():
                 m.weight.copy_(0.5 + torch.rand(c, generator=gen))
@@ -388,7 +396,7 @@ def randomize_bn(model: nn.Module, gen: torch.Generator):
                 m.num_batches_tracked.fill_(int(torch.randint(1, 5000, (1,), generator=gen)))
 
 
-def calibrate_bn(model: nn.Module, gen: torch.Generator, batches=20, batch_size=16):
+def calibrate_bn(model: "ReflexModel", gen: torch.Generator, batches=20, batch_size=16):
     """Realistic BN statistics: run random-normal windows through in train mode and keep
     the cumulative running mean/var (momentum=None), then set random affine params."""
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]

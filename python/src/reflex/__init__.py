@@ -1,0 +1,44 @@
+"""Reflex from Python: export PyTorch or ONNX models to `reflexd`, read its outputs into pandas.
+
+Public API (SPEC §9):
+
+- `export(module, out_dir, *, channels, length, ...)` — torch.fx → `reflex.toml` + weights, checked
+  against the real `reflexd` (needs the `torch` extra);
+- `from_onnx(model, out_dir, ...)` — the same from an ONNX file (needs the `onnx` extra);
+- `verify(out_dir)` — re-run the agreement check of a written model;
+- `read_records(path)`, `read_mcap(path)` — prediction records and recordings as DataFrames
+  (the `pandas` extra);
+- `reflex.nn` — the convolution plugins as torch modules; `reflex.torch_ref` — the config → module
+  reference; `ExportError`, `VerifyError`, `ReflexdError`.
+
+Heavy dependencies are imported only by the function that needs them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ExportError, ReflexdError, VerifyError
+
+__version__ = "0.1.0"
+__all__ = ["export", "from_onnx", "verify", "read_records", "read_mcap", "Exported", "VerifyReport",
+           "ExportError", "VerifyError", "ReflexdError", "__version__"]
+
+if TYPE_CHECKING:
+    from ._export import export
+    from ._graph import Exported
+    from ._onnx import from_onnx
+    from ._records import read_mcap, read_records
+    from ._verify import VerifyReport, verify
+
+_LAZY = {"export": "_export", "from_onnx": "_onnx", "verify": "_verify", "read_records": "_records",
+         "read_mcap": "_records", "Exported": "_graph", "VerifyReport": "_verify"}
+
+
+def __getattr__(name: str) -> Any:
+    # `import reflex` stays light: torch, onnx and pandas load with the function that needs them.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'reflex' has no attribute {name!r}")
