@@ -8,6 +8,8 @@ Public API (SPEC §9):
 - `verify(out_dir)` — re-run the agreement check of a written model;
 - `read_records(path)`, `read_mcap(path)` — prediction records and recordings as DataFrames
   (the `pandas` extra);
+- `read_dataset(folder)` and `reflex compare` — SPEC §10 datasets and the variant comparison
+  (`reflex.dataset`, `reflex.compare`, `reflex.train`; the `compare` extra);
 - `reflex.nn` — the convolution plugins as torch modules; `reflex.torch_ref` — the config → module
   reference; `ExportError`, `VerifyError`, `ReflexdError`.
 
@@ -21,17 +23,18 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ExportError, ReflexdError, VerifyError
 
 __version__ = "0.1.0"
-__all__ = ["export", "from_onnx", "verify", "read_records", "read_mcap", "ExportError", "VerifyError",
-           "ReflexdError", "__version__"]
+__all__ = ["export", "from_onnx", "verify", "read_records", "read_mcap", "read_dataset", "DatasetError",
+           "ExportError", "VerifyError", "ReflexdError", "__version__"]
 
 if TYPE_CHECKING:
     from ._export import export
     from ._onnx import from_onnx
     from ._records import read_mcap, read_records
     from ._verify import verify
+    from .dataset import DatasetError, read_dataset
 
 _LAZY = {"export": "_export", "from_onnx": "_onnx", "verify": "_verify", "read_records": "_records",
-         "read_mcap": "_records"}
+         "read_mcap": "_records", "read_dataset": "dataset", "DatasetError": "dataset"}
 
 
 def __getattr__(name: str) -> Any:
