@@ -616,3 +616,51 @@ def _confusion_plots(out: Path, rep: dict, plt) -> None:
         fig.savefig(tmp, dpi=110)
         plt.close(fig)
         os.replace(tmp, out / f"confusion_{v}.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# existing model folders on a dataset's held-out recordings
+
+
+def evaluate_dirs(dataset: str | Path, model_dirs: Sequence[str | Path], *,
+                  test_subjects: Sequence[str] | None = None, bench_repeats: int = 3,
+                  bench: bool = True) -> dict[str, dict]:
+    """Score already-trained model folders (each with reflex.toml) on a dataset's held-out part.
+
+    The same path as `reflex compare` without training: the held-out recordings (the `split`
+    column, else `test_subjects`) are replayed through each model with `reflexd replay` at the
+    config's own window and hop, the pure windows scored; `reflexd inspect` and `bench` measure
+    it. The model's `output.labels` must name the dataset's classes. Returns
+    `{dir: {"params", "macs", "metrics", "confusion", "latency_whole", "latency_stream"}}`.
+    """
+    import tempfile
+
+    ds = dsm.read_dataset(dataset)
+    split = dsm.make_splits(ds, test_subjects=test_subjects)[0]
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="reflex-evaluate-") as d:
+        tmp = Path(d)
+        for r in split.test:
+            write_heldout_csv(tmp / f"{r.name}.csv", r)
+        for md in model_dirs:
+            cfg_path = Path(md) / "reflex.toml" if Path(md).is_dir() else Path(md)
+            import tomllib
+
+            cfg = tomllib.loads(cfg_path.read_text())
+            labels = cfg["output"]["labels"]
+            length, hop = cfg["window"]["length"], cfg["window"].get("hop", 1)
+            unknown = [c for c in ds.classes if c not in labels]
+            if unknown:
+                raise CompareError(f"{cfg_path}: output.labels {labels} lack the dataset's {unknown}")
+            K = len(labels)
+            cm = np.zeros((K, K), np.int64)
+            for r in split.test:
+                y = np.where(r.y >= 0, np.array([labels.index(c) for c in ds.classes])[r.y], -1)
+                records = replay_records(cfg_path, tmp / f"{r.name}.csv", tmp / "records.jsonl")
+                cm += score_records(records, y, length, hop, K)
+            res: dict[str, Any] = dict(inspect_model(cfg_path))
+            res.update(metrics=metrics(cm), confusion=cm.tolist(), labels=labels, hop=hop,
+                       latency_whole=bench_model(cfg_path, None, bench_repeats) if bench else None,
+                       latency_stream=bench_model(cfg_path, hop, bench_repeats) if bench else None)
+            results[str(md)] = res
+    return results
