@@ -510,9 +510,12 @@ def report_markdown(rep: dict) -> str:
              f"Dataset `{d['path']}`: {d['recordings']} recordings, {d['subjects']} subjects, "
              f"{len(d['channels'])} channels ({', '.join(d['channels'])}) at {d['rate_hz']:g} Hz; "
              f"classes {', '.join(d['classes'])}.", ""]
+    def subjects(xs: list[str]) -> str:
+        return ", ".join(xs) if len(xs) <= 12 else f"{len(xs)} ({xs[0]} … {xs[-1]})"
+
     for s in rep["splits"]:
-        lines.append(f"Split `{s['name']}` ({s['kind']}): train subjects {', '.join(s['train_subjects'])}; "
-                     f"test subjects {', '.join(s['test_subjects'])}.")
+        lines.append(f"Split `{s['name']}` ({s['kind']}): train subjects {subjects(s['train_subjects'])}; "
+                     f"test subjects {subjects(s['test_subjects'])}.")
     lines += ["", f"Protocol: {p['layers']} convolution layers, width {p['width']}, kernel {p['kernel']}, "
               f"BatchNorm + ReLU, global average pool, dropout {p['dropout']}, linear; window {p['window']}, "
               f"hop {p['hop']}; {p['epochs']} epochs, batch {p['batch']}, {p['optimiser']}, lr {p['lr']}; "
@@ -577,11 +580,12 @@ def _latency_plot(out: Path, rep: dict, plt) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
     for ax, key, title in ((axes[0], "latency_whole", "whole window"),
                            (axes[1], "latency_stream", f"streaming, hop {rep['protocol']['hop']}")):
-        for v, r in rep["variants"].items():
+        for i, (v, r) in enumerate(rep["variants"].items()):
             x = r[key]["median_us"]
             ax.errorbar([x], [r["accuracy"]["mean"]], yerr=[r["accuracy"]["sd"]], fmt="o", capsize=4,
                         label=f"{v} ({r['params']:,} params, {r['macs'] / 1e6:.2f} M MACs)")
-            ax.annotate(v, (x, r["accuracy"]["mean"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+            ax.annotate(v, (x, r["accuracy"]["mean"]), textcoords="offset points", xytext=(6, 4 - 12 * (i % 2)),
+                        fontsize=8)
         ax.set_xlabel(f"reflexd bench median latency, {title} (µs)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
