@@ -178,11 +178,29 @@ def bench_model(config: Path, hop: int | None = None, repeats: int = 3) -> dict[
     return best
 
 
-def replay_records(config: Path, log: Path, out: Path) -> list[dict]:
-    _run([_reflexd(), "replay", "--config", str(config), "--speed", "max", "--out", str(out), str(log)],
-         "reflexd replay")
-    with open(out) as f:
-        return [json.loads(line) for line in f if line.strip()]
+def replay_records(config: Path, log: Path, out: Path, expected: int | None = None,
+                   attempts: int = 3) -> list[dict]:
+    """`reflexd replay --speed max --out OUT LOG`; the records.
+
+    With `expected`, a run that writes another number of records is retried (up to `attempts`
+    runs): on a host starved of CPU, reflexd's sink may not finish writing within its shutdown
+    grace period and the records file comes out short (reflexd then warns "a sink did not finish
+    writing in time"). Only a complete run is ever scored.
+    """
+    cmd = [_reflexd(), "replay", "--config", str(config), "--speed", "max", "--out", str(out), str(log)]
+    for attempt in range(1, attempts + 1):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise ReflexdError(f"reflexd replay failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}")
+        with open(out) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        if expected is None or len(records) == expected:
+            return records
+        print(f"reflex compare: reflexd replay of {log.name} wrote {len(records)} of {expected} records "
+              f"(attempt {attempt} of {attempts}); reflexd said: {proc.stderr.strip()[-300:]}",
+              file=sys.stderr)
+    raise ReflexdError(f"reflexd replay of {log} with {config}: {len(records)} records for {expected} windows "
+                       f"in {attempts} runs")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,7 +407,8 @@ def _train_unit(variant: str, seed: int, split: Split, ds: Dataset, protocol, me
     agree = total = 0
     for r in split.test:
         csv = held / f"{r.name}.csv"
-        records = replay_records(cfg, csv, rec_dir / f"{r.name}.jsonl")
+        n_windows = len(dsm.window_truth(r.y, L, protocol.hop))
+        records = replay_records(cfg, csv, rec_dir / f"{r.name}.jsonl", expected=n_windows)
         c = score_records(records, r.y, L, protocol.hop, K)
         cm += c
         per_rec[r.name] = {"subject": r.subject, "confusion": c.tolist()}
@@ -660,7 +679,8 @@ def evaluate_dirs(dataset: str | Path, model_dirs: Sequence[str | Path], *,
             cm = np.zeros((K, K), np.int64)
             for r in split.test:
                 y = np.where(r.y >= 0, np.array([labels.index(c) for c in ds.classes])[r.y], -1)
-                records = replay_records(cfg_path, tmp / f"{r.name}.csv", tmp / "records.jsonl")
+                records = replay_records(cfg_path, tmp / f"{r.name}.csv", tmp / "records.jsonl",
+                                         expected=len(dsm.window_truth(y, length, hop)))
                 cm += score_records(records, y, length, hop, K)
             res: dict[str, Any] = dict(inspect_model(cfg_path))
             res.update(metrics=metrics(cm), confusion=cm.tolist(), labels=labels, hop=hop,
