@@ -178,6 +178,8 @@ def test_split_column_never_puts_a_subject_on_both_sides(mini: Path):
                                          for s in (1, 3, 5, 6) for k in ("static", "walk")))
     with pytest.raises(DatasetError, match="on both sides"):
         dsm.make_splits(dsm.read_dataset(mini))
+    with pytest.raises(DatasetError, match="--folds would contradict"):
+        dsm.make_splits(dsm.read_dataset(mini), folds=2)
 
 
 def test_test_subjects_and_folds():

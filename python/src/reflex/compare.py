@@ -667,9 +667,7 @@ def evaluate_dirs(dataset: str | Path, model_dirs: Sequence[str | Path], *,
             write_heldout_csv(tmp / f"{r.name}.csv", r)
         for md in model_dirs:
             cfg_path = Path(md) / "reflex.toml" if Path(md).is_dir() else Path(md)
-            import tomllib
-
-            cfg = tomllib.loads(cfg_path.read_text())
+            cfg = dsm.tomllib.loads(cfg_path.read_text())
             labels = cfg["output"]["labels"]
             length, hop = cfg["window"]["length"], cfg["window"].get("hop", 1)
             unknown = [c for c in ds.classes if c not in labels]

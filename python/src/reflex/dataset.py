@@ -303,9 +303,9 @@ def make_splits(ds: Dataset, *, test_subjects: Sequence[str] | None = None,
     (then the split kind says so).
     """
     marked = [r for r in ds.recordings if r.split is not None]
-    if marked and test_subjects:
+    if marked and (test_subjects or folds):
         raise DatasetError(f"{ds.root / 'recordings.csv'}: has a split column; "
-                           "--test-subjects would contradict it")
+                           f"{'--test-subjects' if test_subjects else '--folds'} would contradict it")
     if marked:
         unmarked = [r.path.name for r in ds.recordings if r.split is None]
         if unmarked:
