@@ -33,7 +33,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -281,7 +280,7 @@ def run_compare(opts: Options) -> dict:
     splits = dsm.make_splits(ds, test_subjects=opts.test_subjects, folds=opts.folds)
     protocol = tr.Protocol(window=opts.window, hop=opts.hop, epochs=opts.epochs, width=opts.width,
                            kernel=opts.kernel)
-    C, L, K = len(ds.channels), opts.window, len(ds.classes)
+    L, K = opts.window, len(ds.classes)
 
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
