@@ -1,4 +1,4 @@
-"""The `reflex` command: one subcommand per task (`import-onnx`, `verify`; `compare` comes with training).
+"""The `reflex` command: one subcommand per task (`import-onnx`, `verify`, `compare`).
 
 Each subcommand is a function `cmd_NAME(args) -> int` registered in `_parser()`; errors a user
 can cause print one line per problem to stderr and exit 1.
@@ -11,6 +11,7 @@ import sys
 from typing import Callable, Sequence
 
 from ._errors import ExportError, ReflexdError, VerifyError
+from .dataset import DatasetError
 
 
 def cmd_import_onnx(args: argparse.Namespace) -> int:
@@ -33,6 +34,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .compare import Options, run_compare, report_markdown
+
+    opts = Options(dataset=Path(args.dataset), out=Path(args.out), window=args.window, hop=args.hop,
+                   variants=[v for v in args.variants.split(",") if v] if args.variants else [],
+                   epochs=args.epochs, seeds=args.seeds,
+                   test_subjects=[s for s in args.test_subjects.split(",") if s] if args.test_subjects else None,
+                   folds=args.folds, threads=args.threads, width=args.width, kernel=args.kernel,
+                   bench_repeats=args.bench_repeats, progress=not args.quiet)
+    try:
+        rep = run_compare(opts)
+    except KeyboardInterrupt:
+        print(f"reflex compare: interrupted; {args.out} holds only complete models (rerun to resume)",
+              file=sys.stderr)
+        return 130
+    print(report_markdown(rep))
+    print(f"wrote {Path(args.out) / 'report.md'}, report.json, plots and one model folder per variant")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="reflex", description="Reflex models from PyTorch or ONNX (SPEC §9).")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -48,6 +71,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir")
     p.add_argument("--windows", type=int, default=16)
     p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("compare", help="train the five convolution variants on a dataset, evaluate through "
+                       "reflexd replay, report (SPEC §10)")
+    p.add_argument("dataset", help="dataset folder (recordings.csv, csv files, optional dataset.toml)")
+    p.add_argument("--out", required=True, help="output folder (nothing is written outside it)")
+    p.add_argument("--window", type=int, default=128, help="window length in samples (default 128)")
+    p.add_argument("--hop", type=int, default=64,
+                   help="hop of the training windows and of the configs (default 64)")
+    p.add_argument("--variants", help="comma-separated, default standard,dilated,depthwise,grouped,residual")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--test-subjects", help="comma-separated held-out subjects (without a split column)")
+    p.add_argument("--folds", type=int, help="K folds by subject (without a split column)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--width", type=int, default=32, help="channels of every convolution (default 32)")
+    p.add_argument("--kernel", type=int, default=5, help="kernel size (default 5)")
+    p.add_argument("--bench-repeats", type=int, default=3,
+                   help="reflexd bench runs per measurement; the lowest median counts (default 3)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_compare)
     return ap
 
 
@@ -61,10 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"reflex {args.command}: {problem}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as e:  # an optional dependency (extra) is not installed
-        extra = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnxruntime"}.get((e.name or "").split(".")[0], "all")
+        extra = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnxruntime", "matplotlib": "compare",
+                 "tqdm": "compare"}.get((e.name or "").split(".")[0], "all")
         print(f"reflex {args.command}: needs {e.name}: pip install 'reflex-imu[{extra}]'", file=sys.stderr)
         return 1
-    except (VerifyError, ReflexdError, FileNotFoundError, ValueError) as e:
+    except (VerifyError, ReflexdError, DatasetError, FileNotFoundError, ValueError) as e:
         print(f"reflex {args.command}: {e}", file=sys.stderr)
         return 1
 
