@@ -7,7 +7,7 @@ For every directory with a reflex.toml under crates/reflex-graph/tests/fixtures 
 examples/bench it checks that
   1. the PyTorch model rebuilt from reflex.toml + weights.safetensors (strict state_dict
      load: no missing or extra tensor) reproduces io.safetensors `output`, and
-  2. a second, plain-numpy float64 implementation written from the SPEC text (explicit
+  2. a second, plain-numpy float64 implementation written from the text of docs/layers.md (explicit
      zero padding, explicit shuffle index formula, BN not folded) agrees too, so the
      reference does not merely agree with itself.
 """

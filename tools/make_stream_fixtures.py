@@ -30,7 +30,7 @@ The signal:
 
 Outputs are computed as for io.safetensors: eval mode, float64 forward of the stored weights
 and the f32 windows, cast to f32 (rt.reference_output); the f32 no_grad forward is asserted to
-agree within the SPEC tolerance, and so is a forward of the windows cut one by one per hop.
+agree within the tolerance of docs/layers.md, and so is a forward of the windows cut one by one per hop.
 Before use, every model is checked to reproduce its dir's io.safetensors `output`
 (max|diff| <= 1e-4 * max|output| + 1e-5); any mismatch stops the script.
 

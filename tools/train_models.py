@@ -5,7 +5,7 @@
     python tools/train_models.py [--out runs/gaitmap] [--epochs 15] [--seeds 3]
 
 A thin caller of `reflex compare` (the `reflex` package's training, export and reflexd-replay
-evaluation; SPEC §10):
+evaluation; docs/compare.md):
 
     reflex compare examples/datasets/gaitmap --out runs/gaitmap --window 128 --hop 16 --epochs 15 --seeds 3
 

@@ -1,4 +1,4 @@
-"""Hand-written PyTorch models, one per mapping of SPEC §9, as a researcher would write them.
+"""Hand-written PyTorch models, one per mapping of docs/python.md, as a researcher would write them.
 
 Each case: a builder (seeded), the window `[C, L]`, labels or None, and the Reflex plugins the
 export must produce (so `reflexd inspect` shows the variant the researcher meant).
@@ -73,7 +73,7 @@ class ResidualAdd(nn.Module):
 
 
 class FunctionalActs(nn.Module):
-    """Every SPEC activation in its functional form, one channel in."""
+    """Every activation of docs/layers.md in its functional form, one channel in."""
 
     def __init__(self):
         super().__init__()

@@ -1,4 +1,4 @@
-"""The dataset reader, the held-out splits and pure windows (SPEC §10), on a miniature of UCI HAPT.
+"""The dataset reader, the held-out splits and pure windows (docs/compare.md), on a miniature of UCI HAPT.
 
 tests/data/mini_hapt: four subjects, two 8 s excerpts each, copied line for line from the real
 recordings (standing -> stand-to-sit transition -> sitting; unlabelled gap -> walking).

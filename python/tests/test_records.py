@@ -54,7 +54,7 @@ def test_read_mcap_predictions_match_a_replay(recording, tmp_path, reflexd):
     assert p["label"].dtype == "string" and str(p["index"].dtype) == "Int64"
     assert [c for c in p.columns if c.startswith("value_")] == ["value_0", "value_1", "value_2"]
     assert set(p["label"]) <= {"walk", "stairs_up", "stairs_down"}
-    # SPEC §6: replaying the recording reproduces the live values exactly
+    # docs/recording.md: replaying the recording reproduces the live values exactly
     out = tmp_path / "replay.jsonl"
     run = subprocess.run([reflexd, "replay", "--config", str(DEMO), "--out", str(out), str(recording)],
                          capture_output=True, text=True, timeout=120)

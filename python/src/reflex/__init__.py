@@ -1,6 +1,6 @@
 """Reflex from Python: export PyTorch or ONNX models to `reflexd`, read its outputs into pandas.
 
-Public API (SPEC §9):
+Public API (docs/python.md):
 
 - `export(module, out_dir, *, channels, length, ...)` — torch.fx → `reflex.toml` + weights, checked
   against the real `reflexd` (needs the `torch` extra);
@@ -8,7 +8,7 @@ Public API (SPEC §9):
 - `verify(out_dir)` — re-run the agreement check of a written model;
 - `read_records(path)`, `read_mcap(path)` — prediction records and recordings as DataFrames
   (the `pandas` extra);
-- `read_dataset(folder)` and `reflex compare` — SPEC §10 datasets and the variant comparison
+- `read_dataset(folder)` and `reflex compare` — docs/compare.md datasets and the variant comparison
   (`reflex.dataset`, `reflex.compare`, `reflex.train`; the `compare` extra);
 - `reflex.nn` — the convolution plugins as torch modules; `reflex.torch_ref` — the config → module
   reference; `ExportError`, `VerifyError`, `ReflexdError`.

@@ -18,7 +18,7 @@ class ExportError(ValueError):
 
 
 class VerifyError(AssertionError):
-    """`reflexd` disagrees with the reference (PyTorch or onnxruntime) beyond the SPEC §3 tolerance.
+    """`reflexd` disagrees with the reference (PyTorch or onnxruntime) beyond the docs/layers.md tolerance.
 
     `worst_layer` is the first Reflex layer whose output disagrees (found by running prefixes
     of the graph through `reflexd`), or None when that could not be narrowed down.

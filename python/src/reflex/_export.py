@@ -1,4 +1,4 @@
-"""`reflex.export`: a PyTorch module -> `reflex.toml` + `weights.safetensors` (SPEC §9).
+"""`reflex.export`: a PyTorch module -> `reflex.toml` + `weights.safetensors` (docs/python.md).
 
 The module is traced with torch.fx (so `forward` may use functional activations, `+` for a
 residual, a view–transpose–reshape channel shuffle), shapes are propagated on one example
@@ -34,7 +34,7 @@ def export(module: nn.Module, out_dir: str | Path, *, channels: int, length: int
 
     Args:
         module: an `nn.Module` taking `[N, channels, length]` and returning `[N, F]`, built of
-            the operations SPEC §9 lists (Conv1d, BatchNorm1d, the ten activations, pools,
+            the operations docs/python.md lists (Conv1d, BatchNorm1d, the ten activations, pools,
             Flatten, Linear, `+`, softmax, channel shuffle, `reflex.nn` blocks).
         out_dir: created if missing; the two files are overwritten.
         channels, length: the window `[C, L]` Reflex cuts (`source.channels`, `window.length`).
@@ -43,7 +43,7 @@ def export(module: nn.Module, out_dir: str | Path, *, channels: int, length: int
         mean, std: per-channel normalisation Reflex applies before the model (`window.mean/std`);
             the module itself is expected to take normalised input.
         verify: run the real `reflexd` on windows of the bundled walking recording and raise
-            `reflex.VerifyError` unless every output agrees with `module` within SPEC §3's
+            `reflex.VerifyError` unless every output agrees with `module` within docs/layers.md's
             `1e-5 + 1e-4·max|values|` (the channels it feeds: `reflex._verify`, docs/python.md).
 
     Returns:

@@ -2,7 +2,7 @@
 
 A front end (torch.fx in `export.py`, ONNX in `onnx_import.py`) turns a model into a list of
 primitive `Op`s in topological order (a convolution, a batch norm, an activation, ...), with
-numpy tensors. `build_model` fuses them into the layers of SPEC §3 — a BatchNorm and an
+numpy tensors. `build_model` fuses them into the layers of docs/layers.md — a BatchNorm and an
 activation that follow a convolution go into that layer, a depthwise convolution followed by a
 1×1 becomes `conv_depthwise`, a grouped convolution followed by a channel shuffle becomes
 `conv_grouped` with `shuffle = true` — checks every shape, and collects every problem before
@@ -237,7 +237,7 @@ class _Builder:
         slope = act.attrs.get("negative_slope", 0.01)
         if act.attrs["function"] == "leaky_relu":
             if "negative_slope" in keys and keys["negative_slope"] != slope:
-                return key  # one slope per layer (SPEC §3): keep it a separate layer
+                return key  # one slope per layer (docs/layers.md): keep it a separate layer
             keys["negative_slope"] = slope
         keys[slot] = act.attrs["function"]
         self.consumed.add(act.key)
@@ -490,7 +490,7 @@ def config_text(spec: ModelSpec, *, weights: str = "weights.safetensors",
     src = source or {"kind": "serial", "path": "/dev/ttyACM0", "baud_rate": 115200, "format": "csv",
                      "channels": spec.channels, "time_column": False}
     lines = [f"# Written by the reflex Python package{' from ' + spec.origin if spec.origin else ''}.",
-             "# Edit [source] for your sensor; see SPEC.md section 2.", "", "[source]"]
+             "# Edit [source] for your sensor; see docs/config.md.", "", "[source]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in src.items()]
     lines += ["", "[window]", f"length = {spec.length}", f"hop = {spec.hop}"]
     if spec.mean is not None:

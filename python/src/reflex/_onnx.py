@@ -1,4 +1,4 @@
-"""`reflex import-onnx` / `reflex.from_onnx`: an ONNX model -> `reflex.toml` + weights (SPEC §9).
+"""`reflex import-onnx` / `reflex.from_onnx`: an ONNX model -> `reflex.toml` + weights (docs/python.md).
 
 Nodes become the same primitive ops as in `reflex.export`; multi-node idioms that exporters
 write are recognised first: GELU's Erf form, x·Sigmoid(x) (SiLU), x·HardSigmoid(x)

@@ -1,4 +1,4 @@
-"""Prediction records and MCAP recordings as pandas DataFrames (SPEC §5, §6, §8).
+"""Prediction records and MCAP recordings as pandas DataFrames (docs/records.md, docs/recording.md).
 
 Column types are fixed so a notebook can rely on them: `window`, `last_sample`, `generation`
 int64; `t`, `latency_us` float64 (`t` NaN where a csv log had no time column); `label` string;
@@ -172,7 +172,7 @@ def _samples_frame(samples: list[dict[str, Any]], times: list[int], meta: dict[s
         names = _channel_names(meta, width)
         arr = np.asarray([s["values"] for s in samples], np.float64).reshape(len(samples), width)
         cols.update({n: arr[:, i] for i, n in enumerate(names)})
-    elif samples:  # each value under its channel name (SPEC §8)
+    elif samples:  # each value under its channel name (docs/recording.md)
         for name in [k for k in samples[0] if k not in ("sample", "t")]:
             cols[name] = np.asarray([s.get(name, np.nan) for s in samples], np.float64)
     return pd.DataFrame(cols)

@@ -141,7 +141,7 @@ def _run_spec(spec: g.ModelSpec, csv: Path, hop: int, tmp: Path, tag: str) -> np
 
 
 def _compare(got: np.ndarray, ref: np.ndarray) -> tuple[float, float, int]:
-    """Largest absolute error, largest error/tolerance (SPEC §3, per window), worst window."""
+    """Largest absolute error, largest error/tolerance (docs/layers.md, per window), worst window."""
     ref = ref.reshape(ref.shape[0], -1)
     if got.shape != ref.shape:
         return float("inf"), float("inf"), 0
@@ -184,7 +184,7 @@ def verify_spec(spec: g.ModelSpec, reference: Reference, *, what: str = "model",
         worst = _first_bad_layer(spec, refs, csv, hop, tmp)
     where = f"; first disagreeing layer: {worst[0]} ({worst[1]})" if worst else ""
     raise VerifyError(f"{what}: reflexd's output differs from the reference by {err:.3e} "
-                      f"({ratio:.1f}× the SPEC §3 tolerance, window {w} of {n}){where}",
+                      f"({ratio:.1f}× the docs/layers.md tolerance, window {w} of {n}){where}",
                       worst[0] if worst else None)
 
 

@@ -30,7 +30,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     rep = verify(args.out_dir, windows=args.windows)
     print(f"{args.out_dir}: reflexd and the PyTorch reference agree on {rep.windows} windows "
-          f"(max error {rep.max_error:.2e}, {rep.max_ratio:.3f}× the SPEC §3 tolerance)")
+          f"(max error {rep.max_error:.2e}, {rep.max_ratio:.3f}× the docs/layers.md tolerance)")
     return 0
 
 
@@ -57,7 +57,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="reflex", description="Reflex models from PyTorch or ONNX (SPEC §9).")
+    ap = argparse.ArgumentParser(prog="reflex", description="Reflex models from PyTorch or ONNX (docs/python.md).")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("import-onnx", help="ONNX model -> OUT_DIR/reflex.toml + weights.safetensors")
     p.add_argument("model", help="MODEL.onnx (opset >= 13, input [N, C, L])")
@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--windows", type=int, default=16)
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("compare", help="train the five convolution variants on a dataset, evaluate through "
-                       "reflexd replay, report (SPEC §10)")
+                       "reflexd replay, report (docs/compare.md)")
     p.add_argument("dataset", help="dataset folder (recordings.csv, csv files, optional dataset.toml)")
     p.add_argument("--out", required=True, help="output folder (nothing is written outside it)")
     p.add_argument("--window", type=int, default=128, help="window length in samples (default 128)")

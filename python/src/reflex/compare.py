@@ -1,4 +1,4 @@
-"""`reflex compare`: which convolution pays off, on a labelled dataset, in one command (SPEC §10).
+"""`reflex compare`: which convolution pays off, on a labelled dataset, in one command (docs/compare.md).
 
 For every variant (`reflex.train.VARIANTS`) and seed, and every held-out split:
 

@@ -1,9 +1,9 @@
-"""Labelled IMU datasets (SPEC §10): reading, held-out-subject splits, pure windows.
+"""Labelled IMU datasets (docs/compare.md): reading, held-out-subject splits, pure windows.
 
 A dataset is a folder with
 
 - `recordings.csv`: columns `file` (a csv path relative to the folder), `subject`, and optionally
-  `split` (`train` | `test`). Two optional columns extend SPEC §10 for recordings that hold a
+  `split` (`train` | `test`). Two optional columns extend docs/compare.md for recordings that hold a
   single activity or whose parts belong to different sides of a split: `label` (the label of
   every sample of a csv that has no `label` column) and `start`/`stop` (seconds: only the samples
   with `start <= t < stop` belong to this entry, so one file can be listed twice);

@@ -1,6 +1,6 @@
-"""Reflex's convolution plugins as PyTorch modules (SPEC §9).
+"""Reflex's convolution plugins as PyTorch modules (docs/python.md).
 
-Each block's `state_dict()` names are the plugin's tensor names (SPEC §3) and its keyword
+Each block's `state_dict()` names are the plugin's tensor names (docs/layers.md) and its keyword
 arguments are named like the config keys, so a model built of them exports one block to one
 layer: `reflex.export` writes the block's keys and tensors as they are. They work on batches
 `[N, C, L]`.

@@ -1,4 +1,4 @@
-"""Independent PyTorch reference of the Reflex layer graph (SPEC.md section 3): config -> module.
+"""Independent PyTorch reference of the Reflex layer graph (docs/layers.md): config -> module.
 
 Used by `reflex.verify`, `reflex.nn` and the repository's tools/ (fixtures, bench models,
 trained examples), which import it as `from reflex import torch_ref as rt`.
@@ -144,7 +144,7 @@ class Conv(nn.Conv1d):
 
 
 def channel_shuffle(x, groups):
-    """SPEC: x.view(g, out//g, L).transpose(0, 1).reshape(out, L), per window."""
+    """docs/layers.md: x.view(g, out//g, L).transpose(0, 1).reshape(out, L), per window."""
     n, c, length = x.shape
     return x.reshape(n, groups, c // groups, length).transpose(1, 2).reshape(n, c, length)
 
@@ -423,7 +423,7 @@ def param_count(model: nn.Module) -> int:
 
 
 def mac_count(model: ReflexModel) -> int:
-    """SPEC: sum over convolutions of out*L_out*(in/groups)*k plus in*out per linear."""
+    """docs/layers.md: sum over convolutions of out*L_out*(in/groups)*k plus in*out per linear."""
     total = 0
     hooks = []
 
@@ -457,7 +457,7 @@ def reference_output(model: ReflexModel, x: torch.Tensor) -> torch.Tensor:
 
 
 def tolerance(ref: torch.Tensor) -> torch.Tensor:
-    """SPEC per-window tolerance: 1e-5 + 1e-4 * max|values|."""
+    """Per-window tolerance of docs/layers.md: 1e-5 + 1e-4 * max|values|."""
     return 1e-5 + 1e-4 * ref.abs().amax(dim=-1, keepdim=True)
 
 

@@ -1,4 +1,4 @@
-"""The five convolution variants under one protocol, and their training loop (SPEC §10).
+"""The five convolution variants under one protocol, and their training loop (docs/compare.md).
 
 Every variant has six convolution layers of the same width and kernel, each followed by
 BatchNorm and ReLU, then a global average pool and one linear layer; only the convolution
