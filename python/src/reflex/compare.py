@@ -177,29 +177,21 @@ def bench_model(config: Path, hop: int | None = None, repeats: int = 3) -> dict[
     return best
 
 
-def replay_records(config: Path, log: Path, out: Path, expected: int | None = None,
-                   attempts: int = 3) -> list[dict]:
+def replay_records(config: Path, log: Path, out: Path, expected: int | None = None) -> list[dict]:
     """`reflexd replay --speed max --out OUT LOG`; the records.
 
-    With `expected`, a run that writes another number of records is retried (up to `attempts`
-    runs): on a host starved of CPU, reflexd's sink may not finish writing within its shutdown
-    grace period and the records file comes out short (reflexd then warns "a sink did not finish
-    writing in time"). Only a complete run is ever scored.
+    A replay is lossless (reflexd exits 1 if it could not write every record); with `expected`,
+    a records file that holds another number of records is an error all the same, never scored.
     """
     cmd = [_reflexd(), "replay", "--config", str(config), "--speed", "max", "--out", str(out), str(log)]
-    for attempt in range(1, attempts + 1):
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise ReflexdError(f"reflexd replay failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}")
-        with open(out) as f:
-            records = [json.loads(line) for line in f if line.strip()]
-        if expected is None or len(records) == expected:
-            return records
-        print(f"reflex compare: reflexd replay of {log.name} wrote {len(records)} of {expected} records "
-              f"(attempt {attempt} of {attempts}); reflexd said: {proc.stderr.strip()[-300:]}",
-              file=sys.stderr)
-    raise ReflexdError(f"reflexd replay of {log} with {config}: {len(records)} records for {expected} windows "
-                       f"in {attempts} runs")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise ReflexdError(f"reflexd replay failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}")
+    with open(out) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    if expected is not None and len(records) != expected:
+        raise ReflexdError(f"reflexd replay of {log} with {config}: {len(records)} records for {expected} windows")
+    return records
 
 
 # ---------------------------------------------------------------------------------------------
