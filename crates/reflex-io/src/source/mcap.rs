@@ -57,7 +57,7 @@ impl McapRecording {
 impl Source for McapRecording {
     fn read(&mut self, buf: &mut BytesMut, _stop: &Stop) -> Result<Chunk, Error> {
         while let Some(m) = self.cursor.next(self.file.bytes()) {
-            match self.cursor.topic(m.channel) {
+            match m.topic {
                 // The live source started a new decoder on every (re)open of the device.
                 Some(EVENTS) => return Ok(Chunk::Restart),
                 Some(RAW) => {

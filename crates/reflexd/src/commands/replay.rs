@@ -54,7 +54,12 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>,
         .map_err(|e| anyhow::anyhow!("--plot: cannot create a temporary directory: {e}"))?;
     let recording = scratch.path().join("replay.mcap");
     let labels = crate::reload::labels(&loaded.config).map(|l| l.iter().map(|s| s.to_string()).collect());
-    let options = daemon::Options { progress: true, record: Some(recording.clone()), ..Default::default() };
+    let options = daemon::Options {
+        progress: true,
+        record: Some(recording.clone()),
+        compression: reflex_io::mcap::Compression::None,
+        ..Default::default()
+    };
     let summary = daemon::run(loaded, input, sinks, options)?;
     complete(&summary, out)?;
     let rec = crate::plot::Recording::read(&recording)

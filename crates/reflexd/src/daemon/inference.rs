@@ -120,6 +120,9 @@ impl Inference {
         self.labels = swap.labels;
         state.generation += 1;
         drop(old);
+        if let Some(r) = &self.recording {
+            r.swap(unix_ns(), &reflex_io::recording::SwapEvent { generation: state.generation, ..swap.event });
+        }
         let stall = start.elapsed();
         reload::log_plugins(&self.graph, state.generation);
         tracing::info!(

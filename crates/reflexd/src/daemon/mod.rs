@@ -49,6 +49,8 @@ pub struct Options {
     pub reload: bool,
     /// Record to this MCAP file.
     pub record: Option<PathBuf>,
+    /// How the recording's chunks are compressed.
+    pub compression: reflex_io::mcap::Compression,
     /// Show a progress bar for a log (only on a terminal).
     pub progress: bool,
 }
@@ -70,7 +72,14 @@ pub struct Summary {
 pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyhow::Result<Summary> {
     let (swaps_tx, swaps) = drop_oldest::<Swap>(1);
     let reloader = options.reload.then(|| Reloader::new(&loaded, swaps_tx));
-    let recorder = options.record.as_deref().map(|path| Recorder::start(path, provenance::metadata(&loaded)));
+    let recording_options = reflex_io::recording::Options {
+        compression: options.compression,
+        channel_names: input.names.clone(),
+        units: input.units.clone(),
+    };
+    let recorder = options.record.as_deref().map(|path| {
+        Recorder::start(path, provenance::metadata(&loaded, &input.names, &input.units), &recording_options)
+    });
     let recorder = recorder.transpose()?;
     let Loaded { config, graph } = loaded;
     reload::log_plugins(&graph, 1);
