@@ -491,7 +491,10 @@ fn hot_swap_between_two_models_without_losing_a_window() {
     std::fs::write(dir.path().join("b.toml"), &b).unwrap();
     let cfg = dir.path().join("reflex.toml");
     std::fs::write(&cfg, &a).unwrap();
-    let daemon = Daemon::start(&cfg, dir.path());
+    // Recorded elsewhere: the config's directory is watched.
+    let recordings = tempfile::tempdir().unwrap();
+    let rec = recordings.path().join("swaps.mcap");
+    let daemon = Daemon::start_with(&cfg, dir.path(), &["--record", rec.to_str().unwrap()]);
     daemon.wait_log("serial device open", 1);
     let collector = Collector::start(sock);
 
@@ -563,6 +566,26 @@ fn hot_swap_between_two_models_without_losing_a_window() {
     for line in log.lines().filter(|l| l.contains("graph swapped")) {
         println!("{}", &line[line.find("generation").unwrap()..]);
     }
+
+    // Every swap is in the recording, with its config, read by the official `mcap` crate.
+    let bytes = std::fs::read(&rec).unwrap();
+    let swaps: Vec<Value> = mcap::MessageStream::new(&bytes)
+        .unwrap()
+        .map(|m| m.unwrap())
+        .filter(|m| m.channel.topic == "/reflex/events")
+        .map(|m| serde_json::from_slice::<Value>(&m.data).unwrap())
+        .filter(|e| e["event"] == "swap")
+        .collect();
+    let generations: Vec<u64> = swaps.iter().map(|e| e["generation"].as_u64().unwrap()).collect();
+    assert_eq!(generations, [2, 3, 4]);
+    for (e, text) in swaps.iter().zip([&b, &a, &b]) {
+        assert_eq!(e["config"].as_str(), Some(text.as_str()));
+        assert_eq!(e["weights_sha256"].as_str().map(str::len), Some(64));
+        assert!(e["plugin_sha256"].as_object().is_some_and(|p| !p.is_empty()), "{e}");
+    }
+    let info = Command::new(env!("CARGO_BIN_EXE_reflexd")).args(["info", rec.to_str().unwrap()]).output().unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("generations: 4") && info.contains("swap to generation 3"), "{info}");
 }
 
 /// Resident memory (kB) and open files of a process.
