@@ -4,7 +4,8 @@
 //! Channels: `/imu/raw` (the bytes exactly as read from the port, `log_time` = receive time),
 //! `/imu/samples` (JSON, each value under its channel's name, with a JSON schema naming them),
 //! `/reflex/predictions` (JSON, with a JSON schema), and `/reflex/events` (JSON: `device_open`,
-//! so a replay restarts its decoder where the live one did; `swap`, with the new generation's
+//! so a replay restarts its decoder where the live one did; `decode_error`, where malformed
+//! input was skipped; `swap`, with the new generation's
 //! config and hashes, so a replay follows the generations). Metadata `reflex` holds the config
 //! text, the wire format, the channel names and units and the SHA-256 of the weights file and of
 //! every plugin library in use. Chunks are zstd-compressed by default.
@@ -80,6 +81,11 @@ enum Entry {
     DeviceOpen {
         ns: u64,
     },
+    /// A malformed line or frame was skipped before sample `next`.
+    DecodeError {
+        ns: u64,
+        next: u64,
+    },
     /// A whole event, as JSON (rare: a hot swap).
     Event {
         ns: u64,
@@ -146,6 +152,11 @@ impl RecordHandle {
         self.send(Entry::DeviceOpen { ns });
     }
 
+    /// A malformed line or frame, skipped before sample number `next` was decoded.
+    pub fn decode_error(&self, ns: u64, next: u64) {
+        self.send(Entry::DecodeError { ns, next });
+    }
+
     /// A hot swap: the windows from now on are computed by `swap.generation`. Allocates (the
     /// event's JSON): a swap is no steady-state event.
     pub fn swap(&self, ns: u64, swap: &SwapEvent) {
@@ -200,7 +211,7 @@ pub fn sample_schema(names: &[String], units: &[String]) -> String {
         .to_string()
 }
 const PREDICTION_SCHEMA: &str = r#"{"type":"object","title":"reflex.Prediction","properties":{"window":{"type":"integer"},"last_sample":{"type":"integer"},"t":{"type":["number","null"]},"values":{"type":"array","items":{"type":"number"}},"label":{"type":"string"},"index":{"type":"integer"},"latency_us":{"type":"number"},"generation":{"type":"integer"}},"required":["window","last_sample","values","latency_us","generation"]}"#;
-const EVENT_SCHEMA: &str = r#"{"type":"object","title":"reflex.Event","properties":{"event":{"type":"string","enum":["device_open","swap"]},"generation":{"type":"integer"},"config":{"type":"string"},"weights_sha256":{"type":"string"},"plugin_sha256":{"type":"object","additionalProperties":{"type":"string"}}},"required":["event"]}"#;
+const EVENT_SCHEMA: &str = r#"{"type":"object","title":"reflex.Event","properties":{"event":{"type":"string","enum":["device_open","swap","decode_error"]},"sample":{"type":"integer","description":"decode_error: the number of the next sample decoded"},"generation":{"type":"integer"},"config":{"type":"string"},"weights_sha256":{"type":"string"},"plugin_sha256":{"type":"object","additionalProperties":{"type":"string"}}},"required":["event"]}"#;
 
 type Writer = McapWriter<BufWriter<std::fs::File>>;
 
@@ -343,6 +354,11 @@ fn write_loop(
                     w.write_message(ch.predictions, sequence, ns, &json)?;
                 }
                 Entry::DeviceOpen { ns } => w.write_message(ch.events, sequence, ns, br#"{"event":"device_open"}"#)?,
+                Entry::DecodeError { ns, next } => {
+                    use std::io::Write;
+                    let _ = write!(json, "{{\"event\":\"decode_error\",\"sample\":{next}}}");
+                    w.write_message(ch.events, sequence, ns, &json)?;
+                }
                 Entry::Event { ns, json } => w.write_message(ch.events, sequence, ns, &json)?,
             }
         }

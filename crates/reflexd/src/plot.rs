@@ -13,7 +13,7 @@
 //!   classes a heat strip (one row per class) instead of lines.
 //!
 //! Every panel marks time jumps (a step over 5 times the median, or backwards), decode errors
-//! (where numbered samples are missing) and hot swaps (where `generation` changes). The x axis
+//! (the recording's `decode_error` events) and hot swaps (where `generation` changes). The x axis
 //! is the samples' timestamps in seconds when every sample and record has one — unless they
 //! count samples (0, 1, 2, …: a sample index, as some loggers write) — else the sample number.
 
@@ -22,13 +22,16 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use reflex_io::mcap::McapFile;
 use reflex_io::record::Prediction as Record;
-use reflex_io::recording::{METADATA, PREDICTIONS, SAMPLES};
+use reflex_io::recording::{EVENTS, METADATA, PREDICTIONS, SAMPLES};
 use std::path::Path;
 
 const WIDTH: u32 = 1400;
 /// Height of one input panel, and of the output panel.
 const GROUP_HEIGHT: u32 = 210;
 const OUTPUT_HEIGHT: u32 = 300;
+/// Width of the y labels left of every panel (the heat strip's class names), so that the
+/// panels' x axes line up.
+const Y_LABELS: u32 = 110;
 /// More classes than this are drawn as a heat strip.
 const MAX_LINES: usize = 8;
 /// Height of the title strip.
@@ -108,6 +111,8 @@ pub struct Recording {
     records: Vec<Record>,
     names: Vec<String>,
     units: Vec<String>,
+    /// For each malformed line or frame skipped, the number of the sample decoded next.
+    decode_errors: Vec<u64>,
 }
 
 impl Recording {
@@ -120,7 +125,7 @@ impl Recording {
         let channels = metadata.get("channels").and_then(|c| c.parse().ok()).unwrap_or(0);
         let names = list("channel_names").unwrap_or_else(|| reflex_io::recording::default_names(channels));
         let units = list("units").unwrap_or_default();
-        let (mut samples, mut records, mut malformed) = (Vec::new(), Vec::new(), 0u64);
+        let (mut samples, mut records, mut malformed, mut decode_errors) = (Vec::new(), Vec::new(), 0u64, Vec::new());
         let mut messages = file.messages();
         while let Some(message) = messages.next() {
             match message.topic.unwrap_or_default() {
@@ -128,6 +133,13 @@ impl Recording {
                     Some(s) => samples.push(s),
                     None => malformed += 1,
                 },
+                EVENTS => {
+                    let event: serde_json::Value = serde_json::from_slice(message.data).unwrap_or_default();
+                    if let ("decode_error", Some(n)) = (event["event"].as_str().unwrap_or(""), event["sample"].as_u64())
+                    {
+                        decode_errors.push(n);
+                    }
+                }
                 PREDICTIONS => match serde_json::from_slice::<Record>(message.data) {
                     Ok(r) => records.push(r),
                     Err(_) => malformed += 1,
@@ -145,7 +157,7 @@ impl Recording {
         // sort anyway so that nothing below depends on it.
         samples.sort_by_key(|s| s.sample);
         records.sort_by_key(|r| r.window);
-        Ok(Recording { samples, records, names, units })
+        Ok(Recording { samples, records, names, units, decode_errors })
     }
 
     pub fn windows(&self) -> usize {
@@ -358,17 +370,23 @@ impl Marks {
         steps.sort_by(f64::total_cmp);
         let median = steps.get(steps.len() / 2).copied().unwrap_or(0.0);
         let mut jumps = Vec::new();
-        let mut errors = Vec::new();
         for w in rec.samples.windows(2) {
             if let (Some(a), Some(b)) = (w[0].t, w[1].t) {
                 if median > 0.0 && (b - a > 5.0 * median || b < a) {
                     jumps.push(axis.sample(&w[1]));
                 }
             }
-            if w[1].sample > w[0].sample + 1 {
-                errors.push(axis.sample(&w[1]));
-            }
         }
+        // Each skipped line or frame, at the sample decoded after it (samples are sorted).
+        let mut errors: Vec<f64> = rec
+            .decode_errors
+            .iter()
+            .filter_map(|n| {
+                let at = rec.samples.partition_point(|s| s.sample < *n);
+                rec.samples.get(at).map(|s| axis.sample(s))
+            })
+            .collect();
+        errors.dedup();
         let swaps = rec
             .records
             .windows(2)
@@ -419,19 +437,25 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
         let note = format!(
             "{} samples; one panel per sensor group, robust range (0.5–99.5 %); bottom: model output per window{}{}",
             rec.samples.len(),
-            if labels.is_some() { ", band = predicted label" } else { "" },
+            match labels {
+                Some(_) if outputs > MAX_LINES => ", heat strip of class scores",
+                Some(_) => ", band = predicted label",
+                None => "",
+            },
             if marks.count() > 0 { "; red: time jump, orange: decode error, purple: swap" } else { "" },
         );
         head.draw(&Text::new(note, (16, 36), (FONT, 13).into_font().color(&RGBColor(90, 90, 90))))?;
         for g in &groups {
             let (top, rest) = body.split_vertically(GROUP_HEIGHT);
             body = rest;
-            let lines = input_lines(rec, &axis, &g.channels);
+            let lines = input_lines(rec, &axis, &g.channels, &marks.jumps);
             let y = robust(lines.iter().flat_map(Line::points).map(|p| p.1));
             let clipped = lines.iter().flat_map(Line::points).filter(|p| p.1 < y.0 || p.1 > y.1).count();
             let lines: Vec<Line> = lines.into_iter().map(|l| l.clamp(y)).collect();
             let y_desc = if g.unit.is_empty() { "value".to_string() } else { g.unit.clone() };
-            let note = (clipped > 0).then(|| format!("{clipped} values beyond the\nrange: drawn at its edge"));
+            let note = (clipped > 0).then(|| {
+                format!("{clipped} value{} beyond the\nrange: drawn at its edge", if clipped == 1 { "" } else { "s" })
+            });
             let panel = Panel {
                 caption: &g.title,
                 y_desc: &y_desc,
@@ -459,14 +483,19 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
     std::fs::write(path, svg).with_context(|| format!("--plot {}: cannot write", path.display()))
 }
 
-/// The input channels `channels`, in their own unit.
-fn input_lines(rec: &Recording, axis: &XAxis, channels: &[usize]) -> Vec<Line> {
+/// The input channels `channels`, in their own unit; a line breaks at each time jump.
+fn input_lines(rec: &Recording, axis: &XAxis, channels: &[usize], jumps: &[f64]) -> Vec<Line> {
     let value = |s: &Sample, c: usize| s.values.get(c).copied().flatten();
     channels
         .iter()
         .map(|&c| {
             let name = rec.names.get(c).cloned().unwrap_or_else(|| format!("ch{c}"));
-            Line::new(name, rec.samples.iter().map(|s| (axis.sample(s), value(s, c))))
+            let points = rec.samples.iter().flat_map(|s| {
+                let x = axis.sample(s);
+                let gap = jumps.contains(&x).then_some((f64::NAN, None));
+                gap.into_iter().chain([(x, value(s, c))])
+            });
+            Line::new(name, points)
         })
         .collect()
 }
@@ -497,22 +526,24 @@ fn heat_strip(
     let mut chart = ChartBuilder::on(&plot)
         .margin(8)
         .x_label_area_size(36)
-        .y_label_area_size(120)
+        .y_label_area_size(Y_LABELS)
         .caption("class scores per window (heat strip; outlined: predicted)", (FONT, 15))
         .build_cartesian_2d(x0..x1, 0.0..rows as f64)?;
-    let names: Vec<String> = lines.iter().map(|l| l.name.clone()).collect();
     chart
         .configure_mesh()
         .disable_mesh()
         .x_desc(axis.label())
         .x_label_formatter(&|x| axis.tick(*x, x1 - x0))
-        .y_labels(rows)
-        .y_label_formatter(&|y| {
-            let row = y.floor() as usize;
-            names.get(rows.saturating_sub(row + 1)).cloned().unwrap_or_default()
-        })
+        .y_labels(0)
         .label_style((FONT, 12))
         .draw()?;
+    // A class name left of each row, class 0 at the top.
+    let base = plot.get_base_pixel();
+    let font = (FONT, 12).into_font().color(&BLACK);
+    for (class, line) in lines.iter().enumerate() {
+        let (_, y) = chart.backend_coord(&(x0, (rows - 1 - class) as f64 + 0.5));
+        plot.draw(&Text::new(line.name.clone(), (8, y - base.1 - 6), font.clone()))?;
+    }
     let xs: Vec<f64> = rec.records.iter().map(|r| axis.record(r)).collect();
     let mut steps: Vec<f64> = xs.windows(2).map(|w| w[1] - w[0]).filter(|d| *d > 0.0).collect();
     steps.sort_by(f64::total_cmp);
@@ -608,7 +639,7 @@ impl Panel<'_> {
         let mut chart = ChartBuilder::on(&plot)
             .margin(8)
             .x_label_area_size(36)
-            .y_label_area_size(56)
+            .y_label_area_size(Y_LABELS)
             .caption(self.caption, (FONT, 15))
             .build_cartesian_2d(x0..x1, y0..y1)?;
         chart

@@ -34,7 +34,8 @@ pub fn describe(path: &Path) -> anyhow::Result<String> {
         let _ = writeln!(out, "channel names: {}", shown.join(", "));
     }
 
-    let (mut counts, mut span, mut swaps, mut opens) = (BTreeMap::<String, u64>::new(), None, Vec::new(), 0u64);
+    let (mut counts, mut span, mut swaps) = (BTreeMap::<String, u64>::new(), None, Vec::new());
+    let mut events = BTreeMap::<String, u64>::new();
     let mut messages = file.messages();
     while let Some(m) = messages.next() {
         let topic = m.topic.unwrap_or("?");
@@ -42,10 +43,17 @@ pub fn describe(path: &Path) -> anyhow::Result<String> {
         let (first, _) = span.unwrap_or((m.log_time, m.log_time));
         span = Some((first.min(m.log_time), m.log_time));
         if topic == EVENTS {
-            match serde_json::from_slice::<SwapEvent>(m.data) {
-                Ok(swap) if swap.event == "swap" => swaps.push((m.log_time, swap)),
-                _ => opens += 1,
-            }
+            let kind = match serde_json::from_slice::<SwapEvent>(m.data) {
+                Ok(swap) if swap.event == "swap" => {
+                    swaps.push((m.log_time, swap));
+                    "swap".to_string()
+                }
+                _ => serde_json::from_slice::<serde_json::Value>(m.data)
+                    .ok()
+                    .and_then(|e| e["event"].as_str().map(String::from))
+                    .unwrap_or_else(|| "unknown".into()),
+            };
+            *events.entry(kind).or_default() += 1;
         }
     }
     let seconds = span.map_or(0.0, |(a, b)| b.saturating_sub(a) as f64 / 1e9);
@@ -55,7 +63,8 @@ pub fn describe(path: &Path) -> anyhow::Result<String> {
         let _ = writeln!(out, "  {topic}: {n} messages");
     }
     let _ = writeln!(out, "generations: {}", 1 + swaps.len());
-    let _ = writeln!(out, "events: {opens} device_open, {} swap", swaps.len());
+    let listed: Vec<String> = events.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let _ = writeln!(out, "events: {}", if listed.is_empty() { "none".to_string() } else { listed.join(", ") });
     for (ns, swap) in &swaps {
         let at = span.map_or(0.0, |(a, _)| ns.saturating_sub(a) as f64 / 1e9);
         let weights = swap.weights_sha256.as_deref().map_or("-", |w| &w[..w.len().min(12)]);
