@@ -714,3 +714,36 @@ fn draw_legend<DB: DrawingBackend>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_parse_by_name_and_in_the_old_unnamed_form() {
+        let names = ["acc_x".to_string(), "acc_y".to_string()];
+        let named = Sample::parse(br#"{"sample":3,"t":0.5,"acc_x":1.5,"acc_y":null}"#, &names).unwrap();
+        assert_eq!((named.sample, named.t, named.values), (3, Some(0.5), vec![Some(1.5), None]));
+        let old = Sample::parse(br#"{"sample":4,"t":null,"values":[2.0,3.0]}"#, &names).unwrap();
+        assert_eq!((old.sample, old.t, old.values), (4, None, vec![Some(2.0), Some(3.0)]));
+    }
+
+    #[test]
+    fn channels_group_by_unit_else_by_name_prefix() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let by_unit = groups(&s(&["ax", "ay", "wz"]), &s(&["g", "g", "deg/s"]), 3);
+        assert_eq!(by_unit.iter().map(|g| g.channels.clone()).collect::<Vec<_>>(), [vec![0, 1], vec![2]]);
+        assert_eq!(by_unit[0].title, "ax, ay (g)");
+        let by_prefix = groups(&s(&["acc_x", "acc_y", "gyr_x", "gyr_y"]), &[], 4);
+        assert_eq!(by_prefix.len(), 2);
+        let nine = groups(&[], &[], 9);
+        assert_eq!(nine.len(), 3, "nine unnamed channels: three panels, not one");
+    }
+
+    #[test]
+    fn one_spike_does_not_set_the_range() {
+        let values = (0..1000).map(|i| if i == 500 { 1e6 } else { f64::from(i % 10) });
+        let (lo, hi) = robust(values);
+        assert!(lo > -2.0 && hi < 11.0, "{lo}..{hi}");
+    }
+}
