@@ -567,8 +567,13 @@ fn hot_swap_between_two_models_without_losing_a_window() {
         println!("{}", &line[line.find("generation").unwrap()..]);
     }
 
-    // Every swap is in the recording, with its config, read by the official `mcap` crate.
-    let bytes = std::fs::read(&rec).unwrap();
+    assert_swaps_recorded(&rec, &[&b, &a, &b]);
+}
+
+/// Every swap is in the recording, with its config (`configs`: generation 2, 3, …), read by the
+/// official `mcap` crate; `reflexd info` lists the generations.
+fn assert_swaps_recorded(rec: &Path, configs: &[&String]) {
+    let bytes = std::fs::read(rec).unwrap();
     let swaps: Vec<Value> = mcap::MessageStream::new(&bytes)
         .unwrap()
         .map(|m| m.unwrap())
@@ -577,15 +582,16 @@ fn hot_swap_between_two_models_without_losing_a_window() {
         .filter(|e| e["event"] == "swap")
         .collect();
     let generations: Vec<u64> = swaps.iter().map(|e| e["generation"].as_u64().unwrap()).collect();
-    assert_eq!(generations, [2, 3, 4]);
-    for (e, text) in swaps.iter().zip([&b, &a, &b]) {
+    assert_eq!(generations, (2..2 + configs.len() as u64).collect::<Vec<_>>());
+    for (e, text) in swaps.iter().zip(configs) {
         assert_eq!(e["config"].as_str(), Some(text.as_str()));
         assert_eq!(e["weights_sha256"].as_str().map(str::len), Some(64));
         assert!(e["plugin_sha256"].as_object().is_some_and(|p| !p.is_empty()), "{e}");
     }
     let info = Command::new(env!("CARGO_BIN_EXE_reflexd")).args(["info", rec.to_str().unwrap()]).output().unwrap();
     let info = String::from_utf8_lossy(&info.stdout);
-    assert!(info.contains("generations: 4") && info.contains("swap to generation 3"), "{info}");
+    let last = configs.len() + 1;
+    assert!(info.contains(&format!("generations: {last}")) && info.contains("swap to generation 3"), "{info}");
 }
 
 /// Resident memory (kB) and open files of a process.
