@@ -70,8 +70,10 @@ enum Command {
     },
     /// Feed a recorded log through the same pipeline, losslessly.
     Replay {
-        #[command(flatten)]
-        config: ConfigArg,
+        /// The config [default: a recording's own configs, generation by generation; else
+        /// config/reflex.toml].
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// max, realtime, or a factor of real time such as 4.
         #[arg(long, default_value = "max", value_parser = commands::replay::parse_speed)]
         speed: reflex_config::Speed,
@@ -127,7 +129,7 @@ fn main() -> ExitCode {
             commands::run::run(&config.config, record.as_deref(), compression)
         }
         Command::Replay { config, speed, out, plot, log } => {
-            commands::replay::run(&config.config, speed, out.as_deref(), plot.as_deref(), &log)
+            commands::replay::run(config.as_deref(), speed, out.as_deref(), plot.as_deref(), &log)
         }
         Command::Info { log } => commands::info::run(&log),
         Command::Inspect(c) => commands::inspect::run(&c.config),

@@ -103,7 +103,19 @@ impl std::error::Error for LoadError {}
 
 /// Loads the config and builds its graph, collecting every problem.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let config = reflex_config::load(path).map_err(LoadError::Config)?;
+    build(reflex_config::load(path).map_err(LoadError::Config)?)
+}
+
+/// Builds the graph of a config read from `text` as if it were the file `path` (its relative
+/// paths are relative to `path`'s directory): a recording's config.
+pub fn load_text(path: &Path, text: &str) -> Result<Loaded, LoadError> {
+    build(reflex_config::parse(path, text, std::env::vars()).map_err(LoadError::Config)?)
+}
+
+/// Builds a loaded config's graph.
+fn build(config: Config) -> Result<Loaded, LoadError> {
+    let path = config.path.clone();
+    let path = path.as_path();
     let input = Shape::Seq { channels: config.source.channels, length: config.window.length };
     let mut graph = Graph::build(&config.model, input, &mut registry(), &plugin_dir(&config))
         .map_err(|errors| LoadError::Graph { file: path.to_path_buf(), errors })?;

@@ -568,6 +568,7 @@ fn hot_swap_between_two_models_without_losing_a_window() {
     }
 
     assert_swaps_recorded(&rec, &[&b, &a, &b]);
+    replay_follows_the_recorded_generations(&rec, &records);
 }
 
 /// Every swap is in the recording, with its config (`configs`: generation 2, 3, …), read by the
@@ -592,6 +593,25 @@ fn assert_swaps_recorded(rec: &Path, configs: &[&String]) {
     let info = String::from_utf8_lossy(&info.stdout);
     let last = configs.len() + 1;
     assert!(info.contains(&format!("generations: {last}")) && info.contains("swap to generation 3"), "{info}");
+}
+
+/// `replay` of a recording without `--config` uses the configs it was recorded with,
+/// generation by generation: the live records again, window for window.
+fn replay_follows_the_recorded_generations(rec: &Path, live: &[Value]) {
+    let out = rec.with_extension("jsonl");
+    let run = Command::new(env!("CARGO_BIN_EXE_reflexd"))
+        .args(["replay", "--out", out.to_str().unwrap(), rec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert_eq!(err.matches("so does the replay").count(), 3, "{err}");
+    let replayed: Vec<Value> =
+        std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(replayed.len(), live.len());
+    for (r, l) in replayed.iter().zip(live) {
+        assert_eq!(without_latency(r), without_latency(l), "window {}", l["window"]);
+    }
 }
 
 /// Resident memory (kB) and open files of a process.

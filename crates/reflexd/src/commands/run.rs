@@ -15,7 +15,7 @@ pub fn run(config: &Path, record: Option<&Path>, compression: Compression) -> an
         loaded,
         input,
         sinks,
-        daemon::Options { reload: true, record: record.map(Path::to_path_buf), compression, progress: false },
+        daemon::Options { reload: true, record: record.map(Path::to_path_buf), compression, ..Default::default() },
     )?;
     Ok(())
 }

@@ -51,6 +51,8 @@ pub struct Options {
     pub record: Option<PathBuf>,
     /// How the recording's chunks are compressed.
     pub compression: reflex_io::mcap::Compression,
+    /// A replay's recorded generations: (first window, its graph), in window order.
+    pub scheduled: Vec<(u64, Swap)>,
     /// Show a progress bar for a log (only on a terminal).
     pub progress: bool,
 }
@@ -97,8 +99,17 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         samples.record(r.clone());
     }
     let labels = reload::labels(&config);
-    let inference =
-        Inference { graph, labels, windows, swaps, sinks: sinks.clone(), counters: counters.clone(), recording };
+    let scheduled = options.scheduled.into();
+    let inference = Inference {
+        graph,
+        labels,
+        windows,
+        swaps,
+        sinks: sinks.clone(),
+        counters: counters.clone(),
+        recording,
+        scheduled,
+    };
     let inference = inference.spawn()?;
     let reader =
         Reader { samples, windower, queue, counters: counters.clone(), progress: Progress::new(options.progress) };
