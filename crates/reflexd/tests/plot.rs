@@ -60,6 +60,13 @@ fn replay_plots_the_inputs_and_the_predictions_to_svg() {
     assert!(records.len() > 100, "{} records", records.len());
     let outputs = records[0]["values"].as_array().unwrap().len();
     assert!(outputs >= 2, "{outputs} outputs");
+    // Beside the records, what they and the inputs mean.
+    let sidecar = dir.path().join("records.jsonl.meta.json");
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&sidecar).unwrap()).unwrap();
+    assert_eq!(meta["channel_names"], serde_json::json!(["acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z"]));
+    assert_eq!(meta["units"][0], "m/s^2");
+    assert_eq!(meta["outputs"], outputs);
+    assert_eq!(meta["labels"].as_array().map(Vec::len), Some(outputs));
 
     let svg = std::fs::read_to_string(&svg_path).expect("the SVG was written");
     assert!(svg.trim_start().starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);

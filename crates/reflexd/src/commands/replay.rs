@@ -58,6 +58,7 @@ pub fn run(
     let kind = match out {
         Some(path) => {
             std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))?;
+            write_sidecar(path, &loaded, &input, log)?;
             SinkKind::File { path: path.to_path_buf() }
         }
         None => SinkKind::Stdout,
@@ -171,4 +172,27 @@ fn recorded_generations(log: &Path) -> anyhow::Result<(Loaded, Vec<(u64, Swap)>)
     }
     scheduled.sort_by_key(|(w, _)| *w);
     Ok((loaded, scheduled))
+}
+
+/// `FILE.meta.json` beside `--out FILE`: what the records' values and the inputs were, for
+/// readers of the records (`reflex.read_records`).
+fn write_sidecar(out: &Path, loaded: &Loaded, input: &Input, log: &Path) -> anyhow::Result<()> {
+    let mut path = out.as_os_str().to_owned();
+    path.push(".meta.json");
+    let c = &loaded.config;
+    let meta = serde_json::json!({
+        "log": log.display().to_string(),
+        "config": c.path.display().to_string(),
+        "format": c.source.format.name(),
+        "channels": c.source.channels,
+        "channel_names": input.names,
+        "units": input.units,
+        "outputs": loaded.graph.output_len(),
+        "kind": if reload::labels(c).is_some() { "classify" } else { "regress" },
+        "labels": c.output.labels,
+        "window": {"length": c.window.length, "hop": c.window.hop},
+        "reflexd_version": env!("CARGO_PKG_VERSION"),
+    });
+    std::fs::write(&path, format!("{meta:#}\n"))
+        .map_err(|e| anyhow!("{}: cannot write: {e}", Path::new(&path).display()))
 }
