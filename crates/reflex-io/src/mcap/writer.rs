@@ -26,7 +26,7 @@ const ZSTD_LEVEL: i32 = 3;
 /// A compressor kept for the whole recording, with its output buffer.
 enum Packer {
     None,
-    Zstd(Box<zstd::bulk::Compressor<'static>>, Vec<u8>),
+    Zstd(Box<zstd::stream::raw::Encoder<'static>>, Vec<u8>),
     Lz4(Box<lz4_flex::frame::FrameEncoder<Vec<u8>>>),
 }
 
@@ -35,7 +35,7 @@ impl Packer {
         Ok(match compression {
             Compression::None => Packer::None,
             Compression::Zstd => Packer::Zstd(
-                Box::new(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+                Box::new(zstd::stream::raw::Encoder::new(ZSTD_LEVEL)?),
                 Vec::with_capacity(zstd::zstd_safe::compress_bound(capacity)),
             ),
             Compression::Lz4 => {
@@ -53,10 +53,28 @@ impl Packer {
         match self {
             Packer::None => Ok(records),
             Packer::Zstd(z, out) => {
+                use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
                 out.clear();
-                let bound = zstd::zstd_safe::compress_bound(records.len());
-                out.reserve(bound);
-                z.compress_to_buffer(records, out)?;
+                out.reserve(zstd::zstd_safe::compress_bound(records.len()));
+                // Fed as a stream of unknown size: the encoder's parameters, and so its memory,
+                // are the same for every chunk. (A one-shot call sizes them to each chunk and
+                // reallocates its tables for a chunk larger than any before.)
+                z.reinit()?;
+                let full = || io::Error::other("zstd: the output buffer is full");
+                let mut input = InBuffer::around(records);
+                let mut output = OutBuffer::around(out);
+                while input.pos() < records.len() {
+                    if output.pos() == output.capacity() {
+                        return Err(full());
+                    }
+                    z.run(&mut input, &mut output)?;
+                }
+                while z.finish(&mut output, true)? != 0 {
+                    if output.pos() == output.capacity() {
+                        return Err(full());
+                    }
+                }
+                drop(output);
                 Ok(out)
             }
             Packer::Lz4(enc) => {
