@@ -74,7 +74,6 @@ impl Packer {
                         return Err(full());
                     }
                 }
-                drop(output);
                 Ok(out)
             }
             Packer::Lz4(enc) => {
