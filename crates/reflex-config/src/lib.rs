@@ -45,7 +45,7 @@ pub use model::{LayerConfig, ModelConfig};
 pub use output::{OutputConfig, OutputKind};
 pub use reflex_codecs::Format;
 pub use sink::{RecordFormat, SinkConfig, SinkKind};
-pub use source::{SourceConfig, SourceKind, Speed};
+pub use source::{check_channel_names, SourceConfig, SourceKind, Speed, RESERVED_NAMES};
 pub use window::WindowConfig;
 
 use serde::de::DeserializeOwned;

@@ -79,6 +79,37 @@ pub struct SourceConfig {
     /// Replay only: how fast to feed the log.
     #[serde(default)]
     pub speed: Speed,
+    /// One name per channel (`acc_x`, …): recordings, plots and `reflexd info` use them.
+    /// Default: a csv log's header, else `ch0`, `ch1`, ….
+    #[serde(default)]
+    pub channel_names: Option<Vec<String>>,
+    /// One unit per channel (`m/s^2`, `deg/s`; `""` for none): plots group channels by unit.
+    #[serde(default)]
+    pub units: Option<Vec<String>>,
+}
+
+/// Field names a sample message already uses: no channel may take them.
+pub const RESERVED_NAMES: [&str; 3] = ["sample", "t", "values"];
+
+/// Why `names` cannot name `channels` channels, if it cannot: one line.
+pub fn check_channel_names(names: &[String], channels: usize) -> Option<String> {
+    if names.len() != channels {
+        return Some(format!("channel_names has {} entries, expected one per channel ({channels})", names.len()));
+    }
+    for (i, n) in names.iter().enumerate() {
+        if n.trim().is_empty() {
+            return Some(format!("channel_names[{i}] is empty"));
+        }
+        if RESERVED_NAMES.contains(&n.as_str()) {
+            return Some(format!(
+                "channel_names[{i}] = \"{n}\" is reserved (sample, t and values are a sample's own fields)"
+            ));
+        }
+        if names[..i].contains(n) {
+            return Some(format!("channel_names[{i}] = \"{n}\" appears twice"));
+        }
+    }
+    None
 }
 
 impl SourceConfig {
@@ -102,6 +133,14 @@ impl SourceConfig {
         }
         if self.baud_rate == 0 {
             p.push("baud_rate must be positive".to_string());
+        }
+        if let Some(why) = self.channel_names.as_deref().and_then(|n| check_channel_names(n, self.channels)) {
+            p.push(why);
+        }
+        if let Some(units) = &self.units {
+            if units.len() != self.channels {
+                p.push(format!("units has {} entries, expected one per channel ({})", units.len(), self.channels));
+            }
         }
         p
     }

@@ -136,3 +136,27 @@ fn a_problem_carries_its_place_as_data() {
     let p = parse_str("[source]\nchannels = = 6\n").unwrap_err();
     assert_eq!(p.0[0].place, Place::Line { line: 2, column: 12 });
 }
+
+#[test]
+fn channel_names_and_units_are_one_per_channel() {
+    let good = GOOD.replace(
+        "channels = 6",
+        "channels = 3\nchannel_names = [\"acc_x\", \"acc_y\", \"acc_z\"]\nunits = [\"m/s^2\", \"m/s^2\", \"\"]",
+    );
+    let c = parse_str(&good).unwrap();
+    assert_eq!(c.source.channel_names.as_deref().map(<[String]>::len), Some(3));
+    assert_eq!(c.source.units.as_ref().unwrap()[2], "");
+    for (names, why) in [
+        ("[\"a\", \"b\"]", "channel_names has 2 entries, expected one per channel (3)"),
+        ("[\"a\", \"b\", \"a\"]", "channel_names[2] = \"a\" appears twice"),
+        ("[\"a\", \" \", \"c\"]", "channel_names[1] is empty"),
+        ("[\"a\", \"t\", \"c\"]", "channel_names[1] = \"t\" is reserved"),
+    ] {
+        let text = GOOD.replace("channels = 6", &format!("channels = 3\nchannel_names = {names}"));
+        let all = parse_str(&text).unwrap_err().to_string();
+        assert!(all.contains("[source]") && all.contains(why), "{names}: {all}");
+    }
+    let text = GOOD.replace("channels = 6", "channels = 3\nunits = [\"g\"]");
+    let all = parse_str(&text).unwrap_err().to_string();
+    assert!(all.contains("units has 1 entries, expected one per channel (3)"), "{all}");
+}

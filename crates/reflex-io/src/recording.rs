@@ -2,10 +2,13 @@
 //! Foxglove and the `mcap` Python reader open.
 //!
 //! Channels: `/imu/raw` (the bytes exactly as read from the port, `log_time` = receive time),
-//! `/imu/samples` and `/reflex/predictions` (JSON, with JSON schemas), and `/reflex/events`
-//! (JSON: `device_open`, so a replay restarts its decoder where the live one did). Metadata
-//! `reflex` holds the config text, the wire format and the SHA-256 of the weights file and of
-//! every plugin library in use.
+//! `/imu/samples` (JSON, each value under its channel's name, with a JSON schema naming them),
+//! `/reflex/predictions` (JSON, with a JSON schema), and `/reflex/events` (JSON: `device_open`,
+//! so a replay restarts its decoder where the live one did; `decode_error`, where malformed
+//! input was skipped; `swap`, with the new generation's
+//! config and hashes, so a replay follows the generations). Metadata `reflex` holds the config
+//! text, the wire format, the channel names and units and the SHA-256 of the weights file and of
+//! every plugin library in use. Chunks are zstd-compressed by default.
 //!
 //! The writer runs on its own thread behind a bounded queue: recording never slows the reader
 //! or inference (if the disk cannot keep up, entries are dropped and counted). A chunk is
@@ -17,7 +20,7 @@
 //! records the sinks got, and the MCAP writer reuses its chunk and index buffers.
 
 use crate::error::Error;
-use crate::mcap::McapWriter;
+use crate::mcap::{Compression, McapWriter};
 use crate::record::Prediction;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use smallvec::SmallVec;
@@ -61,10 +64,50 @@ pub fn unix_ns() -> u64 {
 /// What the reader and the inference thread hand over; JSON is written on the recorder's own
 /// thread, not on theirs.
 enum Entry {
-    Raw { ns: u64, bytes: Vec<u8> },
-    Sample { ns: u64, n: u64, t: Option<f64>, values: SmallVec<[f32; 16]> },
-    Prediction { ns: u64, record: Arc<Prediction> },
-    DeviceOpen { ns: u64 },
+    Raw {
+        ns: u64,
+        bytes: Vec<u8>,
+    },
+    Sample {
+        ns: u64,
+        n: u64,
+        t: Option<f64>,
+        values: SmallVec<[f32; 16]>,
+    },
+    Prediction {
+        ns: u64,
+        record: Arc<Prediction>,
+    },
+    DeviceOpen {
+        ns: u64,
+    },
+    /// A malformed line or frame was skipped before sample `next`.
+    DecodeError {
+        ns: u64,
+        next: u64,
+    },
+    /// A whole event, as JSON (rare: a hot swap).
+    Event {
+        ns: u64,
+        json: Vec<u8>,
+    },
+}
+
+/// A hot swap, as `/reflex/events` records it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct SwapEvent {
+    /// Always `swap`.
+    pub event: String,
+    /// The generation now in use (1 at start, +1 at each swap).
+    pub generation: u64,
+    /// The new config file's text.
+    pub config: String,
+    /// SHA-256 of the weights file, when the model has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
+    /// SHA-256 of each plugin library the new graph uses, by plugin name.
+    #[serde(default)]
+    pub plugin_sha256: BTreeMap<String, String>,
 }
 
 /// The sending side, cloned into the reader and the inference thread.
@@ -108,6 +151,35 @@ impl RecordHandle {
     pub fn device_open(&self, ns: u64) {
         self.send(Entry::DeviceOpen { ns });
     }
+
+    /// A malformed line or frame, skipped before sample number `next` was decoded.
+    pub fn decode_error(&self, ns: u64, next: u64) {
+        self.send(Entry::DecodeError { ns, next });
+    }
+
+    /// A hot swap: the windows from now on are computed by `swap.generation`. Allocates (the
+    /// event's JSON): a swap is no steady-state event.
+    pub fn swap(&self, ns: u64, swap: &SwapEvent) {
+        if let Ok(json) = serde_json::to_vec(swap) {
+            self.send(Entry::Event { ns, json });
+        }
+    }
+}
+
+/// How a recording is written.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// How its chunks are compressed.
+    pub compression: Compression,
+    /// One name per channel: the fields of `/imu/samples`.
+    pub channel_names: Vec<String>,
+    /// One unit per channel (`""` where unknown), for the schema's descriptions.
+    pub units: Vec<String>,
+}
+
+/// `ch0`, `ch1`, …: the names of channels nobody named.
+pub fn default_names(channels: usize) -> Vec<String> {
+    (0..channels).map(|i| format!("ch{i}")).collect()
 }
 
 /// A recording in progress.
@@ -116,9 +188,30 @@ pub struct Recorder {
     thread: JoinHandle<Result<(), Error>>,
 }
 
-const SAMPLE_SCHEMA: &str = r#"{"type":"object","title":"reflex.Sample","properties":{"sample":{"type":"integer","description":"sample number in decode order"},"t":{"type":["number","null"],"description":"timestamp in seconds"},"values":{"type":"array","items":{"type":"number"}}},"required":["sample","values"]}"#;
+/// The JSON schema of `/imu/samples`: `sample`, `t`, then one number per channel, named.
+pub fn sample_schema(names: &[String], units: &[String]) -> String {
+    let mut properties = serde_json::Map::new();
+    properties.insert(
+        "sample".into(),
+        serde_json::json!({"type": "integer", "description": "sample number in decode order"}),
+    );
+    properties
+        .insert("t".into(), serde_json::json!({"type": ["number", "null"], "description": "timestamp in seconds"}));
+    for (i, name) in names.iter().enumerate() {
+        let mut p = serde_json::json!({"type": ["number", "null"], "description": format!("channel {i}")});
+        if let Some(unit) = units.get(i).filter(|u| !u.is_empty()) {
+            p["description"] = format!("channel {i}, in {unit}").into();
+            p["unit"] = unit.clone().into();
+        }
+        properties.insert(name.clone(), p);
+    }
+    let mut required = vec!["sample".to_string()];
+    required.extend(names.iter().cloned());
+    serde_json::json!({"type": "object", "title": "reflex.Sample", "properties": properties, "required": required})
+        .to_string()
+}
 const PREDICTION_SCHEMA: &str = r#"{"type":"object","title":"reflex.Prediction","properties":{"window":{"type":"integer"},"last_sample":{"type":"integer"},"t":{"type":["number","null"]},"values":{"type":"array","items":{"type":"number"}},"label":{"type":"string"},"index":{"type":"integer"},"latency_us":{"type":"number"},"generation":{"type":"integer"}},"required":["window","last_sample","values","latency_us","generation"]}"#;
-const EVENT_SCHEMA: &str = r#"{"type":"object","title":"reflex.Event","properties":{"event":{"type":"string","enum":["device_open"]}},"required":["event"]}"#;
+const EVENT_SCHEMA: &str = r#"{"type":"object","title":"reflex.Event","properties":{"event":{"type":"string","enum":["device_open","swap","decode_error"]},"sample":{"type":"integer","description":"decode_error: the number of the next sample decoded"},"generation":{"type":"integer"},"config":{"type":"string"},"weights_sha256":{"type":"string"},"plugin_sha256":{"type":"object","additionalProperties":{"type":"string"}}},"required":["event"]}"#;
 
 type Writer = McapWriter<BufWriter<std::fs::File>>;
 
@@ -129,12 +222,13 @@ struct Channels {
     events: u16,
 }
 
-fn open(path: &Path, metadata: BTreeMap<String, String>) -> Result<(Writer, Channels), Error> {
+fn open(path: &Path, metadata: BTreeMap<String, String>, options: &Options) -> Result<(Writer, Channels), Error> {
     let file = std::fs::File::create(path).map_err(|source| Error::Create { path: path.into(), source })?;
     let err = |source| Error::Write { path: path.into(), source };
     let library = concat!("reflexd ", env!("CARGO_PKG_VERSION"));
-    let mut w = McapWriter::new(BufWriter::new(file), "", library, CHUNK_BYTES).map_err(err)?;
-    let sample = w.add_schema("reflex.Sample", "jsonschema", SAMPLE_SCHEMA.as_bytes()).map_err(err)?;
+    let mut w = McapWriter::new(BufWriter::new(file), "", library, CHUNK_BYTES, options.compression).map_err(err)?;
+    let schema = sample_schema(&options.channel_names, &options.units);
+    let sample = w.add_schema("reflex.Sample", "jsonschema", schema.as_bytes()).map_err(err)?;
     let prediction = w.add_schema("reflex.Prediction", "jsonschema", PREDICTION_SCHEMA.as_bytes()).map_err(err)?;
     let event = w.add_schema("reflex.Event", "jsonschema", EVENT_SCHEMA.as_bytes()).map_err(err)?;
     let channels = Channels {
@@ -152,8 +246,9 @@ fn open(path: &Path, metadata: BTreeMap<String, String>) -> Result<(Writer, Chan
 
 impl Recorder {
     /// Creates `path` and starts the writer thread.
-    pub fn start(path: &Path, metadata: BTreeMap<String, String>) -> Result<Recorder, Error> {
-        let (mut writer, ch) = open(path, metadata)?;
+    pub fn start(path: &Path, metadata: BTreeMap<String, String>, options: &Options) -> Result<Recorder, Error> {
+        let (mut writer, ch) = open(path, metadata, options)?;
+        let keys = SampleKeys::new(&options.channel_names);
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let (spare_tx, spare) = crossbeam_channel::bounded(SPARE_RAW);
         for _ in 0..SPARE_RAW {
@@ -164,7 +259,7 @@ impl Recorder {
         let thread = std::thread::Builder::new()
             .name("recorder".into())
             .spawn(move || {
-                write_loop(&mut writer, &ch, rx, spare_tx)
+                write_loop(&mut writer, &ch, &keys, rx, spare_tx)
                     .and_then(|()| writer.finish().map(|_| ()))
                     .map_err(|source| Error::Write { path, source })
             })
@@ -191,14 +286,46 @@ impl Recorder {
     }
 }
 
-#[derive(serde::Serialize)]
-struct SampleJson<'a> {
-    sample: u64,
-    t: Option<f64>,
-    values: &'a [f32],
+/// `,"acc_x":` for each channel, made once: a sample's JSON is written without allocating.
+struct SampleKeys(Vec<Vec<u8>>);
+
+impl SampleKeys {
+    fn new(names: &[String]) -> SampleKeys {
+        let key = |n: &String| {
+            let mut k = b",".to_vec();
+            let _ = serde_json::to_writer(&mut k, n);
+            k.push(b':');
+            k
+        };
+        SampleKeys(names.iter().map(key).collect())
+    }
+
+    /// `{"sample":12,"t":0.05,"acc_x":0.1,…}`; a value that is not finite is `null`; a value
+    /// past the names gets `chN`.
+    fn write(&self, json: &mut Vec<u8>, n: u64, t: Option<f64>, values: &[f32]) {
+        use std::io::Write;
+        let _ = write!(json, "{{\"sample\":{n},\"t\":");
+        let _ = serde_json::to_writer(&mut *json, &t);
+        for (i, v) in values.iter().enumerate() {
+            match self.0.get(i) {
+                Some(k) => json.extend_from_slice(k),
+                None => {
+                    let _ = write!(json, ",\"ch{i}\":");
+                }
+            }
+            let _ = serde_json::to_writer(&mut *json, v);
+        }
+        json.push(b'}');
+    }
 }
 
-fn write_loop(w: &mut Writer, ch: &Channels, rx: Receiver<Entry>, spare: Sender<Vec<u8>>) -> std::io::Result<()> {
+fn write_loop(
+    w: &mut Writer,
+    ch: &Channels,
+    keys: &SampleKeys,
+    rx: Receiver<Entry>,
+    spare: Sender<Vec<u8>>,
+) -> std::io::Result<()> {
     let mut sequence = 0u32;
     let mut json = Vec::with_capacity(JSON_CAPACITY);
     let mut last_chunk = Instant::now();
@@ -219,7 +346,7 @@ fn write_loop(w: &mut Writer, ch: &Channels, rx: Receiver<Entry>, spare: Sender<
                     let _ = spare.try_send(bytes);
                 }
                 Entry::Sample { ns, n, t, values } => {
-                    let _ = serde_json::to_writer(&mut json, &SampleJson { sample: n, t, values: &values });
+                    keys.write(&mut json, n, t, &values);
                     w.write_message(ch.samples, sequence, ns, &json)?;
                 }
                 Entry::Prediction { ns, record } => {
@@ -227,11 +354,76 @@ fn write_loop(w: &mut Writer, ch: &Channels, rx: Receiver<Entry>, spare: Sender<
                     w.write_message(ch.predictions, sequence, ns, &json)?;
                 }
                 Entry::DeviceOpen { ns } => w.write_message(ch.events, sequence, ns, br#"{"event":"device_open"}"#)?,
+                Entry::DecodeError { ns, next } => {
+                    use std::io::Write;
+                    let _ = write!(json, "{{\"event\":\"decode_error\",\"sample\":{next}}}");
+                    w.write_message(ch.events, sequence, ns, &json)?;
+                }
+                Entry::Event { ns, json } => w.write_message(ch.events, sequence, ns, &json)?,
             }
         }
         if last_chunk.elapsed() >= CHUNK_EVERY {
             w.flush()?;
             last_chunk = Instant::now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(compression: Compression) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.mcap");
+        let names = vec!["acc_x".to_string(), "gyr \"z\"".to_string()];
+        let options = Options { compression, channel_names: names, units: vec!["m/s^2".into(), String::new()] };
+        let mut metadata = BTreeMap::new();
+        metadata.insert("format".to_string(), "csv".to_string());
+        let r = Recorder::start(&path, metadata, &options).unwrap();
+        let h = r.handle();
+        h.raw(1, b"1,2\n");
+        h.sample(2, 0, Some(0.5), &[1.0, f32::NAN]);
+        h.sample(3, 1, None, &[2.5, 3.0, 4.0]);
+        let swap = SwapEvent {
+            event: "swap".into(),
+            generation: 2,
+            config: "[source]\n".into(),
+            weights_sha256: Some("ab".into()),
+            plugin_sha256: BTreeMap::from([("conv_standard".to_string(), "cd".to_string())]),
+        };
+        h.swap(4, &swap);
+        drop(h);
+        assert_eq!(r.finish().unwrap(), 0);
+        std::fs::read(&path).unwrap()
+    }
+
+    #[test]
+    fn samples_carry_named_values_and_their_schema_names_them() {
+        for compression in [Compression::Zstd, Compression::Lz4, Compression::None] {
+            let bytes = record(compression);
+            let messages: Vec<_> = mcap::MessageStream::new(&bytes).unwrap().map(|m| m.unwrap()).collect();
+            let samples: Vec<serde_json::Value> = messages
+                .iter()
+                .filter(|m| m.channel.topic == SAMPLES)
+                .map(|m| serde_json::from_slice(&m.data).unwrap())
+                .collect();
+            assert_eq!(samples[0], serde_json::json!({"sample": 0, "t": 0.5, "acc_x": 1.0, "gyr \"z\"": null}));
+            assert_eq!(
+                samples[1],
+                serde_json::json!({"sample": 1, "t": null, "acc_x": 2.5, "gyr \"z\"": 3.0, "ch2": 4.0})
+            );
+            let schema = messages.iter().find(|m| m.channel.topic == SAMPLES).unwrap().channel.schema.clone().unwrap();
+            let schema: serde_json::Value = serde_json::from_slice(&schema.data).unwrap();
+            assert_eq!(schema["properties"]["acc_x"]["unit"], "m/s^2");
+            assert_eq!(schema["required"], serde_json::json!(["sample", "acc_x", "gyr \"z\""]));
+            let swap = messages.iter().find(|m| m.channel.topic == EVENTS).unwrap();
+            let swap: SwapEvent = serde_json::from_slice(&swap.data).unwrap();
+            assert_eq!((swap.event.as_str(), swap.generation), ("swap", 2));
+            assert_eq!(swap.plugin_sha256["conv_standard"], "cd");
+            let summary = mcap::Summary::read(&bytes).unwrap().unwrap();
+            let chunk = &summary.chunk_indexes[0];
+            assert_eq!(chunk.compression, compression.name());
         }
     }
 }

@@ -64,11 +64,16 @@ enum Command {
         /// Record what is read, decoded and predicted to this MCAP file.
         #[arg(long)]
         record: Option<PathBuf>,
+        /// How the recording's chunks are compressed: zstd, lz4 or none.
+        #[arg(long, default_value = "zstd", value_parser = commands::run::parse_compression)]
+        compression: reflex_io::mcap::Compression,
     },
     /// Feed a recorded log through the same pipeline, losslessly.
     Replay {
-        #[command(flatten)]
-        config: ConfigArg,
+        /// The config [default: a recording's own configs, generation by generation; else
+        /// config/reflex.toml].
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// max, realtime, or a factor of real time such as 4.
         #[arg(long, default_value = "max", value_parser = commands::replay::parse_speed)]
         speed: reflex_config::Speed,
@@ -79,6 +84,11 @@ enum Command {
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
         /// The log: an MCAP recording (`.mcap`) or csv (decoded with the config's [source] settings).
+        log: PathBuf,
+    },
+    /// Print a recording's metadata, channels, duration, generations and events.
+    Info {
+        /// The recording (`.mcap`).
         log: PathBuf,
     },
     /// Print the layer graph: shapes, parameters, MACs per window, receptive field.
@@ -115,10 +125,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Run { config, record } => commands::run::run(&config.config, record.as_deref()),
-        Command::Replay { config, speed, out, plot, log } => {
-            commands::replay::run(&config.config, speed, out.as_deref(), plot.as_deref(), &log)
+        Command::Run { config, record, compression } => {
+            commands::run::run(&config.config, record.as_deref(), compression)
         }
+        Command::Replay { config, speed, out, plot, log } => {
+            commands::replay::run(config.as_deref(), speed, out.as_deref(), plot.as_deref(), &log)
+        }
+        Command::Info { log } => commands::info::run(&log),
         Command::Inspect(c) => commands::inspect::run(&c.config),
         Command::Check(c) => commands::check::run(&c.config),
         Command::Bench { config, json, hop } => commands::bench::run(&config.config, json, hop.map(|h| h as usize)),

@@ -11,14 +11,63 @@ pub struct Loaded {
     pub graph: Graph,
 }
 
-/// Where plugins are looked for: `model.plugin_dir`, else the directory holding `reflexd`.
+/// Where the Debian package installs the plugin libraries (docs/install.md).
+pub const SYSTEM_PLUGIN_DIR: &str = "/usr/lib/reflex/plugins";
+
+/// Where plugins are looked for: `model.plugin_dir` when the config sets it; else the directory
+/// holding `reflexd`, then [`SYSTEM_PLUGIN_DIR`] — the first that holds every plugin library the
+/// config names (or, when none does, the one holding most of them; the executable's on a tie).
 pub fn plugin_dir(config: &Config) -> PathBuf {
-    config.model.plugin_dir.clone().unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_else(|| PathBuf::from("."))
-    })
+    if let Some(dir) = &config.model.plugin_dir {
+        return dir.clone();
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let plugins: Vec<&str> = config.model.layers.iter().map(|l| l.plugin.as_str()).collect();
+    search(&[beside, PathBuf::from(SYSTEM_PLUGIN_DIR)], &plugins)
+}
+
+/// The first of `dirs` holding a library for every one of `plugins` (built-in layers have none
+/// anywhere, so they do not count), else the one holding most; `dirs[0]` on a tie.
+pub fn search(dirs: &[PathBuf], plugins: &[&str]) -> PathBuf {
+    let held = |d: &PathBuf| plugins.iter().filter(|p| d.join(format!("lib{p}.so")).is_file()).count();
+    let mut best: Option<(&PathBuf, usize)> = None;
+    for d in dirs {
+        let n = held(d);
+        if best.is_none_or(|(_, m)| n > m) {
+            best = Some((d, n));
+        }
+    }
+    best.map_or_else(|| PathBuf::from("."), |(d, _)| d.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::search;
+
+    #[test]
+    fn plugins_are_looked_for_beside_reflexd_then_in_the_system_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let (beside, system) = (root.path().join("bin"), root.path().join("plugins"));
+        for d in [&beside, &system] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let dirs = [beside.clone(), system.clone()];
+        let touch = |d: &std::path::Path, p: &str| std::fs::write(d.join(format!("lib{p}.so")), b"").unwrap();
+        // Nowhere: beside reflexd (errors name it).
+        assert_eq!(search(&dirs, &["conv_depthwise", "linear"]), beside);
+        // Only installed: the system directory.
+        touch(&system, "conv_depthwise");
+        assert_eq!(search(&dirs, &["conv_depthwise", "linear"]), system);
+        // Built beside reflexd too: beside wins.
+        touch(&beside, "conv_depthwise");
+        assert_eq!(search(&dirs, &["conv_depthwise", "linear"]), beside);
+        // Beside holds only some: the directory holding them all.
+        touch(&system, "residual");
+        assert_eq!(search(&dirs, &["conv_depthwise", "residual"]), system);
+    }
 }
 
 /// Why a config did not become a graph. The libraries' errors carry their context as data;
@@ -54,7 +103,19 @@ impl std::error::Error for LoadError {}
 
 /// Loads the config and builds its graph, collecting every problem.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let config = reflex_config::load(path).map_err(LoadError::Config)?;
+    build(reflex_config::load(path).map_err(LoadError::Config)?)
+}
+
+/// Builds the graph of a config read from `text` as if it were the file `path` (its relative
+/// paths are relative to `path`'s directory): a recording's config.
+pub fn load_text(path: &Path, text: &str) -> Result<Loaded, LoadError> {
+    build(reflex_config::parse(path, text, std::env::vars()).map_err(LoadError::Config)?)
+}
+
+/// Builds a loaded config's graph.
+fn build(config: Config) -> Result<Loaded, LoadError> {
+    let path = config.path.clone();
+    let path = path.as_path();
     let input = Shape::Seq { channels: config.source.channels, length: config.window.length };
     let mut graph = Graph::build(&config.model, input, &mut registry(), &plugin_dir(&config))
         .map_err(|errors| LoadError::Graph { file: path.to_path_buf(), errors })?;

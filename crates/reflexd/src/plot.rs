@@ -4,24 +4,36 @@
 //! this reads `/imu/samples` and `/reflex/predictions` back and draws two panels sharing the
 //! time axis:
 //!
-//! * top: every input channel, z-scored over the replay (mean 0, std 1), so accelerations
-//!   (~10 m/s²) and angular rates (~hundreds of deg/s) share one axis;
+//! * one panel per sensor group — the channels sharing a unit (`[source] units`), else a name
+//!   prefix (`acc_x`, `acc_y` → `acc`) — in the channels' own unit, named as the config or the
+//!   csv header names them; the y range is robust (the 0.5th to 99.5th percentile, padded), so
+//!   one spike does not flatten the rest: values beyond it are drawn at the edge and counted;
 //! * bottom: the model's output values per window; for a classify model also a band along the
-//!   top of the panel in the colour of each window's predicted label.
+//!   top of the panel in the colour of each window's predicted label, and with more than 8
+//!   classes a heat strip (one row per class) instead of lines.
 //!
-//! The x axis is the samples' timestamps in seconds when every sample and record has one,
-//! else the sample number.
+//! Every panel marks time jumps (a step over 5 times the median, or backwards), decode errors
+//! (the recording's `decode_error` events) and hot swaps (where `generation` changes). The x axis
+//! is the samples' timestamps in seconds when every sample and record has one — unless they
+//! count samples (0, 1, 2, …: a sample index, as some loggers write) — else the sample number.
 
 use anyhow::{bail, Context};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use reflex_io::mcap::McapFile;
 use reflex_io::record::Prediction as Record;
-use reflex_io::recording::{PREDICTIONS, SAMPLES};
-use serde::Deserialize;
+use reflex_io::recording::{EVENTS, METADATA, PREDICTIONS, SAMPLES};
 use std::path::Path;
 
-const SIZE: (u32, u32) = (1400, 800);
+const WIDTH: u32 = 1400;
+/// Height of one input panel, and of the output panel.
+const GROUP_HEIGHT: u32 = 210;
+const OUTPUT_HEIGHT: u32 = 300;
+/// Width of the y labels left of every panel (the heat strip's class names), so that the
+/// panels' x axes line up.
+const Y_LABELS: u32 = 110;
+/// More classes than this are drawn as a heat strip.
+const MAX_LINES: usize = 8;
 /// Height of the title strip.
 const TITLE: u32 = 56;
 /// Width of the legend column to the right of each panel.
@@ -71,18 +83,36 @@ pub struct Meta<'a> {
     pub labels: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
 struct Sample {
     sample: u64,
     t: Option<f64>,
-    /// `null` where a value was not finite.
+    /// `None` where a value was not finite.
     values: Vec<Option<f64>>,
+}
+
+impl Sample {
+    /// A `/imu/samples` message: named values (`{"sample":…,"t":…,"acc_x":…}`), or the
+    /// unnamed `values` array of older recordings.
+    fn parse(data: &[u8], names: &[String]) -> Option<Sample> {
+        let mut m: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(data).ok()?;
+        let sample = m.get("sample")?.as_u64()?;
+        let t = m.get("t").and_then(serde_json::Value::as_f64);
+        let values = match m.remove("values") {
+            Some(serde_json::Value::Array(v)) => v.iter().map(serde_json::Value::as_f64).collect(),
+            _ => names.iter().map(|n| m.get(n).and_then(serde_json::Value::as_f64)).collect(),
+        };
+        Some(Sample { sample, t, values })
+    }
 }
 
 /// The samples and prediction records of a recording, in order.
 pub struct Recording {
     samples: Vec<Sample>,
     records: Vec<Record>,
+    names: Vec<String>,
+    units: Vec<String>,
+    /// For each malformed line or frame skipped, the number of the sample decoded next.
+    decode_errors: Vec<u64>,
 }
 
 impl Recording {
@@ -90,14 +120,26 @@ impl Recording {
     pub fn read(path: &Path) -> anyhow::Result<Recording> {
         let shown = path.display();
         let file = McapFile::open(path)?;
-        let (mut samples, mut records, mut malformed) = (Vec::new(), Vec::new(), 0u64);
+        let metadata = file.metadata(METADATA);
+        let list = |key: &str| metadata.get(key).and_then(|v| serde_json::from_str::<Vec<String>>(v).ok());
+        let channels = metadata.get("channels").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let names = list("channel_names").unwrap_or_else(|| reflex_io::recording::default_names(channels));
+        let units = list("units").unwrap_or_default();
+        let (mut samples, mut records, mut malformed, mut decode_errors) = (Vec::new(), Vec::new(), 0u64, Vec::new());
         let mut messages = file.messages();
         while let Some(message) = messages.next() {
-            match messages.topic(message.channel).unwrap_or_default() {
-                SAMPLES => match serde_json::from_slice::<Sample>(message.data) {
-                    Ok(s) => samples.push(s),
-                    Err(_) => malformed += 1,
+            match message.topic.unwrap_or_default() {
+                SAMPLES => match Sample::parse(message.data, &names) {
+                    Some(s) => samples.push(s),
+                    None => malformed += 1,
                 },
+                EVENTS => {
+                    let event: serde_json::Value = serde_json::from_slice(message.data).unwrap_or_default();
+                    if let ("decode_error", Some(n)) = (event["event"].as_str().unwrap_or(""), event["sample"].as_u64())
+                    {
+                        decode_errors.push(n);
+                    }
+                }
                 PREDICTIONS => match serde_json::from_slice::<Record>(message.data) {
                     Ok(r) => records.push(r),
                     Err(_) => malformed += 1,
@@ -115,7 +157,7 @@ impl Recording {
         // sort anyway so that nothing below depends on it.
         samples.sort_by_key(|s| s.sample);
         records.sort_by_key(|r| r.window);
-        Ok(Recording { samples, records })
+        Ok(Recording { samples, records, names, units, decode_errors })
     }
 
     pub fn windows(&self) -> usize {
@@ -137,12 +179,20 @@ enum XAxis {
     Seconds { offset: f64 },
     /// The sample number (`last_sample` for a record).
     Samples,
+    /// The log's time column, which counts samples (0, 1, 2, …) rather than seconds.
+    Index,
 }
 
 impl XAxis {
     fn of(rec: &Recording) -> XAxis {
         let finite = |t: Option<f64>| t.is_some_and(f64::is_finite);
         if rec.samples.iter().all(|s| finite(s.t)) && rec.records.iter().all(|r| finite(r.t)) {
+            let counts = rec.samples.len() > 1
+                && rec.samples.windows(2).all(|w| matches!((w[0].t, w[1].t), (Some(a), Some(b)) if b - a == 1.0))
+                && rec.samples[0].t.is_some_and(|t| t.fract() == 0.0);
+            if counts {
+                return Self::Index;
+            }
             let first = rec.samples.first().and_then(|s| s.t).unwrap_or(0.0);
             // Receive times (binary and witmotion sources) are Unix seconds: start those at 0.
             Self::Seconds { offset: if first.abs() >= 1e6 { first } else { 0.0 } }
@@ -155,6 +205,7 @@ impl XAxis {
         match self {
             Self::Seconds { offset } => s.t.unwrap_or(f64::NAN) - offset,
             Self::Samples => s.sample as f64,
+            Self::Index => s.t.unwrap_or(f64::NAN),
         }
     }
 
@@ -162,6 +213,7 @@ impl XAxis {
         match self {
             Self::Seconds { offset } => r.t.unwrap_or(f64::NAN) - offset,
             Self::Samples => r.last_sample as f64,
+            Self::Index => r.t.unwrap_or(f64::NAN),
         }
     }
 
@@ -179,7 +231,7 @@ impl XAxis {
                     s.into()
                 }
             }
-            Self::Samples => format!("{x:.0}"),
+            Self::Samples | Self::Index => format!("{x:.0}"),
         }
     }
 
@@ -187,7 +239,8 @@ impl XAxis {
         match self {
             Self::Seconds { offset } if *offset != 0.0 => format!("time (s) since the first sample, t = {offset:.3}"),
             Self::Seconds { .. } => "time (s)".into(),
-            Self::Samples => "sample".into(),
+            Self::Samples => "sample (no timestamps)".into(),
+            Self::Index => "sample (the log's time column counts samples)".into(),
         }
     }
 }
@@ -244,22 +297,6 @@ fn decimate(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
     out
 }
 
-/// Mean and standard deviation of the finite values; std 1 when there is no spread.
-fn mean_std(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (mut n, mut sum, mut sq) = (0.0, 0.0, 0.0);
-    for v in values.filter(|v| v.is_finite()) {
-        n += 1.0;
-        sum += v;
-        sq += v * v;
-    }
-    if n == 0.0 {
-        return (0.0, 1.0);
-    }
-    let mean = sum / n;
-    let std = (sq / n - mean * mean).max(0.0).sqrt();
-    (mean, if std > 1e-12 && std.is_finite() { std } else { 1.0 })
-}
-
 /// The range of the values with a margin; never empty.
 fn padded(values: impl Iterator<Item = f64>, margin: f64) -> (f64, f64) {
     let (lo, hi) =
@@ -271,13 +308,102 @@ fn padded(values: impl Iterator<Item = f64>, margin: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-fn channel_names(n: usize) -> Vec<String> {
-    if n == 6 {
-        ["acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z"].map(String::from).to_vec()
-    } else {
-        (0..n).map(|i| format!("ch{i}")).collect()
+/// Channels drawn in one panel: a unit, or a name prefix.
+struct Group {
+    title: String,
+    unit: String,
+    channels: Vec<usize>,
+}
+
+/// Channels sharing a unit share a panel; without units, a name prefix (`acc_x` → `acc`); else
+/// one panel for up to 4 channels, panels of 3 beyond.
+fn groups(names: &[String], units: &[String], channels: usize) -> Vec<Group> {
+    let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| format!("ch{c}"));
+    let unit = |c: usize| units.get(c).cloned().unwrap_or_default();
+    let prefix = |c: usize| name(c).rsplit_once('_').map(|(p, _)| p.to_string());
+    let key = |c: usize| -> Option<String> {
+        let u = unit(c);
+        if !u.is_empty() {
+            Some(u)
+        } else {
+            prefix(c)
+        }
+    };
+    let mut out: Vec<Group> = Vec::new();
+    for c in 0..channels {
+        let k = key(c).unwrap_or_else(|| if channels <= 4 { String::new() } else { format!("#{}", c / 3) });
+        match out.iter_mut().find(|g| g.title == k) {
+            Some(g) => g.channels.push(c),
+            None => out.push(Group { title: k, unit: unit(c), channels: vec![c] }),
+        }
+    }
+    for g in &mut out {
+        let names: Vec<String> = g.channels.iter().map(|&c| name(c)).collect();
+        g.title = if g.unit.is_empty() { names.join(", ") } else { format!("{} ({})", names.join(", "), g.unit) };
+    }
+    out
+}
+
+/// The 0.5th and 99.5th percentiles of the finite values, padded by 10 %: one spike does not
+/// flatten the rest. Never empty.
+fn robust(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let mut v: Vec<f64> = values.filter(|v| v.is_finite()).collect();
+    if v.is_empty() {
+        return (-1.0, 1.0);
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    padded([at(0.005), at(0.995)].into_iter(), 0.1)
+}
+
+/// Where the x axis is marked: time jumps, decode errors (missing sample numbers), swaps.
+struct Marks {
+    jumps: Vec<f64>,
+    errors: Vec<f64>,
+    swaps: Vec<(f64, u64)>,
+}
+
+impl Marks {
+    fn of(rec: &Recording, axis: &XAxis) -> Marks {
+        let ts: Vec<f64> = rec.samples.iter().filter_map(|s| s.t).collect();
+        let mut steps: Vec<f64> = ts.windows(2).map(|w| w[1] - w[0]).filter(|d| *d > 0.0).collect();
+        steps.sort_by(f64::total_cmp);
+        let median = steps.get(steps.len() / 2).copied().unwrap_or(0.0);
+        let mut jumps = Vec::new();
+        for w in rec.samples.windows(2) {
+            if let (Some(a), Some(b)) = (w[0].t, w[1].t) {
+                if median > 0.0 && (b - a > 5.0 * median || b < a) {
+                    jumps.push(axis.sample(&w[1]));
+                }
+            }
+        }
+        // Each skipped line or frame, at the sample decoded after it (samples are sorted).
+        let mut errors: Vec<f64> = rec
+            .decode_errors
+            .iter()
+            .filter_map(|n| {
+                let at = rec.samples.partition_point(|s| s.sample < *n);
+                rec.samples.get(at).map(|s| axis.sample(s))
+            })
+            .collect();
+        errors.dedup();
+        let swaps = rec
+            .records
+            .windows(2)
+            .filter(|w| w[1].generation != w[0].generation)
+            .map(|w| (axis.record(&w[1]), w[1].generation))
+            .collect();
+        Marks { jumps, errors, swaps }
+    }
+
+    fn count(&self) -> usize {
+        self.jumps.len() + self.errors.len() + self.swaps.len()
     }
 }
+
+const JUMP: RGBColor = RGBColor(200, 0, 0);
+const ERROR: RGBColor = RGBColor(230, 140, 0);
+const SWAP: RGBColor = RGBColor(110, 0, 160);
 
 /// Draws `rec` to `path` (an SVG file, replaced).
 pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()> {
@@ -286,10 +412,12 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
         bail!("--plot {}: nothing to plot: the replay of {log_name} decoded no samples", path.display());
     }
     let axis = XAxis::of(rec);
-    let inputs = input_lines(rec, &axis);
+    let channels = rec.samples.iter().map(|s| s.values.len()).max().unwrap_or(0);
+    let groups = groups(&rec.names, &rec.units, channels);
     let outputs = rec.records.iter().map(|r| r.values.len()).max().unwrap_or(0);
     let labels = meta.labels.as_ref().filter(|l| l.len() == outputs);
     let predictions = prediction_lines(rec, &axis, outputs, labels);
+    let marks = Marks::of(rec, &axis);
     let xs = rec.samples.iter().map(|s| axis.sample(s)).chain(rec.records.iter().map(|r| axis.record(r)));
     let x = padded(xs, 0.0);
     let title = format!(
@@ -298,46 +426,75 @@ pub fn draw(rec: &Recording, meta: &Meta<'_>, path: &Path) -> anyhow::Result<()>
         rec.records.len(),
         if rec.records.len() == 1 { "" } else { "s" }
     );
+    let height = TITLE + GROUP_HEIGHT * groups.len() as u32 + OUTPUT_HEIGHT;
 
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE)?;
-        let (head, body) = root.split_vertically(TITLE);
+        let (head, mut body) = root.split_vertically(TITLE);
         head.draw(&Text::new(title, (16, 10), (FONT, 22).into_font().color(&BLACK)))?;
         let note = format!(
-            "{} samples; top: input channels z-scored over the replay; bottom: model output per window{}",
+            "{} samples; one panel per sensor group, robust range (0.5–99.5 %); bottom: model output per window{}{}",
             rec.samples.len(),
-            if labels.is_some() { ", band = predicted label" } else { "" }
+            match labels {
+                Some(_) if outputs > MAX_LINES => ", heat strip of class scores",
+                Some(_) => ", band = predicted label",
+                None => "",
+            },
+            if marks.count() > 0 { "; red: time jump, orange: decode error, purple: swap" } else { "" },
         );
         head.draw(&Text::new(note, (16, 36), (FONT, 13).into_font().color(&RGBColor(90, 90, 90))))?;
-        let (top, bottom) = body.split_vertically((SIZE.1 - TITLE) / 2);
-        let inputs_panel =
-            Panel { caption: "input channels (z-scored)", y_desc: "z-score", stroke: 1, band: false, empty: None };
-        inputs_panel.draw(&top, rec, &axis, x, &inputs)?;
+        for g in &groups {
+            let (top, rest) = body.split_vertically(GROUP_HEIGHT);
+            body = rest;
+            let lines = input_lines(rec, &axis, &g.channels, &marks.jumps);
+            let y = robust(lines.iter().flat_map(Line::points).map(|p| p.1));
+            let clipped = lines.iter().flat_map(Line::points).filter(|p| p.1 < y.0 || p.1 > y.1).count();
+            let lines: Vec<Line> = lines.into_iter().map(|l| l.clamp(y)).collect();
+            let y_desc = if g.unit.is_empty() { "value".to_string() } else { g.unit.clone() };
+            let note = (clipped > 0).then(|| {
+                format!("{clipped} value{} beyond the\nrange: drawn at its edge", if clipped == 1 { "" } else { "s" })
+            });
+            let panel = Panel {
+                caption: &g.title,
+                y_desc: &y_desc,
+                stroke: 1,
+                band: false,
+                empty: None,
+                note: note.as_deref(),
+            };
+            panel.draw(&top, rec, &axis, x, Some(y), &lines, &marks)?;
+        }
         let (caption, y_desc) = match labels {
             Some(_) => ("class scores per window", "score"),
             None => ("output values per window", "value"),
         };
         let empty =
             rec.records.is_empty().then_some("no predictions in this replay (is the log shorter than one window?)");
-        let outputs_panel = Panel { caption, y_desc, stroke: 2, band: labels.is_some(), empty };
-        outputs_panel.draw(&bottom, rec, &axis, x, &predictions)?;
+        if labels.is_some() && outputs > MAX_LINES {
+            heat_strip(&body, rec, &axis, x, &predictions, &marks)?;
+        } else {
+            let outputs_panel = Panel { caption, y_desc, stroke: 2, band: labels.is_some(), empty, note: None };
+            outputs_panel.draw(&body, rec, &axis, x, None, &predictions, &marks)?;
+        }
         root.present()?;
     }
     std::fs::write(path, svg).with_context(|| format!("--plot {}: cannot write", path.display()))
 }
 
-/// Every input channel, z-scored over the replay.
-fn input_lines(rec: &Recording, axis: &XAxis) -> Vec<Line> {
-    let channels = rec.samples.iter().map(|s| s.values.len()).max().unwrap_or(0);
+/// The input channels `channels`, in their own unit; a line breaks at each time jump.
+fn input_lines(rec: &Recording, axis: &XAxis, channels: &[usize], jumps: &[f64]) -> Vec<Line> {
     let value = |s: &Sample, c: usize| s.values.get(c).copied().flatten();
-    channel_names(channels)
-        .into_iter()
-        .enumerate()
-        .map(|(c, name)| {
-            let (mean, std) = mean_std(rec.samples.iter().filter_map(|s| value(s, c)));
-            let points = rec.samples.iter().map(|s| (axis.sample(s), value(s, c).map(|v| (v - mean) / std)));
+    channels
+        .iter()
+        .map(|&c| {
+            let name = rec.names.get(c).cloned().unwrap_or_else(|| format!("ch{c}"));
+            let points = rec.samples.iter().flat_map(|s| {
+                let x = axis.sample(s);
+                let gap = jumps.contains(&x).then_some((f64::NAN, None));
+                gap.into_iter().chain([(x, value(s, c))])
+            });
             Line::new(name, points)
         })
         .collect()
@@ -354,7 +511,99 @@ fn prediction_lines(rec: &Recording, axis: &XAxis, outputs: usize, labels: Optio
         .collect()
 }
 
-/// One of the two panels: a chart and its legend.
+/// Class scores as a heat strip: one row per class, darker for a higher score (each window's
+/// scores scaled from their minimum to their maximum), the predicted class outlined.
+fn heat_strip(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    rec: &Recording,
+    axis: &XAxis,
+    (x0, x1): (f64, f64),
+    lines: &[Line],
+    marks: &Marks,
+) -> anyhow::Result<()> {
+    let (plot, legend) = area.split_horizontally(WIDTH - LEGEND);
+    let rows = lines.len();
+    let mut chart = ChartBuilder::on(&plot)
+        .margin(8)
+        .x_label_area_size(36)
+        .y_label_area_size(Y_LABELS)
+        .caption("class scores per window (heat strip; outlined: predicted)", (FONT, 15))
+        .build_cartesian_2d(x0..x1, 0.0..rows as f64)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc(axis.label())
+        .x_label_formatter(&|x| axis.tick(*x, x1 - x0))
+        .y_labels(0)
+        .label_style((FONT, 12))
+        .draw()?;
+    // A class name left of each row, class 0 at the top.
+    let base = plot.get_base_pixel();
+    let font = (FONT, 12).into_font().color(&BLACK);
+    for (class, line) in lines.iter().enumerate() {
+        let (_, y) = chart.backend_coord(&(x0, (rows - 1 - class) as f64 + 0.5));
+        plot.draw(&Text::new(line.name.clone(), (8, y - base.1 - 6), font.clone()))?;
+    }
+    let xs: Vec<f64> = rec.records.iter().map(|r| axis.record(r)).collect();
+    let mut steps: Vec<f64> = xs.windows(2).map(|w| w[1] - w[0]).filter(|d| *d > 0.0).collect();
+    steps.sort_by(f64::total_cmp);
+    let step = steps.get(steps.len() / 2).copied().unwrap_or(1.0);
+    let mut cells = Vec::new();
+    for (r, x) in rec.records.iter().zip(&xs) {
+        let (lo, hi) = r.values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+        for (class, v) in r.values.iter().enumerate() {
+            let level = if hi > lo { f64::from((v - lo) / (hi - lo)) } else { 0.0 };
+            let shade = (255.0 - 225.0 * level.clamp(0.0, 1.0)) as u8;
+            let row = (rows - 1 - class) as f64;
+            cells.push(Rectangle::new(
+                [(*x - step / 2.0, row), (*x + step / 2.0, row + 1.0)],
+                RGBColor(shade, shade, 255).filled(),
+            ));
+            if Some(class) == r.index {
+                cells.push(Rectangle::new(
+                    [(*x - step / 2.0, row + 0.1), (*x + step / 2.0, row + 0.9)],
+                    BLACK.stroke_width(1),
+                ));
+            }
+        }
+    }
+    chart.draw_series(cells)?;
+    draw_marks(&mut chart, marks, (0.0, rows as f64))?;
+    draw_legend(&legend, &[], Some("darker: higher score"))?;
+    Ok(())
+}
+
+/// Vertical lines across a chart at each mark.
+fn draw_marks(
+    chart: &mut ChartContext<
+        '_,
+        SVGBackend<'_>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    marks: &Marks,
+    (y0, y1): (f64, f64),
+) -> anyhow::Result<()> {
+    let all = marks
+        .jumps
+        .iter()
+        .map(|x| (*x, JUMP))
+        .chain(marks.errors.iter().map(|x| (*x, ERROR)))
+        .chain(marks.swaps.iter().map(|(x, _)| (*x, SWAP)));
+    chart.draw_series(all.map(|(x, c)| PathElement::new(vec![(x, y0), (x, y1)], c.stroke_width(2))))?;
+    let font = (FONT, 11).into_font().color(&SWAP);
+    chart.draw_series(marks.swaps.iter().map(|(x, g)| Text::new(format!("gen {g}"), (*x, y1), font.clone())))?;
+    Ok(())
+}
+
+impl Line {
+    /// Values beyond `(lo, hi)` drawn at the edge.
+    fn clamp(self, (lo, hi): (f64, f64)) -> Line {
+        let runs = self.runs.into_iter().map(|r| r.into_iter().map(|(x, y)| (x, y.clamp(lo, hi))).collect()).collect();
+        Line { name: self.name, runs }
+    }
+}
+
+/// One panel: a chart and its legend.
 struct Panel<'a> {
     caption: &'a str,
     y_desc: &'a str,
@@ -363,19 +612,24 @@ struct Panel<'a> {
     band: bool,
     /// Said across the panel when it has nothing to show.
     empty: Option<&'a str>,
+    /// Said under the legend.
+    note: Option<&'a str>,
 }
 
 impl Panel<'_> {
+    #[allow(clippy::too_many_arguments, reason = "one panel of the figure: its area, data, axes and marks")]
     fn draw(
         &self,
         area: &DrawingArea<SVGBackend<'_>, Shift>,
         rec: &Recording,
         axis: &XAxis,
         (x0, x1): (f64, f64),
+        y: Option<(f64, f64)>,
         lines: &[Line],
+        marks: &Marks,
     ) -> anyhow::Result<()> {
-        let (plot, legend) = area.split_horizontally(SIZE.0 - LEGEND);
-        let (y0, mut y1) = padded(lines.iter().flat_map(Line::points).map(|p| p.1), 0.05);
+        let (plot, legend) = area.split_horizontally(WIDTH - LEGEND);
+        let (y0, mut y1) = y.unwrap_or_else(|| padded(lines.iter().flat_map(Line::points).map(|p| p.1), 0.05));
         let band = self.band.then(|| {
             let h = y1 - y0;
             let band = (y1 + 0.02 * h, y1 + 0.08 * h);
@@ -385,7 +639,7 @@ impl Panel<'_> {
         let mut chart = ChartBuilder::on(&plot)
             .margin(8)
             .x_label_area_size(36)
-            .y_label_area_size(56)
+            .y_label_area_size(Y_LABELS)
             .caption(self.caption, (FONT, 15))
             .build_cartesian_2d(x0..x1, y0..y1)?;
         chart
@@ -408,11 +662,13 @@ impl Panel<'_> {
                 chart.draw_series(LineSeries::new(run.iter().copied(), color(i).stroke_width(self.stroke)))?;
             }
         }
+        draw_marks(&mut chart, marks, (y0, y1))?;
         if let Some(empty) = self.empty {
             let red = (FONT, 16).into_font().color(&RGBColor(160, 0, 0));
-            plot.draw(&Text::new(empty, (80, (SIZE.1 - TITLE) as i32 / 4), red))?;
+            plot.draw(&Text::new(empty, (80, OUTPUT_HEIGHT as i32 / 2), red))?;
         }
-        draw_legend(&legend, lines, band.map(|_| "band: predicted label"))?;
+        let note = band.map(|_| "band: predicted label").or(self.note);
+        draw_legend(&legend, lines, note)?;
         Ok(())
     }
 }
@@ -451,7 +707,43 @@ fn draw_legend<DB: DrawingBackend>(
         y += 22;
     }
     if let Some(note) = note {
-        area.draw(&Text::new(note.to_string(), (6, y + 6), (FONT, 12).into_font().color(&RGBColor(90, 90, 90))))?;
+        for (i, line) in note.lines().enumerate() {
+            let at = (6, y + 6 + 16 * i as i32);
+            area.draw(&Text::new(line.to_string(), at, (FONT, 12).into_font().color(&RGBColor(90, 90, 90))))?;
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_parse_by_name_and_in_the_old_unnamed_form() {
+        let names = ["acc_x".to_string(), "acc_y".to_string()];
+        let named = Sample::parse(br#"{"sample":3,"t":0.5,"acc_x":1.5,"acc_y":null}"#, &names).unwrap();
+        assert_eq!((named.sample, named.t, named.values), (3, Some(0.5), vec![Some(1.5), None]));
+        let old = Sample::parse(br#"{"sample":4,"t":null,"values":[2.0,3.0]}"#, &names).unwrap();
+        assert_eq!((old.sample, old.t, old.values), (4, None, vec![Some(2.0), Some(3.0)]));
+    }
+
+    #[test]
+    fn channels_group_by_unit_else_by_name_prefix() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let by_unit = groups(&s(&["ax", "ay", "wz"]), &s(&["g", "g", "deg/s"]), 3);
+        assert_eq!(by_unit.iter().map(|g| g.channels.clone()).collect::<Vec<_>>(), [vec![0, 1], vec![2]]);
+        assert_eq!(by_unit[0].title, "ax, ay (g)");
+        let by_prefix = groups(&s(&["acc_x", "acc_y", "gyr_x", "gyr_y"]), &[], 4);
+        assert_eq!(by_prefix.len(), 2);
+        let nine = groups(&[], &[], 9);
+        assert_eq!(nine.len(), 3, "nine unnamed channels: three panels, not one");
+    }
+
+    #[test]
+    fn one_spike_does_not_set_the_range() {
+        let values = (0..1000).map(|i| if i == 500 { 1e6 } else { f64::from(i % 10) });
+        let (lo, hi) = robust(values);
+        assert!(lo > -2.0 && hi < 11.0, "{lo}..{hi}");
+    }
 }

@@ -28,6 +28,8 @@ pub struct Swap {
     pub labels: Option<Vec<Arc<str>>>,
     /// When the change was noticed: swap latency is measured from here.
     pub noticed: Instant,
+    /// What the recording's `swap` event says (its generation is set at the swap).
+    pub event: reflex_io::recording::SwapEvent,
 }
 
 /// The labels of a `classify` output, shared by every record.
@@ -231,5 +233,6 @@ fn warm_up(loaded: Loaded) -> Result<Swap, String> {
     let Loaded { config, mut graph } = loaded;
     let zeros = vec![0.0; graph.input_len()];
     graph.run(&zeros).map_err(|e| e.to_string())?;
-    Ok(Swap { labels: labels(&config), graph, noticed: Instant::now() })
+    let event = crate::daemon::provenance::swap_event(&config, &graph);
+    Ok(Swap { labels: labels(&config), graph, noticed: Instant::now(), event })
 }

@@ -297,3 +297,62 @@ fn replay_to_a_slow_reader_loses_no_record() {
     assert_eq!(windows.len(), expected, "records written");
     assert!(windows.iter().enumerate().all(|(i, &w)| w == i as u64), "every window, in order");
 }
+
+/// The demo replayed as fast as it goes and recorded with `compression`.
+fn record_demo(dir: &Path, compression: &str) -> PathBuf {
+    let rec = dir.join(format!("demo-{compression}.mcap"));
+    let config = repo().join("config/demo.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_reflexd"))
+        .args(["run", "--config", config.to_str().unwrap(), "--record", rec.to_str().unwrap()])
+        .args(["--compression", compression])
+        .env("REFLEX__SOURCE__SPEED", "max")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    rec
+}
+
+#[test]
+fn recordings_are_compressed_named_and_described_by_info() {
+    exe_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let size = |c: &str| std::fs::metadata(record_demo(dir.path(), c)).unwrap().len();
+    let (none, zstd, lz4) = (size("none"), size("zstd"), size("lz4"));
+    println!("demo recording: none {none} B, zstd {zstd} B, lz4 {lz4} B");
+    assert!(zstd * 2 < none && lz4 < none, "none {none}, zstd {zstd}, lz4 {lz4}");
+
+    for c in ["none", "zstd", "lz4"] {
+        let rec = dir.path().join(format!("demo-{c}.mcap"));
+        // The official reader: named values, and the schema that names them.
+        let bytes = std::fs::read(&rec).unwrap();
+        let first = mcap::MessageStream::new(&bytes)
+            .unwrap()
+            .map(|m| m.unwrap())
+            .find(|m| m.channel.topic == "/imu/samples")
+            .unwrap();
+        let sample: serde_json::Value = serde_json::from_slice(&first.data).unwrap();
+        assert!(sample["acc_x"].is_number() && sample["gyr_z"].is_number(), "{sample}");
+        let schema = first.channel.schema.as_ref().unwrap();
+        assert!(String::from_utf8_lossy(&schema.data).contains("\"gyr_y\""));
+
+        let out = reflexd(&["info", rec.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let info = text(&out.stdout);
+        assert!(info.contains("channel names: acc_x [m/s^2], acc_y [m/s^2], acc_z [m/s^2], gyr_x [deg/s]"), "{info}");
+        assert!(info.contains("/imu/samples: 5130 messages") && info.contains("generations: 1"), "{info}");
+        assert!(info.contains("format: csv") && info.contains("weights_sha256: "), "{info}");
+
+        // And it replays, with the same records whatever the compression.
+        let out =
+            reflexd(&["replay", "--config", repo().join("config/demo.toml").to_str().unwrap(), rec.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).lines().count(), 157, "{c}");
+    }
+
+    let out = reflexd(&["run", "--compression", "gzip"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("zstd, lz4 or none"));
+    let not_mcap = dir.path().join("x.mcap");
+    std::fs::write(&not_mcap, b"hello").unwrap();
+    assert_one_line_error(&reflexd(&["info", not_mcap.to_str().unwrap()]), "x.mcap");
+}

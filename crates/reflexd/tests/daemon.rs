@@ -491,7 +491,10 @@ fn hot_swap_between_two_models_without_losing_a_window() {
     std::fs::write(dir.path().join("b.toml"), &b).unwrap();
     let cfg = dir.path().join("reflex.toml");
     std::fs::write(&cfg, &a).unwrap();
-    let daemon = Daemon::start(&cfg, dir.path());
+    // Recorded elsewhere: the config's directory is watched.
+    let recordings = tempfile::tempdir().unwrap();
+    let rec = recordings.path().join("swaps.mcap");
+    let daemon = Daemon::start_with(&cfg, dir.path(), &["--record", rec.to_str().unwrap()]);
     daemon.wait_log("serial device open", 1);
     let collector = Collector::start(sock);
 
@@ -562,6 +565,52 @@ fn hot_swap_between_two_models_without_losing_a_window() {
     assert!(log.contains("plugin=conv_depthwise") && log.contains("sha256="), "{log}");
     for line in log.lines().filter(|l| l.contains("graph swapped")) {
         println!("{}", &line[line.find("generation").unwrap()..]);
+    }
+
+    assert_swaps_recorded(&rec, &[&b, &a, &b]);
+    replay_follows_the_recorded_generations(&rec, &records);
+}
+
+/// Every swap is in the recording, with its config (`configs`: generation 2, 3, …), read by the
+/// official `mcap` crate; `reflexd info` lists the generations.
+fn assert_swaps_recorded(rec: &Path, configs: &[&String]) {
+    let bytes = std::fs::read(rec).unwrap();
+    let swaps: Vec<Value> = mcap::MessageStream::new(&bytes)
+        .unwrap()
+        .map(|m| m.unwrap())
+        .filter(|m| m.channel.topic == "/reflex/events")
+        .map(|m| serde_json::from_slice::<Value>(&m.data).unwrap())
+        .filter(|e| e["event"] == "swap")
+        .collect();
+    let generations: Vec<u64> = swaps.iter().map(|e| e["generation"].as_u64().unwrap()).collect();
+    assert_eq!(generations, (2..2 + configs.len() as u64).collect::<Vec<_>>());
+    for (e, text) in swaps.iter().zip(configs) {
+        assert_eq!(e["config"].as_str(), Some(text.as_str()));
+        assert_eq!(e["weights_sha256"].as_str().map(str::len), Some(64));
+        assert!(e["plugin_sha256"].as_object().is_some_and(|p| !p.is_empty()), "{e}");
+    }
+    let info = Command::new(env!("CARGO_BIN_EXE_reflexd")).args(["info", rec.to_str().unwrap()]).output().unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    let last = configs.len() + 1;
+    assert!(info.contains(&format!("generations: {last}")) && info.contains("swap to generation 3"), "{info}");
+}
+
+/// `replay` of a recording without `--config` uses the configs it was recorded with,
+/// generation by generation: the live records again, window for window.
+fn replay_follows_the_recorded_generations(rec: &Path, live: &[Value]) {
+    let out = rec.with_extension("jsonl");
+    let run = Command::new(env!("CARGO_BIN_EXE_reflexd"))
+        .args(["replay", "--out", out.to_str().unwrap(), rec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert_eq!(err.matches("so does the replay").count(), 3, "{err}");
+    let replayed: Vec<Value> =
+        std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(replayed.len(), live.len());
+    for (r, l) in replayed.iter().zip(live) {
+        assert_eq!(without_latency(r), without_latency(l), "window {}", l["window"]);
     }
 }
 

@@ -212,8 +212,17 @@ fn run_replaying_a_log_through_udp_file_and_stdout_while_recording() {
         ),
     );
     let rec = t.out.join("trial.mcap");
+    // lz4 here; the pty test below records with the default, zstd, and replays it.
     let (child, stdout, stderr) = start(
-        &["run".as_ref(), "--config".as_ref(), cfg.as_os_str(), "--record".as_ref(), rec.as_os_str()],
+        &[
+            "run".as_ref(),
+            "--config".as_ref(),
+            cfg.as_os_str(),
+            "--record".as_ref(),
+            rec.as_os_str(),
+            "--compression".as_ref(),
+            "lz4".as_ref(),
+        ],
         &t.out,
         "run",
     );

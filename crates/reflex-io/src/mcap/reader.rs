@@ -1,4 +1,5 @@
-//! Reading an MCAP file in place: every message is a slice of the file.
+//! Reading an MCAP file in place: every message is a slice of the file, or of the one buffer a
+//! compressed (zstd or lz4) chunk is decompressed into, reused chunk after chunk.
 
 use super::{op, MAGIC};
 use crate::error::Error;
@@ -11,11 +12,13 @@ pub struct McapFile {
     bytes: Vec<u8>,
 }
 
-/// One message, borrowed from the file.
+/// One message, borrowed from the file (or from its decompressed chunk).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Message<'a> {
-    /// The channel's id: [`Cursor::topic`] names it.
+    /// The channel's id.
     pub channel: u16,
+    /// The channel's topic, when its channel record came first (as it does in every file).
+    pub topic: Option<&'a str>,
     /// Nanoseconds (a recording's receive time, Unix).
     pub log_time: u64,
     /// The message's bytes.
@@ -66,9 +69,12 @@ pub enum ChunkDamage {
     /// Its header does not parse.
     #[error("malformed")]
     Malformed,
-    /// Recordings are written uncompressed; this one is not.
-    #[error("compressed ({0}): Reflex reads uncompressed recordings only")]
+    /// A compression other than zstd and lz4.
+    #[error("compressed with `{0}`: Reflex reads zstd, lz4 and uncompressed chunks")]
     Compressed(String),
+    /// Its compressed records do not decompress to its size.
+    #[error("it does not decompress ({0})")]
+    Decompress(String),
     /// Its records do not match its CRC or its size.
     #[error("its CRC or size does not match its records")]
     Crc,
@@ -122,16 +128,18 @@ impl McapFile {
     }
 }
 
-/// Iterates the messages of a file: [`McapFile::messages`].
+/// The messages of a file, in file order: [`McapFile::messages`]. Not an `Iterator`: a message
+/// of a compressed chunk borrows the one decompression buffer, so it lives until the next call.
 pub struct Messages<'a> {
     file: &'a [u8],
     cursor: Cursor,
 }
 
-impl<'a> Messages<'a> {
-    /// The topic of a channel seen so far.
-    pub fn topic(&self, channel: u16) -> Option<&str> {
-        self.cursor.topic(channel)
+impl Messages<'_> {
+    /// The next message, or `None` at the end or the first damage.
+    #[allow(clippy::should_implement_trait, reason = "a lending iterator: a message borrows the cursor's buffer")]
+    pub fn next(&mut self) -> Option<Message<'_>> {
+        self.cursor.next(self.file)
     }
 
     /// Where the file is damaged, once the messages are exhausted.
@@ -140,10 +148,60 @@ impl<'a> Messages<'a> {
     }
 }
 
-impl<'a> Iterator for Messages<'a> {
-    type Item = Message<'a>;
-    fn next(&mut self) -> Option<Message<'a>> {
-        self.cursor.next(self.file)
+/// The largest chunk a recording may hold once decompressed (`reflexd` writes 768 KiB ones).
+const MAX_CHUNK: usize = 1 << 30;
+
+/// Decompressors and the buffer they fill, made once and reused for every chunk.
+#[derive(Default)]
+struct Unpacker {
+    /// The records of the chunk being read, decompressed.
+    records: Vec<u8>,
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+    lz4: Option<lz4_flex::frame::FrameDecoder<std::io::Cursor<Vec<u8>>>>,
+}
+
+impl std::fmt::Debug for Unpacker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unpacker").field("records", &self.records.len()).finish_non_exhaustive()
+    }
+}
+
+impl Unpacker {
+    /// Decompresses `packed` (`size` bytes once decompressed) into `self.records`.
+    fn unpack(&mut self, compression: &str, packed: &[u8], size: usize) -> Result<(), ChunkDamage> {
+        use std::io::Read;
+        let bad = |e: std::io::Error| ChunkDamage::Decompress(e.to_string());
+        self.records.clear();
+        if size > MAX_CHUNK {
+            return Err(ChunkDamage::Malformed);
+        }
+        match compression {
+            "zstd" => {
+                let z = match &mut self.zstd {
+                    Some(z) => z,
+                    None => self.zstd.insert(zstd::bulk::Decompressor::new().map_err(bad)?),
+                };
+                self.records.reserve(size);
+                z.decompress_to_buffer(packed, &mut self.records).map_err(bad)?;
+            }
+            "lz4" => {
+                let d = self
+                    .lz4
+                    .get_or_insert_with(|| lz4_flex::frame::FrameDecoder::new(std::io::Cursor::new(Vec::new())));
+                let input = d.get_mut();
+                input.get_mut().clear();
+                input.get_mut().extend_from_slice(packed);
+                input.set_position(0);
+                self.records.resize(size, 0);
+                d.read_exact(&mut self.records).map_err(bad)?;
+                // The frame's end mark: the next chunk starts a fresh frame.
+                if d.read(&mut [0u8; 1]).map_err(bad)? != 0 {
+                    return Err(ChunkDamage::Crc);
+                }
+            }
+            other => return Err(ChunkDamage::Compressed(other.into())),
+        }
+        Ok(())
     }
 }
 
@@ -153,8 +211,12 @@ impl<'a> Iterator for Messages<'a> {
 pub struct Cursor {
     /// The next top-level record (0: before the magic).
     at: usize,
-    /// Inside a chunk: its next record, its records' end and the chunk's offset.
+    /// Inside a chunk: its next record, its records' end and the chunk's offset; in the file,
+    /// or in `unpacker.records` for a compressed chunk.
     chunk: Option<(usize, usize, usize)>,
+    /// Whether the chunk being read was compressed.
+    unpacked: bool,
+    unpacker: Unpacker,
     topics: HashMap<u16, String>,
     /// Set once the end is reached: `Some(None)` for a complete file.
     end: Option<Option<Damage>>,
@@ -171,15 +233,25 @@ impl Cursor {
         self.end.as_ref().and_then(Option::as_ref)
     }
 
-    /// The next message of `file` (always the same file), or `None` at its end.
-    pub fn next<'a>(&mut self, file: &'a [u8]) -> Option<Message<'a>> {
+    /// The next message of `file` (always the same file), or `None` at its end. It borrows
+    /// the cursor too: a compressed chunk's messages are slices of its decompression buffer.
+    pub fn next<'a>(&'a mut self, file: &'a [u8]) -> Option<Message<'a>> {
         while self.end.is_none() {
             let found = match self.chunk {
                 Some(chunk) => self.in_chunk(file, chunk),
                 None => self.top_level(file),
             };
             match found {
-                Ok(Some(m)) => return Some(m),
+                Ok(Some(m)) => {
+                    let base = if m.in_buffer { &self.unpacker.records[..] } else { file };
+                    let topic = self.topics.get(&m.channel).map(String::as_str);
+                    return Some(Message {
+                        channel: m.channel,
+                        topic,
+                        log_time: m.log_time,
+                        data: &base[m.data.0..m.data.1],
+                    });
+                }
                 Ok(None) => {}
                 Err(damage) => self.end = Some(Some(damage)),
             }
@@ -187,7 +259,7 @@ impl Cursor {
         None
     }
 
-    fn top_level<'a>(&mut self, file: &'a [u8]) -> Result<Option<Message<'a>>, Damage> {
+    fn top_level(&mut self, file: &[u8]) -> Result<Option<Found>, Damage> {
         let offset = self.at.max(MAGIC.len());
         let rest = file.get(offset..).unwrap_or_default();
         if rest.is_empty() {
@@ -201,42 +273,69 @@ impl Cursor {
         self.at = next;
         match opcode {
             op::CHUNK => {
-                let records = chunk(content).map_err(|why| Damage::Chunk { offset, why })?;
-                // A slice of `file`: its offset in it.
-                let start = records.as_ptr() as usize - file.as_ptr() as usize;
-                self.chunk = Some((start, start + records.len(), offset));
+                let damage = |why| Damage::Chunk { offset, why };
+                match chunk(content).map_err(damage)? {
+                    Records::Plain(records) => {
+                        // A slice of `file`: its offset in it.
+                        let start = records.as_ptr() as usize - file.as_ptr() as usize;
+                        self.chunk = Some((start, start + records.len(), offset));
+                        self.unpacked = false;
+                    }
+                    Records::Packed { compression, packed, size, crc } => {
+                        self.unpacker.unpack(compression, packed, size).map_err(damage)?;
+                        let records = &self.unpacker.records;
+                        if records.len() != size || (crc != 0 && crc32fast::hash(records) != crc) {
+                            return Err(damage(ChunkDamage::Crc));
+                        }
+                        self.chunk = Some((0, size, offset));
+                        self.unpacked = true;
+                    }
+                }
                 Ok(None)
             }
             op::DATA_END | op::FOOTER => {
                 self.end = Some(None);
                 Ok(None)
             }
-            _ => self.one(opcode, content).map_err(|what| Damage::Malformed { offset, in_chunk: false, what }),
+            _ => {
+                let found = Self::one(&mut self.topics, opcode, content, offset + 9)
+                    .map_err(|what| Damage::Malformed { offset, in_chunk: false, what })?;
+                Ok(found.map(|f| Found { in_buffer: false, ..f }))
+            }
         }
     }
 
-    fn in_chunk<'a>(
-        &mut self,
-        file: &'a [u8],
-        (at, end, offset): (usize, usize, usize),
-    ) -> Result<Option<Message<'a>>, Damage> {
+    fn in_chunk(&mut self, file: &[u8], (at, end, offset): (usize, usize, usize)) -> Result<Option<Found>, Damage> {
         if at >= end {
             self.chunk = None;
             return Ok(None);
         }
-        let (opcode, content, next) = record(&file[..end], at).ok_or(Damage::RecordInChunkCutShort { offset })?;
+        let in_buffer = self.unpacked;
+        let base = if in_buffer { &self.unpacker.records[..] } else { file };
+        let (opcode, content, next) = record(&base[..end], at).ok_or(Damage::RecordInChunkCutShort { offset })?;
         self.chunk = Some((next, end, offset));
-        self.one(opcode, content).map_err(|what| Damage::Malformed { offset, in_chunk: true, what })
+        let found = Self::one(&mut self.topics, opcode, content, at + 9).map_err(|what| Damage::Malformed {
+            offset,
+            in_chunk: true,
+            what,
+        })?;
+        Ok(found.map(|f| Found { in_buffer, ..f }))
     }
 
-    /// A channel is remembered, a message returned, anything else stepped over.
-    fn one<'a>(&mut self, opcode: u8, content: &'a [u8]) -> Result<Option<Message<'a>>, &'static str> {
+    /// A channel is remembered, a message found, anything else stepped over. `at` is where
+    /// `content` starts in its file or buffer.
+    fn one(
+        topics: &mut HashMap<u16, String>,
+        opcode: u8,
+        content: &[u8],
+        at: usize,
+    ) -> Result<Option<Found>, &'static str> {
         let mut f = Fields(content);
         match opcode {
             op::CHANNEL => {
                 let (id, _schema, topic) = (f.u16(), f.u16(), f.str());
                 let (Some(id), Some(_), Some(topic)) = (id, _schema, topic) else { return Err("channel") };
-                self.topics.insert(id, topic.to_string());
+                topics.insert(id, topic.to_string());
                 Ok(None)
             }
             op::MESSAGE => {
@@ -244,11 +343,26 @@ impl Cursor {
                 let (Some(channel), Some(_), Some(log_time), Some(_)) = (channel, _sequence, log_time, _publish) else {
                     return Err("message");
                 };
-                Ok(Some(Message { channel, log_time, data: f.0 }))
+                let start = at + 2 + 4 + 8 + 8;
+                Ok(Some(Found { channel, log_time, data: (start, at + content.len()), in_buffer: false }))
             }
             _ => Ok(None),
         }
     }
+}
+
+/// A message found, by position: in the file or in the decompression buffer.
+struct Found {
+    channel: u16,
+    log_time: u64,
+    data: (usize, usize),
+    in_buffer: bool,
+}
+
+/// A chunk's records: in place, or compressed.
+enum Records<'a> {
+    Plain(&'a [u8]),
+    Packed { compression: &'a str, packed: &'a [u8], size: usize, crc: u32 },
 }
 
 /// The record at `at`: opcode, content and where the next record starts.
@@ -260,23 +374,25 @@ fn record(file: &[u8], at: usize) -> Option<(u8, &[u8], usize)> {
     Some((opcode, content, at + 9 + len))
 }
 
-/// The records of a chunk, checked against its CRC.
-fn chunk(content: &[u8]) -> Result<&[u8], ChunkDamage> {
+/// The records of a chunk: an uncompressed chunk's checked against its CRC; a compressed one's
+/// are checked once decompressed.
+fn chunk(content: &[u8]) -> Result<Records<'_>, ChunkDamage> {
     let mut f = Fields(content);
     let (_start, _end, size, crc) = (f.u64(), f.u64(), f.u64(), f.u32());
     let (Some(_), Some(_), Some(size), Some(crc)) = (_start, _end, size, crc) else {
         return Err(ChunkDamage::Malformed);
     };
     let compression = f.str().ok_or(ChunkDamage::Malformed)?;
-    if !compression.is_empty() {
-        return Err(ChunkDamage::Compressed(compression.into()));
-    }
     let len = f.u64().and_then(|n| usize::try_from(n).ok()).ok_or(ChunkDamage::Malformed)?;
     let records = f.take(len).ok_or(ChunkDamage::Malformed)?;
+    if !compression.is_empty() {
+        let size = usize::try_from(size).map_err(|_| ChunkDamage::Malformed)?;
+        return Ok(Records::Packed { compression, packed: records, size, crc });
+    }
     if records.len() as u64 != size || (crc != 0 && crc32fast::hash(records) != crc) {
         return Err(ChunkDamage::Crc);
     }
-    Ok(records)
+    Ok(Records::Plain(records))
 }
 
 /// Reads MCAP's little-endian fields off the front of a slice.
@@ -314,9 +430,17 @@ mod tests {
     use super::super::McapWriter;
     use super::*;
 
+    use crate::mcap::Compression;
+
+    const ALL: [Compression; 3] = [Compression::None, Compression::Zstd, Compression::Lz4];
+
     /// 100 messages on `/raw`, a chunk closed after every 10.
     fn file() -> Vec<u8> {
-        let mut w = McapWriter::new(Vec::new(), "", "test", 1 << 20).unwrap();
+        file_with(Compression::None)
+    }
+
+    fn file_with(compression: Compression) -> Vec<u8> {
+        let mut w = McapWriter::new(Vec::new(), "", "test", 1 << 20, compression).unwrap();
         let raw = w.add_channel(0, "/raw", "").unwrap();
         let mut m = BTreeMap::new();
         m.insert("format".to_string(), "csv".to_string());
@@ -334,7 +458,7 @@ mod tests {
         let mut cursor = Cursor::default();
         let mut times = Vec::new();
         while let Some(m) = cursor.next(bytes) {
-            assert_eq!(cursor.topic(m.channel), Some("/raw"));
+            assert_eq!(m.topic, Some("/raw"));
             assert_eq!(m.data, [(m.log_time - 1000) as u8; 3]);
             times.push(m.log_time);
         }
@@ -343,13 +467,55 @@ mod tests {
 
     #[test]
     fn a_complete_file_reads_whole_in_place() {
-        let (times, damage) = read(&file());
-        assert_eq!(times, (1000..1100).collect::<Vec<_>>());
-        assert_eq!(damage, None);
+        for c in ALL {
+            let (times, damage) = read(&file_with(c));
+            assert_eq!(times, (1000..1100).collect::<Vec<_>>(), "{c:?}");
+            assert_eq!(damage, None);
+        }
+    }
+
+    #[test]
+    fn compressed_chunks_are_smaller_and_reuse_one_buffer() {
+        let plain = file_with(Compression::None).len();
+        for c in [Compression::Zstd, Compression::Lz4] {
+            let bytes = file_with(c);
+            assert!(bytes.len() < plain, "{c:?}: {} >= {plain}", bytes.len());
+            let mut cursor = Cursor::default();
+            let mut capacity = None;
+            while cursor.next(&bytes).is_some() {
+                let now = cursor.unpacker.records.capacity();
+                assert!(capacity.is_none_or(|c| c == now), "the buffer grew");
+                capacity = Some(now);
+            }
+        }
+    }
+
+    #[test]
+    fn a_corrupt_compressed_chunk_is_damage_not_a_panic() {
+        for c in [Compression::Zstd, Compression::Lz4] {
+            let mut bytes = file_with(c);
+            // The first chunk's compressed records start well after its header.
+            let first_chunk = bytes.iter().position(|b| *b == op::CHUNK).unwrap();
+            let at = first_chunk + 9 + 8 + 8 + 8 + 4 + 4 + c.name().len() + 8 + 6;
+            for b in &mut bytes[at..at + 8] {
+                *b ^= 0x5a;
+            }
+            let (times, damage) = read(&bytes);
+            assert!(times.is_empty(), "{c:?}");
+            assert!(matches!(damage, Some(Damage::Chunk { .. })), "{c:?}: {damage:?}");
+        }
     }
 
     #[test]
     fn a_file_cut_anywhere_reads_up_to_its_last_complete_chunk() {
+        for c in [Compression::Zstd, Compression::Lz4] {
+            let whole = file_with(c);
+            for cut in (MAGIC.len()..whole.len() - 100).step_by(23) {
+                let (times, damage) = read(&whole[..cut]);
+                assert_eq!(times.len() % 10, 0, "{c:?}: only whole chunks, cut at {cut}");
+                assert!(damage.is_some() || times.len() == 100, "cut at {cut}");
+            }
+        }
         let whole = file();
         for cut in (MAGIC.len()..whole.len() - 200).step_by(37) {
             let (times, damage) = read(&whole[..cut]);

@@ -1,9 +1,9 @@
-//! A small MCAP writer for recordings (<https://mcap.dev/spec>): uncompressed chunks with
-//! message indexes, CRCs, and a summary (schemas, channels, statistics, chunk and metadata
-//! indexes, summary offsets), as the `mcap` crate's writer produces them — but once warm it
-//! allocates nothing per message or per chunk: the open chunk and its message indexes are
-//! buffers reused from chunk to chunk, and the chunk indexes kept for the summary have room for
-//! [`CHUNK_INDEXES`] chunks from the start.
+//! A small MCAP writer for recordings (<https://mcap.dev/spec>): chunks (zstd, lz4 or
+//! uncompressed) with message indexes, CRCs, and a summary (schemas, channels, statistics, chunk
+//! and metadata indexes, summary offsets), as the `mcap` crate's writer produces them — but once
+//! warm it allocates nothing per message or per chunk: the open chunk, its compressed form, the
+//! compressor's own state and the message indexes are reused from chunk to chunk, and the chunk
+//! indexes kept for the summary have room for [`CHUNK_INDEXES`] chunks from the start.
 
 use crc32fast::Hasher;
 use std::collections::BTreeMap;
@@ -18,7 +18,73 @@ pub const CHUNK_INDEXES: usize = 4096;
 /// The most channels a recording may have.
 const MAX_CHANNELS: usize = 8;
 
-use super::op;
+use super::{op, Compression};
+
+/// zstd's level: its default, fast enough for a recorder thread on a low-power ARM host.
+const ZSTD_LEVEL: i32 = 3;
+
+/// A compressor kept for the whole recording, with its output buffer.
+enum Packer {
+    None,
+    Zstd(Box<zstd::stream::raw::Encoder<'static>>, Vec<u8>),
+    Lz4(Box<lz4_flex::frame::FrameEncoder<Vec<u8>>>),
+}
+
+impl Packer {
+    fn new(compression: Compression, capacity: usize) -> io::Result<Packer> {
+        Ok(match compression {
+            Compression::None => Packer::None,
+            Compression::Zstd => Packer::Zstd(
+                Box::new(zstd::stream::raw::Encoder::new(ZSTD_LEVEL)?),
+                Vec::with_capacity(zstd::zstd_safe::compress_bound(capacity)),
+            ),
+            Compression::Lz4 => {
+                let info = lz4_flex::frame::FrameInfo::new()
+                    .block_size(lz4_flex::frame::BlockSize::Max1MB)
+                    .content_checksum(false);
+                let out = Vec::with_capacity(capacity + capacity / 64 + 1024);
+                Packer::Lz4(Box::new(lz4_flex::frame::FrameEncoder::with_frame_info(info, out)))
+            }
+        })
+    }
+
+    /// `records` compressed (or as they are), in a buffer reused chunk after chunk.
+    fn pack<'a>(&'a mut self, records: &'a [u8]) -> io::Result<&'a [u8]> {
+        match self {
+            Packer::None => Ok(records),
+            Packer::Zstd(z, out) => {
+                use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+                out.clear();
+                out.reserve(zstd::zstd_safe::compress_bound(records.len()));
+                // Fed as a stream of unknown size: the encoder's parameters, and so its memory,
+                // are the same for every chunk. (A one-shot call sizes them to each chunk and
+                // reallocates its tables for a chunk larger than any before.)
+                z.reinit()?;
+                let full = || io::Error::other("zstd: the output buffer is full");
+                let mut input = InBuffer::around(records);
+                let mut output = OutBuffer::around(out);
+                while input.pos() < records.len() {
+                    if output.pos() == output.capacity() {
+                        return Err(full());
+                    }
+                    z.run(&mut input, &mut output)?;
+                }
+                while z.finish(&mut output, true)? != 0 {
+                    if output.pos() == output.capacity() {
+                        return Err(full());
+                    }
+                }
+                Ok(out)
+            }
+            Packer::Lz4(enc) => {
+                enc.get_mut().clear();
+                enc.write_all(records)?;
+                enc.try_finish().map_err(io::Error::other)?;
+                Ok(enc.get_ref())
+            }
+        }
+    }
+}
 
 /// MCAP's little-endian encodings, appended to a buffer.
 trait Put {
@@ -86,7 +152,7 @@ struct Schema {
     id: u16,
     name: &'static str,
     encoding: &'static str,
-    data: &'static [u8],
+    data: Vec<u8>,
 }
 
 #[derive(Clone, Copy)]
@@ -95,6 +161,8 @@ struct ChunkIndex {
     end: u64,
     offset: u64,
     length: u64,
+    /// The chunk's records, compressed.
+    compressed: u64,
     /// Where each channel's message index is, for the channels in the chunk.
     message_indexes: [Option<u64>; MAX_CHANNELS],
     message_index_length: u64,
@@ -122,6 +190,8 @@ pub struct McapWriter<W: Write> {
     bounds: Option<(u64, u64)>,
     /// Record content being built.
     scratch: Vec<u8>,
+    compression: Compression,
+    packer: Packer,
 }
 
 fn too_many() -> io::Error {
@@ -134,8 +204,8 @@ fn widen(bounds: Option<(u64, u64)>, t: u64) -> Option<(u64, u64)> {
 
 impl<W: Write> McapWriter<W> {
     /// Writes the magic and the header. Chunks are closed when they reach `chunk_target` bytes
-    /// (and whenever [`McapWriter::flush`] is called).
-    pub fn new(w: W, profile: &str, library: &str, chunk_target: usize) -> io::Result<Self> {
+    /// (and whenever [`McapWriter::flush`] is called), and compressed with `compression`.
+    pub fn new(w: W, profile: &str, library: &str, chunk_target: usize, compression: Compression) -> io::Result<Self> {
         let mut out = Out { w, pos: 0, data_crc: Some(Hasher::new()), summary_crc: None };
         out.write(MAGIC)?;
         let mut scratch = Vec::with_capacity(4096);
@@ -156,6 +226,8 @@ impl<W: Write> McapWriter<W> {
             counts: [0; MAX_CHANNELS],
             bounds: None,
             scratch,
+            compression,
+            packer: Packer::new(compression, chunk_target + 64 * 1024)?,
         })
     }
 
@@ -165,7 +237,7 @@ impl<W: Write> McapWriter<W> {
         scratch.str(s.name);
         scratch.str(s.encoding);
         scratch.u32(s.data.len() as u32);
-        scratch.extend_from_slice(s.data);
+        scratch.extend_from_slice(&s.data);
     }
 
     fn channel_record(scratch: &mut Vec<u8>, c: &Channel) {
@@ -178,8 +250,8 @@ impl<W: Write> McapWriter<W> {
     }
 
     /// Writes a schema record; its id (from 1).
-    pub fn add_schema(&mut self, name: &'static str, encoding: &'static str, data: &'static [u8]) -> io::Result<u16> {
-        let s = Schema { id: self.schemas.len() as u16 + 1, name, encoding, data };
+    pub fn add_schema(&mut self, name: &'static str, encoding: &'static str, data: &[u8]) -> io::Result<u16> {
+        let s = Schema { id: self.schemas.len() as u16 + 1, name, encoding, data: data.to_vec() };
         Self::schema_record(&mut self.scratch, &s);
         self.out.record(op::SCHEMA, &self.scratch)?;
         let id = s.id;
@@ -247,17 +319,22 @@ impl<W: Write> McapWriter<W> {
         let Some((start, end)) = self.chunk_bounds.take() else { return Ok(()) };
         let offset = self.out.pos;
         let size = self.chunk.len() as u64;
-        let mut head = [0u8; 1 + 8 + 8 + 8 + 8 + 4 + 4 + 8];
+        let crc = crc32fast::hash(&self.chunk);
+        let name = self.compression.name();
+        let packed = self.packer.pack(&self.chunk)?;
+        let compressed = packed.len() as u64;
+        let mut head = [0u8; 1 + 8 + 8 + 8 + 8 + 4 + 4];
         head[0] = op::CHUNK;
-        let content = 8 + 8 + 8 + 4 + 4 + 8 + size;
+        let content = 8 + 8 + 8 + 4 + 4 + name.len() as u64 + 8 + compressed;
         for (at, v) in [(1, content), (9, start), (17, end), (25, size)] {
             head[at..at + 8].copy_from_slice(&v.to_le_bytes());
         }
-        head[33..37].copy_from_slice(&crc32fast::hash(&self.chunk).to_le_bytes());
-        head[37..41].copy_from_slice(&0u32.to_le_bytes()); // compression: "" (none)
-        head[41..49].copy_from_slice(&size.to_le_bytes());
+        head[33..37].copy_from_slice(&crc.to_le_bytes());
+        head[37..41].copy_from_slice(&(name.len() as u32).to_le_bytes());
         self.out.write(&head)?;
-        self.out.write(&self.chunk)?;
+        self.out.write(name.as_bytes())?;
+        self.out.write(&compressed.to_le_bytes())?;
+        self.out.write(packed)?;
         let length = self.out.pos - offset;
         let mut message_indexes = [None; MAX_CHANNELS];
         for (channel, index) in self.indexes.iter_mut().enumerate() {
@@ -286,6 +363,7 @@ impl<W: Write> McapWriter<W> {
             end,
             offset,
             length,
+            compressed,
             message_indexes,
             message_index_length: self.out.pos - offset - length,
             size,
@@ -339,8 +417,8 @@ impl<W: Write> McapWriter<W> {
                 s.u64(o);
             }
             s.u64(c.message_index_length);
-            s.str("");
-            s.u64(c.size); // compressed = uncompressed: no compression
+            s.str(self.compression.name());
+            s.u64(c.compressed);
             s.u64(c.size);
             self.out.record(op::CHUNK_INDEX, s)?;
         }
@@ -424,8 +502,8 @@ impl<W: Write> McapWriter<W> {
 mod tests {
     use super::*;
 
-    fn sample_file(chunk_target: usize) -> Vec<u8> {
-        let mut w = McapWriter::new(Vec::new(), "", "test", chunk_target).unwrap();
+    fn sample_file(chunk_target: usize, compression: Compression) -> Vec<u8> {
+        let mut w = McapWriter::new(Vec::new(), "", "test", chunk_target, compression).unwrap();
         let schema = w.add_schema("s", "jsonschema", b"{}").unwrap();
         let raw = w.add_channel(0, "/raw", "").unwrap();
         let json = w.add_channel(schema, "/json", "json").unwrap();
@@ -444,8 +522,11 @@ mod tests {
 
     #[test]
     fn the_mcap_crate_reads_what_it_writes() {
-        for target in [64, 1 << 20] {
-            let bytes = sample_file(target);
+        for (target, compression) in [64, 1 << 20]
+            .into_iter()
+            .flat_map(|t| [Compression::None, Compression::Zstd, Compression::Lz4].map(|c| (t, c)))
+        {
+            let bytes = sample_file(target, compression);
             let messages: Vec<_> = mcap::MessageStream::new(&bytes).unwrap().map(|m| m.unwrap()).collect();
             assert_eq!(messages.len(), 200);
             assert_eq!(messages[1].channel.topic, "/json");
@@ -472,16 +553,18 @@ mod tests {
 
     #[test]
     fn a_warm_writer_does_not_grow() {
-        let mut w = McapWriter::new(Vec::with_capacity(1 << 20), "", "test", 4096).unwrap();
-        let raw = w.add_channel(0, "/raw", "").unwrap();
-        for round in 0..3 {
-            let caps = (w.chunk.capacity(), w.indexes[0].capacity(), w.chunk_indexes.capacity());
-            for i in 0..200u32 {
-                w.write_message(raw, i, i as u64, &[0; 40]).unwrap();
-            }
-            w.flush().unwrap();
-            if round > 0 {
-                assert_eq!(caps, (w.chunk.capacity(), w.indexes[0].capacity(), w.chunk_indexes.capacity()));
+        for compression in [Compression::None, Compression::Zstd, Compression::Lz4] {
+            let mut w = McapWriter::new(Vec::with_capacity(1 << 20), "", "test", 4096, compression).unwrap();
+            let raw = w.add_channel(0, "/raw", "").unwrap();
+            for round in 0..3 {
+                let caps = (w.chunk.capacity(), w.indexes[0].capacity(), w.chunk_indexes.capacity());
+                for i in 0..200u32 {
+                    w.write_message(raw, i, i as u64, &[0; 40]).unwrap();
+                }
+                w.flush().unwrap();
+                if round > 0 {
+                    assert_eq!(caps, (w.chunk.capacity(), w.indexes[0].capacity(), w.chunk_indexes.capacity()));
+                }
             }
         }
     }

@@ -48,3 +48,36 @@ impl Source for LogFile {
         Some((self.done, self.size))
     }
 }
+
+/// The channel names of a csv log's header line, if it has one (the first line other than
+/// blank or comment, with a field that is not a number): its fields, less the time column's,
+/// when there are exactly `channels` of them.
+pub fn csv_header(path: &Path, channels: usize, time_column: bool) -> Option<Vec<String>> {
+    let mut head = Vec::with_capacity(READ);
+    std::fs::File::open(path).ok()?.take(READ as u64).read_to_end(&mut head).ok()?;
+    let text = String::from_utf8_lossy(&head);
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    if fields.iter().all(|f| f.parse::<f64>().is_ok()) {
+        return None;
+    }
+    let names: Vec<String> = fields.into_iter().skip(usize::from(time_column)).map(String::from).collect();
+    (names.len() == channels).then_some(names)
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::csv_header;
+
+    #[test]
+    fn a_header_names_the_channels_after_the_time_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.csv");
+        std::fs::write(&path, "# comment\n\ntime, acc_x,acc_y\n0.0,1,2\n").unwrap();
+        assert_eq!(csv_header(&path, 2, true), Some(vec!["acc_x".to_string(), "acc_y".to_string()]));
+        assert_eq!(csv_header(&path, 3, false).map(|n| n[0].clone()), Some("time".to_string()));
+        assert_eq!(csv_header(&path, 2, false), None, "three fields for two channels");
+        std::fs::write(&path, "0.0,1,2\n").unwrap();
+        assert_eq!(csv_header(&path, 2, true), None, "no header");
+    }
+}

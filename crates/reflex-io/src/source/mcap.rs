@@ -57,9 +57,10 @@ impl McapRecording {
 impl Source for McapRecording {
     fn read(&mut self, buf: &mut BytesMut, _stop: &Stop) -> Result<Chunk, Error> {
         while let Some(m) = self.cursor.next(self.file.bytes()) {
-            match self.cursor.topic(m.channel) {
-                // The live source started a new decoder on every (re)open of the device.
-                Some(EVENTS) => return Ok(Chunk::Restart),
+            match m.topic {
+                // The live source started a new decoder on every (re)open of the device; other
+                // events (swap, decode_error) say what happened, and change nothing here.
+                Some(EVENTS) if is_device_open(m.data) => return Ok(Chunk::Restart),
                 Some(RAW) => {
                     self.raw_messages += 1;
                     self.fed += m.data.len() as u64;
@@ -80,5 +81,20 @@ impl Source for McapRecording {
     fn progress(&self) -> Option<(u64, u64)> {
         let total = self.file.bytes().len() as u64;
         Some((self.fed.min(total), total))
+    }
+}
+
+/// Whether an event is `device_open` (`{"event":"device_open"}`, as the recorder writes it).
+fn is_device_open(event: &[u8]) -> bool {
+    event.windows(13).any(|w| w == b"\"device_open\"")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_device_open_restarts_the_decoder() {
+        assert!(super::is_device_open(br#"{"event":"device_open"}"#));
+        assert!(!super::is_device_open(br#"{"event":"swap","generation":2,"config":"x"}"#));
+        assert!(!super::is_device_open(br#"{"event":"decode_error","sample":12}"#));
     }
 }

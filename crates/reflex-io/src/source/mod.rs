@@ -205,7 +205,12 @@ impl<S: Source> Samples<S> {
                 Some(Frame::Sample(s)) if s.values.len() == self.decoding.channels => {
                     return Ok(Some(self.sample(s.values, s.time, stop)));
                 }
-                Some(Frame::Sample(_) | Frame::Malformed(_)) => Counters::add(&self.counters.decode_errors, 1),
+                Some(Frame::Sample(_) | Frame::Malformed(_)) => {
+                    Counters::add(&self.counters.decode_errors, 1);
+                    if let Some(r) = &self.recorder {
+                        r.decode_error(unix_ns(), self.next);
+                    }
+                }
                 Some(Frame::Lost(n)) => Counters::add(&self.counters.lost_samples, n),
                 None if self.ended.is_some() => self.ended = Some(false),
                 None => self.read(stop)?,

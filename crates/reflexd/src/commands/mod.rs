@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod check;
+pub mod info;
 pub mod inspect;
 pub mod replay;
 pub mod run;

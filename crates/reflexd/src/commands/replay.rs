@@ -5,10 +5,20 @@
 //! draws the inputs and predictions: the replay is recorded to a temporary MCAP file and read
 //! back (see `crate::plot`).
 
-use crate::daemon::{self, Input};
+use crate::daemon::{self, provenance, Input};
+use crate::model::{self, Loaded};
+use crate::reload::{self, Swap};
+use anyhow::anyhow;
 use reflex_config::{RecordFormat, SinkConfig, SinkKind, Speed};
+use reflex_io::mcap::McapFile;
+use reflex_io::recording::{SwapEvent, EVENTS, METADATA, PREDICTIONS};
 use reflex_io::sink::Delivery;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The config used without `--config`, for a log that is not a recording.
+const DEFAULT_CONFIG: &str = "config/reflex.toml";
 
 /// `max`, `realtime` or a positive factor.
 pub fn parse_speed(s: &str) -> Result<Speed, String> {
@@ -24,19 +34,31 @@ pub fn parse_speed(s: &str) -> Result<Speed, String> {
     }
 }
 
-pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>, log: &Path) -> anyhow::Result<()> {
+#[allow(clippy::too_many_lines, reason = "the replay's steps in order: config, input, sinks, run, plot")]
+pub fn run(
+    config: Option<&Path>,
+    speed: Speed,
+    out: Option<&Path>,
+    plot: Option<&Path>,
+    log: &Path,
+) -> anyhow::Result<()> {
     if let Some(p) = plot {
         crate::plot::check_path(p)?;
     }
-    let loaded = crate::model::load(config)?;
-    let input = if log.extension().is_some_and(|e| e == "mcap") {
-        Input::mcap(&loaded, log, speed)?
-    } else {
-        Input::log(&loaded, log, speed)?
+    let is_mcap = log.extension().is_some_and(|e| e == "mcap");
+    // A recording without --config replays with the configs it was recorded with, generation
+    // by generation; with --config, that config throughout.
+    let (loaded, scheduled) = match config {
+        None if is_mcap => recorded_generations(log)?,
+        _ => (model::load(config.unwrap_or(Path::new(DEFAULT_CONFIG)))?, Vec::new()),
     };
+    let config = loaded.config.path.clone();
+    let config = config.as_path();
+    let input = if is_mcap { Input::mcap(&loaded, log, speed)? } else { Input::log(&loaded, log, speed)? };
     let kind = match out {
         Some(path) => {
             std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))?;
+            write_sidecar(path, &loaded, &input, log)?;
             SinkKind::File { path: path.to_path_buf() }
         }
         None => SinkKind::Stdout,
@@ -44,7 +66,8 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>,
     let sink = SinkConfig { kind, format: RecordFormat::Json, template: None };
     let sinks = daemon::start_sinks(&[sink], loaded.graph.output_len(), Delivery::Lossless, config)?;
     let Some(plot) = plot else {
-        let summary = daemon::run(loaded, input, sinks, daemon::Options { progress: true, ..Default::default() })?;
+        let options = daemon::Options { progress: true, scheduled, ..Default::default() };
+        let summary = daemon::run(loaded, input, sinks, options)?;
         return complete(&summary, out);
     };
     // The recording the plot is drawn from; the directory goes when `scratch` is dropped.
@@ -54,7 +77,13 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>,
         .map_err(|e| anyhow::anyhow!("--plot: cannot create a temporary directory: {e}"))?;
     let recording = scratch.path().join("replay.mcap");
     let labels = crate::reload::labels(&loaded.config).map(|l| l.iter().map(|s| s.to_string()).collect());
-    let options = daemon::Options { progress: true, record: Some(recording.clone()), ..Default::default() };
+    let options = daemon::Options {
+        progress: true,
+        record: Some(recording.clone()),
+        compression: reflex_io::mcap::Compression::None,
+        scheduled,
+        ..Default::default()
+    };
     let summary = daemon::run(loaded, input, sinks, options)?;
     complete(&summary, out)?;
     let rec = crate::plot::Recording::read(&recording)
@@ -82,4 +111,88 @@ fn complete(summary: &daemon::Summary, out: Option<&Path>) -> anyhow::Result<()>
             anyhow::bail!("{to}: {n} of {} records could not be written", summary.predictions)
         }
     }
+}
+
+/// The first window and generation of a prediction record.
+#[derive(serde::Deserialize)]
+struct Stamp {
+    window: u64,
+    generation: u64,
+}
+
+/// A recording's own config (its metadata's, read as if it were still at its recorded path, so
+/// that its relative paths resolve as they did), and the graph of each later generation with
+/// the first window it computed (from the `swap` events and the records' `generation`).
+fn recorded_generations(log: &Path) -> anyhow::Result<(Loaded, Vec<(u64, Swap)>)> {
+    let shown = log.display();
+    let file = McapFile::open(log)?;
+    let metadata = file.metadata(METADATA);
+    let text = metadata
+        .get("config")
+        .ok_or_else(|| anyhow!("{shown}: the recording holds no config: name one with --config"))?;
+    let path = PathBuf::from(metadata.get("config_path").map_or("reflex.toml", String::as_str));
+    let loaded = model::load_text(&path, text).map_err(|e| anyhow!("{shown}: its recorded config: {e}"))?;
+    tracing::info!(config = %path.display(), "replaying with the recording's own config (--config replaces it)");
+
+    let (mut swaps, mut first) = (Vec::new(), BTreeMap::<u64, u64>::new());
+    let mut messages = file.messages();
+    while let Some(m) = messages.next() {
+        match m.topic {
+            Some(EVENTS) => match serde_json::from_slice::<SwapEvent>(m.data) {
+                Ok(e) if e.event == "swap" => swaps.push(e),
+                _ => {}
+            },
+            Some(PREDICTIONS) => {
+                if let Ok(s) = serde_json::from_slice::<Stamp>(m.data) {
+                    first.entry(s.generation).and_modify(|w| *w = (*w).min(s.window)).or_insert(s.window);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut scheduled = Vec::new();
+    for e in swaps {
+        // A swap with no record of its own (the recording ended first) changes nothing.
+        let Some(&window) = first.get(&e.generation) else { continue };
+        let generation = e.generation;
+        let next = model::load_text(&path, &e.config)
+            .map_err(|err| anyhow!("{shown}: the config of generation {generation}: {err}"))?;
+        let now = provenance::swap_event(&next.config, &next.graph);
+        if now.weights_sha256 != e.weights_sha256 || now.plugin_sha256 != e.plugin_sha256 {
+            tracing::warn!(
+                generation,
+                "{shown}: its weights or plugins differ from the recorded ones: values may differ"
+            );
+        }
+        let Loaded { config, mut graph } = next;
+        // As the live reloader did: one window of zeros before the graph is used.
+        graph.run(&vec![0.0; graph.input_len()]).map_err(|err| anyhow!("{shown}: generation {generation}: {err}"))?;
+        tracing::info!(generation, window, "the recording swapped graphs here: so does the replay");
+        scheduled.push((window, Swap { labels: reload::labels(&config), graph, noticed: Instant::now(), event: now }));
+    }
+    scheduled.sort_by_key(|(w, _)| *w);
+    Ok((loaded, scheduled))
+}
+
+/// `FILE.meta.json` beside `--out FILE`: what the records' values and the inputs were, for
+/// readers of the records (`reflex.read_records`).
+fn write_sidecar(out: &Path, loaded: &Loaded, input: &Input, log: &Path) -> anyhow::Result<()> {
+    let mut path = out.as_os_str().to_owned();
+    path.push(".meta.json");
+    let c = &loaded.config;
+    let meta = serde_json::json!({
+        "log": log.display().to_string(),
+        "config": c.path.display().to_string(),
+        "format": c.source.format.name(),
+        "channels": c.source.channels,
+        "channel_names": input.names,
+        "units": input.units,
+        "outputs": loaded.graph.output_len(),
+        "kind": if reload::labels(c).is_some() { "classify" } else { "regress" },
+        "labels": c.output.labels,
+        "window": {"length": c.window.length, "hop": c.window.hop},
+        "reflexd_version": env!("CARGO_PKG_VERSION"),
+    });
+    std::fs::write(&path, format!("{meta:#}\n"))
+        .map_err(|e| anyhow!("{}: cannot write: {e}", Path::new(&path).display()))
 }

@@ -1,10 +1,11 @@
 //! `reflexd run`: the daemon.
 
 use crate::daemon::{self, Input};
+use reflex_io::mcap::Compression;
 use reflex_io::sink::Delivery;
 use std::path::Path;
 
-pub fn run(config: &Path, record: Option<&Path>) -> anyhow::Result<()> {
+pub fn run(config: &Path, record: Option<&Path>, compression: Compression) -> anyhow::Result<()> {
     let loaded = crate::model::load(config)?;
     let input = Input::from_config(&loaded)?;
     let sinks = daemon::default_sinks(&loaded.config.sinks);
@@ -14,7 +15,12 @@ pub fn run(config: &Path, record: Option<&Path>) -> anyhow::Result<()> {
         loaded,
         input,
         sinks,
-        daemon::Options { reload: true, record: record.map(Path::to_path_buf), progress: false },
+        daemon::Options { reload: true, record: record.map(Path::to_path_buf), compression, ..Default::default() },
     )?;
     Ok(())
+}
+
+/// `zstd`, `lz4` or `none`.
+pub fn parse_compression(s: &str) -> Result<Compression, String> {
+    Compression::from_flag(s).ok_or_else(|| format!("`{s}`: expected zstd, lz4 or none"))
 }

@@ -27,6 +27,8 @@ pub struct Inference {
     pub sinks: Arc<Sinks>,
     pub counters: Arc<Counters>,
     pub recording: Option<RecordHandle>,
+    /// A replay's recorded generations: (first window, its graph), in window order.
+    pub scheduled: std::collections::VecDeque<(u64, Swap)>,
 }
 
 /// The graph in use and what is counted about it.
@@ -80,6 +82,11 @@ impl Inference {
     }
 
     fn predict(&mut self, w: &SampleWindow, state: &mut State) {
+        while self.scheduled.front().is_some_and(|(first, _)| *first <= w.index) {
+            if let Some((_, swap)) = self.scheduled.pop_front() {
+                self.swap(swap, state);
+            }
+        }
         let values = match self.graph.run(&w.data) {
             Ok(values) => values,
             Err(e) => {
@@ -120,6 +127,9 @@ impl Inference {
         self.labels = swap.labels;
         state.generation += 1;
         drop(old);
+        if let Some(r) = &self.recording {
+            r.swap(unix_ns(), &reflex_io::recording::SwapEvent { generation: state.generation, ..swap.event });
+        }
         let stall = start.elapsed();
         reload::log_plugins(&self.graph, state.generation);
         tracing::info!(

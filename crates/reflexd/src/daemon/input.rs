@@ -5,7 +5,7 @@ use super::provenance;
 use crate::model::Loaded;
 use anyhow::Context;
 use reflex_config::{Format, SourceKind, Speed};
-use reflex_io::source::log::LogFile;
+use reflex_io::source::log::{csv_header, LogFile};
 use reflex_io::source::mcap::McapRecording;
 use reflex_io::source::serial::SerialDevice;
 use reflex_io::source::{Counters, Decoding, Samples, Source};
@@ -19,6 +19,34 @@ pub struct Input {
     speed: Speed,
     /// A replay waits for inference rather than drop a window.
     pub lossless: bool,
+    /// One name per channel: the config's, else a csv log's header or a recording's, else
+    /// `ch0`, `ch1`, ….
+    pub names: Vec<String>,
+    /// One unit per channel (`""` where unknown): the config's, else a recording's.
+    pub units: Vec<String>,
+}
+
+/// The config's channel names and units, where it gives them.
+fn configured(loaded: &Loaded) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let s = &loaded.config.source;
+    (s.channel_names.clone(), s.units.clone())
+}
+
+/// Names and units, from the first that gives them: the config, `found` (a log's header or a
+/// recording's metadata), `ch0…`.
+fn channels(loaded: &Loaded, found: (Option<Vec<String>>, Option<Vec<String>>)) -> (Vec<String>, Vec<String>) {
+    let n = loaded.config.source.channels;
+    let (names, units) = configured(loaded);
+    let found_names = found.0.filter(|f| match reflex_config::check_channel_names(f, n) {
+        None => true,
+        Some(why) => {
+            tracing::warn!("the log's channel names are not used: {why}");
+            false
+        }
+    });
+    let names = names.or(found_names).unwrap_or_else(|| reflex_io::recording::default_names(n));
+    let units = units.or(found.1.filter(|u| u.len() == n)).unwrap_or_else(|| vec![String::new(); n]);
+    (names, units)
 }
 
 impl Input {
@@ -31,7 +59,8 @@ impl Input {
             SourceKind::Serial => {
                 usable_device(path)?;
                 let source = Box::new(SerialDevice::new(path, s.baud_rate));
-                Ok(Input { source, decoding: Decoding::of(s), speed: Speed::Max, lossless: false })
+                let (names, units) = channels(loaded, (None, None));
+                Ok(Input { source, decoding: Decoding::of(s), speed: Speed::Max, lossless: false, names, units })
             }
             SourceKind::Replay => Input::log(loaded, path, s.speed),
         }
@@ -50,7 +79,9 @@ impl Input {
             anyhow::bail!("{}: no such log file", path.display());
         }
         let source = Box::new(LogFile::open(path)?);
-        Ok(Input { source, decoding: Decoding::of(s), speed, lossless: true })
+        let header = (s.format == Format::Csv).then(|| csv_header(path, s.channels, s.time_column)).flatten();
+        let (names, units) = channels(loaded, (header, None));
+        Ok(Input { source, decoding: Decoding::of(s), speed, lossless: true, names, units })
     }
 
     /// A recording made by `run --record`, decoded in the format it was recorded in. Warns
@@ -62,8 +93,11 @@ impl Input {
             tracing::warn!(recorded = ?f, config = ?decoding.format, "the recording was made in another wire format; decoding it as recorded");
             decoding.format = f;
         }
-        provenance::compare(loaded, &recording.metadata(), path);
-        Ok(Input { source: Box::new(recording), decoding, speed, lossless: true })
+        let metadata = recording.metadata();
+        provenance::compare(loaded, &metadata, path);
+        let list = |key: &str| metadata.get(key).and_then(|v| serde_json::from_str::<Vec<String>>(v).ok());
+        let (names, units) = channels(loaded, (list("channel_names"), list("units")));
+        Ok(Input { source: Box::new(recording), decoding, speed, lossless: true, names, units })
     }
 
     /// The pipeline's first stage on this input.

@@ -49,6 +49,10 @@ pub struct Options {
     pub reload: bool,
     /// Record to this MCAP file.
     pub record: Option<PathBuf>,
+    /// How the recording's chunks are compressed.
+    pub compression: reflex_io::mcap::Compression,
+    /// A replay's recorded generations: (first window, its graph), in window order.
+    pub scheduled: Vec<(u64, Swap)>,
     /// Show a progress bar for a log (only on a terminal).
     pub progress: bool,
 }
@@ -70,7 +74,14 @@ pub struct Summary {
 pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyhow::Result<Summary> {
     let (swaps_tx, swaps) = drop_oldest::<Swap>(1);
     let reloader = options.reload.then(|| Reloader::new(&loaded, swaps_tx));
-    let recorder = options.record.as_deref().map(|path| Recorder::start(path, provenance::metadata(&loaded)));
+    let recording_options = reflex_io::recording::Options {
+        compression: options.compression,
+        channel_names: input.names.clone(),
+        units: input.units.clone(),
+    };
+    let recorder = options.record.as_deref().map(|path| {
+        Recorder::start(path, provenance::metadata(&loaded, &input.names, &input.units), &recording_options)
+    });
     let recorder = recorder.transpose()?;
     let Loaded { config, graph } = loaded;
     reload::log_plugins(&graph, 1);
@@ -88,8 +99,17 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         samples.record(r.clone());
     }
     let labels = reload::labels(&config);
-    let inference =
-        Inference { graph, labels, windows, swaps, sinks: sinks.clone(), counters: counters.clone(), recording };
+    let scheduled = options.scheduled.into();
+    let inference = Inference {
+        graph,
+        labels,
+        windows,
+        swaps,
+        sinks: sinks.clone(),
+        counters: counters.clone(),
+        recording,
+        scheduled,
+    };
     let inference = inference.spawn()?;
     let reader =
         Reader { samples, windower, queue, counters: counters.clone(), progress: Progress::new(options.progress) };

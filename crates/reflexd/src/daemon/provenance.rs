@@ -2,6 +2,7 @@
 //! weights file and of every plugin library — and the check a replay makes against it.
 
 use crate::model::Loaded;
+use reflex_io::recording::SwapEvent;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -32,10 +33,25 @@ fn provenance(loaded: &Loaded) -> Vec<(String, String)> {
     v
 }
 
-/// The `reflex` metadata record of a recording.
-pub fn metadata(loaded: &Loaded) -> BTreeMap<String, String> {
+/// A recording's `swap` event for a graph built from `config` (generation 0: the inference
+/// thread sets it when it swaps the graph in).
+pub fn swap_event(config: &reflex_config::Config, graph: &reflex_graph::Graph) -> SwapEvent {
+    let weights_sha256 = config.model.weights.as_ref().and_then(|w| std::fs::read(w).ok()).map(|b| sha256_hex(&b));
+    let mut plugin_sha256 = BTreeMap::new();
+    for l in graph.layers() {
+        if let reflex_graph::Origin::Library { sha256, .. } = &l.origin {
+            plugin_sha256.insert(l.plugin.to_string(), sha256.clone());
+        }
+    }
+    SwapEvent { event: "swap".into(), generation: 0, config: config.text.clone(), weights_sha256, plugin_sha256 }
+}
+
+/// The `reflex` metadata record of a recording; `names` and `units` are the channels'.
+pub fn metadata(loaded: &Loaded, names: &[String], units: &[String]) -> BTreeMap<String, String> {
     let s = &loaded.config.source;
     let mut m: BTreeMap<String, String> = provenance(loaded).into_iter().collect();
+    m.insert("channel_names".into(), serde_json::to_string(names).unwrap_or_default());
+    m.insert("units".into(), serde_json::to_string(units).unwrap_or_default());
     m.insert("config_path".into(), loaded.config.path.display().to_string());
     m.insert("format".into(), s.format.name().into());
     m.insert("channels".into(), s.channels.to_string());

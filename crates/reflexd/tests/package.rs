@@ -1,0 +1,66 @@
+//! The Debian package's description (docs/install.md): every file it installs exists, the
+//! packaged config is the repository's default config with only its weights path (and
+//! comments) changed, and it loads.
+
+use std::path::{Path, PathBuf};
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn deb_metadata() -> String {
+    let manifest = std::fs::read_to_string(crate_dir().join("Cargo.toml")).unwrap();
+    let at = manifest.find("[package.metadata.deb]").expect("a [package.metadata.deb] section");
+    manifest[at..].to_string()
+}
+
+#[test]
+fn the_package_installs_reflexd_five_plugins_the_unit_and_the_config() {
+    let deb = deb_metadata();
+    let mut sources = Vec::new();
+    for line in deb.lines().map(str::trim).filter(|l| l.starts_with("[\"")) {
+        let fields: Vec<&str> = line.split('"').collect();
+        sources.push((fields[1].to_string(), fields[3].to_string()));
+    }
+    let installs = |dest: &str| sources.iter().any(|(_, d)| d.starts_with(dest));
+    assert!(sources.iter().any(|(s, d)| s == "target/release/reflexd" && d == "usr/bin/"), "{sources:?}");
+    for plugin in ["conv_standard", "conv_dilated", "conv_depthwise", "conv_grouped", "residual"] {
+        let lib = format!("target/release/lib{plugin}.so");
+        assert!(sources.iter().any(|(s, d)| *s == lib && d == "usr/lib/reflex/plugins/"), "{plugin}");
+        assert!(crate_dir().join("../..").join("plugins").join(plugin).is_dir(), "{plugin} is a workspace plugin");
+    }
+    assert!(installs("usr/lib/systemd/system/reflexd.service"));
+    assert!(installs("etc/reflex/reflex.toml"));
+    assert!(deb.contains("conf-files = [\"/etc/reflex/reflex.toml\""));
+    // Every source that is not a build output is in the repository.
+    for (source, _) in sources.iter().filter(|(s, _)| !s.starts_with("target/") && !s.contains('*')) {
+        assert!(crate_dir().join(source).is_file(), "{source} is missing");
+    }
+    // The plugins are found where they are installed (crates/reflexd/src/model.rs).
+    let model = std::fs::read_to_string(crate_dir().join("src/model.rs")).unwrap();
+    assert!(model.contains("\"/usr/lib/reflex/plugins\""));
+}
+
+#[test]
+fn the_packaged_config_is_the_default_config_with_its_weights_beside_it() {
+    let code = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| l.split(" #").next().unwrap_or("").trim().to_string())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    };
+    let packaged = crate_dir().join("debian/reflex.toml");
+    let (default, ours) = (code(&crate_dir().join("../../config/reflex.toml")), code(&packaged));
+    assert_eq!(default.len(), ours.len());
+    for (a, b) in default.iter().zip(&ours) {
+        if a.starts_with("weights =") {
+            assert_eq!(b, "weights = \"weights.safetensors\"");
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+    let config = reflex_config::load(&packaged).expect("the packaged config loads");
+    assert!(config.model.plugin_dir.is_none(), "plugins are found by the search, not named");
+}
