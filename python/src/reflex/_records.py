@@ -87,6 +87,7 @@ def _messages(path: Path) -> tuple[list[tuple[str, int, bytes]], dict[str, dict[
 
     out: list[tuple[str, int, bytes]] = []
     meta: dict[str, dict[str, str]] = {}
+    first_error: Exception | None = None
     with open(path, "rb") as f:
         try:
             reader = make_reader(f)
@@ -94,8 +95,8 @@ def _messages(path: Path) -> tuple[list[tuple[str, int, bytes]], dict[str, dict[
                 out.append((ch.topic, msg.log_time, msg.data))
             meta = {m.name: dict(m.metadata) for m in reader.iter_metadata()}
             return out, meta
-        except Exception:  # no summary (power loss, kill -9): stream up to the last complete record
-            out = []
+        except Exception as e:  # no summary (power loss, kill -9): stream up to the last complete record
+            out, first_error = [], e
     with open(path, "rb") as f:
         topics: dict[int, str] = {}
         try:  # record by record: every message of every complete chunk, in file order
@@ -108,6 +109,8 @@ def _messages(path: Path) -> tuple[list[tuple[str, int, bytes]], dict[str, dict[
                     meta[rec.name] = dict(rec.metadata)
         except Exception:  # the cut: a partial record
             pass
+    if not out:  # not a cut recording: unreadable (say, a compression whose package is missing)
+        raise ValueError(f"{path}: cannot read the recording: {first_error}") from first_error
     return out, meta
 
 
@@ -128,7 +131,8 @@ def read_mcap(path: str | Path) -> dict[str, "pd.DataFrame"]:
     - `samples`: `sample` (int64), `t` (float64), `log_time` (UTC datetime), then one float64
       column per channel, named by the recording's `channel_names` (else `ch0`, `ch1`, …).
     - `predictions`: `log_time`, then the columns of `read_records`.
-    - `events`: `log_time`, `kind`, and the event's other fields (hot swaps: `generation`, …).
+    - `events`: `log_time`, `event` (`device_open`, `decode_error`, `swap`), and the event's other
+      fields (a swap: `generation`, `config`, `weights_sha256`, `plugin_sha256`).
 
     The recording's metadata (config text, SHA-256 of weights and plugins) is in
     `frames["samples"].attrs["metadata"]`. A recording cut short is read up to its last complete chunk.
@@ -150,7 +154,7 @@ def read_mcap(path: str | Path) -> dict[str, "pd.DataFrame"]:
     samples_df = _samples_frame(samples, s_times, meta)
     predictions = _predictions_frame(preds, {"log_time": pd.to_datetime(np.asarray(p_times, np.int64), utc=True)})
     ev = pd.DataFrame(events) if events else pd.DataFrame({"log_time": pd.Series([], dtype="int64"),
-                                                            "kind": pd.Series([], dtype="string")})
+                                                            "event": pd.Series([], dtype="string")})
     ev["log_time"] = pd.to_datetime(ev["log_time"].astype("int64"), utc=True)
     frames = {"samples": samples_df, "predictions": predictions, "events": ev}
     for df in frames.values():
