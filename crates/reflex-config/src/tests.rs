@@ -136,3 +136,15 @@ fn a_problem_carries_its_place_as_data() {
     let p = parse_str("[source]\nchannels = = 6\n").unwrap_err();
     assert_eq!(p.0[0].place, Place::Line { line: 2, column: 12 });
 }
+
+/// Issue 15: a stdout sink took any key (`kind = "stdout"` with `target = …` or a typo).
+#[test]
+fn a_stdout_sink_rejects_unknown_keys() {
+    let stdout = GOOD.replace("kind = \"udp\"\ntarget = \"127.0.0.1:9000\"", "kind = \"stdout\"\nfromat = \"csv\"");
+    let p = parse_str(&stdout).unwrap_err();
+    assert!(p.to_string().contains("fromat"), "{p}");
+    let stdout = GOOD.replace("kind = \"udp\"", "kind = \"stdout\"");
+    let p = parse_str(&stdout).unwrap_err();
+    assert!(p.to_string().contains("target"), "{p}");
+    assert!(parse_str(&GOOD.replace("kind = \"udp\"\ntarget = \"127.0.0.1:9000\"", "kind = \"stdout\"")).is_ok());
+}

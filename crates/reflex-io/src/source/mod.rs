@@ -263,6 +263,9 @@ impl<S: Source> Samples<S> {
     }
 }
 
+/// The longest a replay waits for one timestamp (a year): far longer than any session.
+const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A replay's pace: times `t` (seconds) fed at `factor` times real time from the first one.
 struct Pace {
     factor: f64,
@@ -283,7 +286,12 @@ impl Pace {
 
     fn until(&mut self, t: f64, stop: &Stop) {
         let (t0, start) = *self.origin.get_or_insert((t, Instant::now()));
-        let due = start + Duration::from_secs_f64(((t - t0) / self.factor).max(0.0));
+        // Any time and factor the config accepts (1e30 s, a factor of 1e-300) give a wait that
+        // is at most `MAX_WAIT`: far beyond any session, and never an overflow. The wait itself
+        // ends early on a stop.
+        let secs = ((t - t0) / self.factor).clamp(0.0, MAX_WAIT.as_secs_f64());
+        let after = Duration::try_from_secs_f64(secs).unwrap_or(MAX_WAIT);
+        let due = start.checked_add(after).unwrap_or(start);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             stop.sleep(wait);
         }

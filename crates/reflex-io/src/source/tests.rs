@@ -54,3 +54,16 @@ fn a_restart_drops_half_a_frame_and_numbering_goes_on() {
     assert_eq!(got.iter().map(|s| (s.number, s.values[0])).collect::<Vec<_>>(), [(0, 1.0), (1, 5.0)]);
     assert_eq!(counters.decode_errors.load(Ordering::Relaxed), 1);
 }
+
+/// Issue 15: a csv time of 1e30 or a factor of 1e-300 overflowed `Duration` (a panic).
+#[test]
+fn pacing_never_overflows() {
+    let stop = Stop::new();
+    stop.set();
+    for (speed, t) in [(Speed::Realtime, 1e30), (Speed::Factor(1e-300), 1.0), (Speed::Factor(1e-300), f64::MAX)] {
+        let mut pace = Pace::new(speed).unwrap();
+        pace.until(0.0, &stop);
+        pace.until(t, &stop);
+    }
+    assert!(stop.sleep(Duration::MAX), "a stopped sleep of any length returns");
+}
