@@ -156,11 +156,10 @@ impl Reloader {
                 }
             };
             last = stamp(&self.files);
-            let path = self.path.clone();
-            let built = tokio::task::spawn_blocking(move || model::load(&path)).await;
+            let Some(built) = build(self.path.clone()).await else { continue };
             let loaded = match built {
-                Ok(Ok(l)) => l,
-                Ok(Err(problems)) => {
+                Ok(l) => l,
+                Err(Built::Load(problems)) => {
                     let text = problems.to_string();
                     let n = text.lines().count();
                     let first = text.lines().next().unwrap_or_default().to_string();
@@ -169,8 +168,8 @@ impl Reloader {
                     tracing::error!("config change refused, the running graph keeps going: {first}{more}");
                     continue;
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "graph build failed, the running graph keeps going");
+                Err(Built::WarmUp(e)) => {
+                    tracing::error!("config change refused, the running graph keeps going: warm-up window failed: {e}");
                     continue;
                 }
             };
@@ -188,15 +187,9 @@ impl Reloader {
                 last = stamp(&self.files);
                 watcher = self.watch(events_tx.clone());
             }
-            match warm_up(loaded) {
-                Ok(swap) => {
-                    if self.swaps.send(Swap { noticed, ..swap }).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!("config change refused, the running graph keeps going: warm-up window failed: {e}")
-                }
+            let Loaded { config, graph } = loaded;
+            if self.swaps.send(Swap { graph, labels: labels(&config), noticed }).is_err() {
+                return;
             }
         }
     }
@@ -226,10 +219,51 @@ impl Reloader {
     }
 }
 
+/// How long a new graph may take to load and warm up before the change is refused. The
+/// thread doing it is left behind if a plugin never returns (it cannot be cancelled).
+const BUILD_LIMIT: Duration = Duration::from_secs(10);
+
+/// Why a new graph was not built.
+enum Built {
+    /// The config, a plugin or the weights: every problem.
+    Load(model::LoadError),
+    /// The warm-up window failed.
+    WarmUp(String),
+}
+
+/// Loads and warms up the graph of `path` on a thread of its own — never on this one, which
+/// also handles the signals: a plugin that hangs must not keep SIGTERM waiting. `None` when it
+/// took longer than [`BUILD_LIMIT`] (logged).
+async fn build(path: PathBuf) -> Option<Result<Loaded, Built>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("graph-build".into()).spawn(move || {
+        let built = model::load(&path).map_err(Built::Load).and_then(warm_up);
+        let _ = tx.send(built);
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "config change refused, the running graph keeps going: cannot start a thread to build the graph");
+        return None;
+    }
+    match tokio::time::timeout(BUILD_LIMIT, rx).await {
+        Ok(Ok(built)) => Some(built),
+        Ok(Err(_)) => {
+            tracing::error!("config change refused, the running graph keeps going: the graph build failed");
+            None
+        }
+        Err(_) => {
+            tracing::error!(
+                limit_s = BUILD_LIMIT.as_secs(),
+                "config change refused, the running graph keeps going: the new graph did not load and warm up in time (a plugin that never returns is left behind on its thread)"
+            );
+            None
+        }
+    }
+}
+
 /// One window of zeros through the new graph, off the hot path, before it is trusted.
-fn warm_up(loaded: Loaded) -> Result<Swap, String> {
+fn warm_up(loaded: Loaded) -> Result<Loaded, Built> {
     let Loaded { config, mut graph } = loaded;
     let zeros = vec![0.0; graph.input_len()];
-    graph.run(&zeros).map_err(|e| e.to_string())?;
-    Ok(Swap { labels: labels(&config), graph, noticed: Instant::now() })
+    graph.run(&zeros).map_err(|e| Built::WarmUp(e.to_string()))?;
+    Ok(Loaded { config, graph })
 }

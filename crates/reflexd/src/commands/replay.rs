@@ -6,7 +6,7 @@
 //! back (see `crate::plot`).
 
 use crate::daemon::{self, Input};
-use reflex_config::{RecordFormat, SinkConfig, SinkKind, Speed};
+use reflex_config::{RecordFormat, SinkConfig, SinkKind, SourceConfig, Speed};
 use reflex_io::sink::Delivery;
 use std::path::Path;
 
@@ -29,6 +29,7 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>,
         crate::plot::check_path(p)?;
     }
     let loaded = crate::model::load(config)?;
+    let source = loaded.config.source.clone();
     let input = if log.extension().is_some_and(|e| e == "mcap") {
         Input::mcap(&loaded, log, speed)?
     } else {
@@ -36,6 +37,11 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>,
     };
     let kind = match out {
         Some(path) => {
+            for (input, what) in [(log, "the log being replayed"), (config, "the config")] {
+                if same_file(path, input) {
+                    anyhow::bail!("{}: --out is {what}; give another file", path.display());
+                }
+            }
             std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))?;
             SinkKind::File { path: path.to_path_buf() }
         }
@@ -45,6 +51,7 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>,
     let sinks = daemon::start_sinks(&[sink], loaded.graph.output_len(), Delivery::Lossless, config)?;
     let Some(plot) = plot else {
         let summary = daemon::run(loaded, input, sinks, daemon::Options { progress: true, ..Default::default() })?;
+        fits(&summary, &source, log)?;
         return complete(&summary, out);
     };
     // The recording the plot is drawn from; the directory goes when `scratch` is dropped.
@@ -56,6 +63,7 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>,
     let labels = crate::reload::labels(&loaded.config).map(|l| l.iter().map(|s| s.to_string()).collect());
     let options = daemon::Options { progress: true, record: Some(recording.clone()), ..Default::default() };
     let summary = daemon::run(loaded, input, sinks, options)?;
+    fits(&summary, &source, log)?;
     complete(&summary, out)?;
     let rec = crate::plot::Recording::read(&recording)
         .map_err(|e| anyhow::anyhow!("--plot: cannot read back the replay's recording: {e}"))?;
@@ -71,6 +79,60 @@ pub fn run(config: &Path, speed: Speed, out: Option<&Path>, plot: Option<&Path>,
     crate::plot::draw(&rec, &crate::plot::Meta { log, config, labels }, plot)?;
     tracing::info!(windows = rec.windows(), "plot written to {}", plot.display());
     Ok(())
+}
+
+/// A log from which not one sample decoded does not fit the config: exit 1 saying why, not a
+/// silent empty replay.
+fn fits(summary: &daemon::Summary, source: &SourceConfig, log: &Path) -> anyhow::Result<()> {
+    let size = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    if summary.samples > 0 || (summary.decode_errors == 0 && size == 0) {
+        return Ok(());
+    }
+    let errors = summary.decode_errors;
+    let why = match source.format {
+        reflex_config::Format::Csv if log.extension().is_none_or(|e| e != "mcap") => csv_mismatch(source, log),
+        f => format!(
+            "{errors} malformed frames; the config expects the {} format with {} channels",
+            format!("{f:?}").to_lowercase(),
+            source.channels
+        ),
+    };
+    anyhow::bail!("{}: not one sample decoded: {why}", log.display())
+}
+
+/// Why the lines of a csv log do not decode: their field count, or their content.
+fn csv_mismatch(source: &SourceConfig, log: &Path) -> String {
+    use std::io::Read;
+    let expected = source.channels + usize::from(source.time_column);
+    let what = if source.time_column {
+        format!("a time column and {} channels", source.channels)
+    } else {
+        format!("{} channels", source.channels)
+    };
+    let mut head = Vec::new();
+    if let Ok(f) = std::fs::File::open(log) {
+        let _ = f.take(64 * 1024).read_to_end(&mut head);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let lines: Vec<&str> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).take(2).collect();
+    // The first line may be a header: the second tells more.
+    match lines.last().map(|l| l.split(',').count()) {
+        Some(n) if n != expected => format!("csv lines have {n} fields; the config expects {expected}: {what}"),
+        Some(_) => format!(
+            "csv lines have the {expected} fields expected ({what}), but their values do not parse as finite numbers"
+        ),
+        None => format!("no csv lines; the config expects {expected} fields per line: {what}"),
+    }
+}
+
+/// Whether `a` and `b` name the same existing file (links and `..` included).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// A replay's output holds every record, or the replay fails saying how many are missing.

@@ -7,7 +7,7 @@ use super::Summary;
 use crate::reload::{self, Swap};
 use crossbeam_channel::Receiver;
 use reflex_graph::Graph;
-use reflex_io::record::{argmax, latency_us, RecordPool};
+use reflex_io::record::{argmax, latency_us, Health, RecordPool};
 use reflex_io::recording::{unix_ns, RecordHandle};
 use reflex_io::sink::Sinks;
 use reflex_io::source::Counters;
@@ -35,7 +35,22 @@ struct State {
     summary: Summary,
     report: Report,
     records: RecordPool,
+    /// When a fallback was last logged (they are logged at most once per stats period).
     last_error: Option<Instant>,
+    /// The last values the graph produced that were all finite, for `hold` (`None` before the
+    /// first, or after a swap changed the number of outputs). Its buffer is kept.
+    good: Vec<f32>,
+    has_good: bool,
+}
+
+impl State {
+    /// One warning per stats period at most: a failing graph does not flood the log.
+    fn log_fallback(&mut self, window: u64, health: Health, why: &str) {
+        if self.last_error.is_none_or(|t| t.elapsed() > REPORT_EVERY) {
+            tracing::warn!(window, health = health.as_str(), "{why}; fallback record (hold)");
+            self.last_error = Some(Instant::now());
+        }
+    }
 }
 
 impl Inference {
@@ -55,7 +70,9 @@ impl Inference {
         let capacity = self.sinks.capacity() + RECORDS_SPARE;
         let records = RecordPool::new(capacity, capacity, self.graph.output_len());
         let report = Report::new(&self.counters);
-        let mut state = State { generation: 1, summary: Summary::default(), report, records, last_error: None };
+        let good = Vec::with_capacity(self.graph.output_len());
+        let summary = Summary::default();
+        let mut state = State { generation: 1, summary, report, records, last_error: None, good, has_good: false };
         let never = crossbeam_channel::never();
         let mut reloading = true;
         loop {
@@ -80,18 +97,32 @@ impl Inference {
     }
 
     fn predict(&mut self, w: &SampleWindow, state: &mut State) {
-        let values = match self.graph.run(&w.data) {
-            Ok(values) => values,
+        let health = match self.graph.run(&w.data) {
+            Ok(values) if values.iter().all(|v| v.is_finite()) => {
+                state.good.clear();
+                state.good.extend_from_slice(values);
+                state.has_good = true;
+                Health::Ok
+            }
+            Ok(_) => {
+                state.log_fallback(w.index, Health::Nonfinite, "the graph's output is not finite: withheld");
+                Health::Nonfinite
+            }
             Err(e) => {
                 state.summary.inference_errors += 1;
-                if state.last_error.is_none_or(|t| t.elapsed() > REPORT_EVERY) {
-                    tracing::warn!(window = w.index, error = %e, "inference failed; window skipped");
-                    state.last_error = Some(Instant::now());
-                }
-                return;
+                state.log_fallback(w.index, Health::Error, &e.to_string());
+                Health::Error
             }
         };
+        if health != Health::Ok {
+            state.summary.fallbacks += 1;
+            // `hold` with nothing to hold yet: nothing is sent.
+            if !state.has_good {
+                return;
+            }
+        }
         let latency = w.arrival.elapsed();
+        let values = &state.good;
         let index = self.labels.as_ref().and_then(|_| argmax(values));
         let label = self.labels.as_ref().zip(index).and_then(|(l, i)| l.get(i).cloned());
         let generation = state.generation;
@@ -105,12 +136,15 @@ impl Inference {
             r.index = index;
             r.latency_us = latency_us(latency);
             r.generation = generation;
+            r.health = health;
         });
         self.sinks.send(&record);
         if let Some(r) = &self.recording {
             r.prediction(unix_ns(), record);
         }
-        state.summary.predictions += 1;
+        if health == Health::Ok {
+            state.summary.predictions += 1;
+        }
         state.report.latency(latency);
     }
 
@@ -119,6 +153,11 @@ impl Inference {
         let old = std::mem::replace(&mut self.graph, swap.graph);
         self.labels = swap.labels;
         state.generation += 1;
+        if self.graph.output_len() != old.output_len() {
+            // Values of another shape are nothing to hold.
+            state.has_good = false;
+            state.good.reserve(self.graph.output_len());
+        }
         drop(old);
         let stall = start.elapsed();
         reload::log_plugins(&self.graph, state.generation);

@@ -56,8 +56,15 @@ pub struct Options {
 /// Totals at the end of a run.
 #[derive(Debug, Default)]
 pub struct Summary {
+    /// Samples decoded.
+    pub samples: u64,
+    /// Malformed lines or frames.
+    pub decode_errors: u64,
     pub predictions: u64,
     pub inference_errors: u64,
+    /// Windows that got a fallback record (or none, when there was nothing to hold) instead of
+    /// the graph's prediction: errors and non-finite outputs.
+    pub fallbacks: u64,
     /// Records the sinks dropped or could not write.
     pub sink_lost: u64,
     /// When the steady state began (see [`stats::Report`]): the allocation count and the
@@ -100,6 +107,8 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     let summary = inference.join().map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
     let mut summary = summary;
     summary.sink_lost = close(sinks, recorder)?;
+    summary.samples = counters.samples.load(std::sync::atomic::Ordering::Relaxed);
+    summary.decode_errors = counters.decode_errors.load(std::sync::atomic::Ordering::Relaxed);
     stats::log_stopped(&counters, &summary, at_last_window);
     Ok(summary)
 }

@@ -134,6 +134,7 @@ pub fn log_stopped(c: &Counters, summary: &Summary, at_last_window: u64) {
         lost_samples = c.lost_samples.load(Ordering::Relaxed),
         dropped_windows = c.dropped_windows.load(Ordering::Relaxed),
         inference_errors = summary.inference_errors,
+        fallback_records = summary.fallbacks,
         sink_lost = summary.sink_lost,
         steady_windows,
         steady_allocs,

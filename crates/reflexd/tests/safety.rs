@@ -1,0 +1,233 @@
+//! Issue 15, "safe on the robot": each defect found by the adversarial run, against the real
+//! binary (pseudo-terminals for the IMU, UDP sockets for the actuator, the real plugins).
+
+mod support;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::fs::File;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::{exe_dir, pty};
+
+const CHANNELS: usize = 2;
+const LENGTH: usize = 4;
+
+/// `slow` (with `keys`) then a global average: records carry each channel's mean, so any
+/// input value is easy to steer. Source `device`, csv with `time_column`, one UDP sink.
+fn config(dir: &Path, device: &Path, udp: u16, keys: &str, time_column: bool) -> PathBuf {
+    let p = dir.join("reflex.toml");
+    std::fs::write(&p, config_text(device, udp, keys, time_column)).unwrap();
+    p
+}
+
+fn config_text(device: &Path, udp: u16, keys: &str, time_column: bool) -> String {
+    format!(
+        "[source]\npath = \"{}\"\nformat = \"csv\"\nchannels = {CHANNELS}\ntime_column = {time_column}\n\
+         [window]\nlength = {LENGTH}\nhop = {LENGTH}\n\
+         [model]\nplugin_dir = \"{}\"\n\
+         [[model.layers]]\nname = \"drag\"\nplugin = \"slow\"\nms = 0\n{keys}\n\
+         [[model.layers]]\nname = \"pool\"\nplugin = \"global_avg_pool\"\n\
+         [[sinks]]\nkind = \"udp\"\ntarget = \"127.0.0.1:{udp}\"\n",
+        device.display(),
+        exe_dir().display()
+    )
+}
+
+fn reflexd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_reflexd"));
+    c.args(args).env("RUST_LOG", "info");
+    c
+}
+
+fn spawn(mut c: Command, log: &Path) -> Child {
+    c.stdout(Stdio::null()).stderr(File::create(log).unwrap()).spawn().unwrap()
+}
+
+/// Waits at most `limit` for the child to exit.
+fn wait(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// SIGTERM; the exit status, or a panic if it takes more than 2 s.
+fn terminate(child: &mut Child, log: &Path) -> ExitStatus {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = wait(child, Duration::from_secs(2));
+    let _ = child.kill();
+    let _ = child.wait();
+    status.unwrap_or_else(|| panic!("no exit within 2 s of SIGTERM:\n{}", std::fs::read_to_string(log).unwrap()))
+}
+
+/// Runs `c` to its end, or kills it after 5 s (a daemon that should have refused to start).
+fn output_within(mut c: Command) -> Output {
+    let mut child = c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let status = wait(&mut child, Duration::from_secs(5));
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    assert!(status.is_some(), "still running after 5 s: {}", String::from_utf8_lossy(&o.stderr));
+    Output { status: status.unwrap(), ..o }
+}
+
+fn one_line_error(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().filter(|l| !l.contains(" INFO ")).count(), 1, "{err}");
+    assert!(err.contains(needle), "no `{needle}` in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn actuator() -> (UdpSocket, u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let port = s.local_addr().unwrap().port();
+    (s, port)
+}
+
+fn receive(sock: &UdpSocket) -> Value {
+    let mut buf = [0u8; 65536];
+    let len = sock.recv(&mut buf).unwrap();
+    serde_json::from_slice(&buf[..len]).unwrap()
+}
+
+/// A csv time of 1e30, or a speed of 1e-300, made `Duration::from_secs_f64` panic (exit 0);
+/// and a replay sleeping over a long gap ignored SIGTERM.
+#[test]
+fn replay_pacing_neither_panics_nor_ignores_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("imu.csv");
+    for (lines, speed) in [("0,1,1\n1e30,2,2\n", "realtime"), ("0,1,1\n1,2,2\n", "1e-300"), ("0,1,1\n1000,2,2\n", "1")]
+    {
+        std::fs::write(&log, lines).unwrap();
+        let c = config(dir.path(), &log, 9, "", true);
+        let err = dir.path().join("err.log");
+        let mut child =
+            spawn(reflexd(&["replay", "--config", c.to_str().unwrap(), "--speed", speed, log.to_str().unwrap()]), &err);
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(child.try_wait().unwrap().is_none(), "{}", std::fs::read_to_string(&err).unwrap());
+        let status = terminate(&mut child, &err);
+        let text = std::fs::read_to_string(&err).unwrap();
+        assert!(status.success() && !text.contains("panicked"), "{status:?} {text}");
+    }
+}
+
+/// A serial path that is a directory, a regular file or /dev/null retried forever.
+#[test]
+fn a_serial_path_that_is_not_a_serial_device_is_one_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain.txt");
+    std::fs::write(&file, "0,0\n").unwrap();
+    for device in [dir.path().to_path_buf(), file, PathBuf::from("/dev/null")] {
+        let c = config(dir.path(), &device, 9, "", false);
+        let o = output_within(reflexd(&["run", "--config", c.to_str().unwrap()]));
+        one_line_error(&o, "not a serial device");
+    }
+}
+
+/// `--record` replaced an existing recording, the running config or the log being replayed;
+/// `replay --out LOG LOG` emptied LOG; all with exit 0.
+#[test]
+fn record_and_out_never_overwrite_their_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let imu = pty();
+    let c = config(dir.path(), &imu.path, 9, "", false);
+    let old = dir.path().join("old.mcap");
+    std::fs::write(&old, "precious").unwrap();
+    for target in [&old, &c] {
+        let before = std::fs::read(target).unwrap();
+        let o =
+            reflexd(&["run", "--config", c.to_str().unwrap(), "--record", target.to_str().unwrap()]).output().unwrap();
+        one_line_error(&o, "already exists");
+        assert_eq!(std::fs::read(target).unwrap(), before);
+    }
+    let log = dir.path().join("imu.csv");
+    std::fs::write(&log, "1,1\n2,2\n3,3\n4,4\n").unwrap();
+    let c = config(dir.path(), &log, 9, "", false);
+    for out in [&log, &c] {
+        let before = std::fs::read(out).unwrap();
+        let o = reflexd(&[
+            "replay",
+            "--config",
+            c.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            log.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        one_line_error(&o, "--out");
+        assert_eq!(std::fs::read(out).unwrap(), before);
+    }
+}
+
+/// A csv log that does not fit the config replayed to nothing with exit 0.
+#[test]
+fn replay_of_a_log_that_does_not_fit_exits_1_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("imu.csv");
+    let line = "1,2,3,4,5,6,7,8,9,10\n";
+    std::fs::write(&log, line.repeat(100)).unwrap();
+    let c = config(dir.path(), &log, 9, "", false);
+    let out = dir.path().join("out.jsonl");
+    let o =
+        reflexd(&["replay", "--config", c.to_str().unwrap(), "--out", out.to_str().unwrap(), log.to_str().unwrap()])
+            .output()
+            .unwrap();
+    one_line_error(&o, "csv lines have 10 fields; the config expects 2");
+}
+
+/// The warm-up of a swap ran on the signal-handling thread: a plugin that hangs there made
+/// SIGTERM wait forever. Now it runs on its own thread; the running graph keeps going.
+#[test]
+fn sigterm_completes_while_a_swap_warm_up_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "", false);
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    std::thread::sleep(Duration::from_millis(500));
+    imu.write(b"1,1\n1,1\n1,1\n1,1\n");
+    assert_eq!(receive(&sock)["window"], 0);
+    // The new graph's warm-up window sleeps ten minutes.
+    std::fs::write(&c, config_text(&imu.path, port, "", false).replace("ms = 0", "ms = 600000")).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    imu.write(b"2,2\n2,2\n2,2\n2,2\n");
+    let r = receive(&sock);
+    assert_eq!((r["window"].as_u64(), r["generation"].as_u64()), (Some(1), Some(1)), "{r}");
+    let status = terminate(&mut child, &err);
+    assert!(status.success(), "{}", std::fs::read_to_string(&err).unwrap());
+}
+
+/// A graph that outputs NaN: no NaN or inf ever reaches the actuator; the record says why.
+#[test]
+fn non_finite_outputs_never_reach_an_actuator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "nan_above = 5.0", false);
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    std::thread::sleep(Duration::from_millis(500));
+    imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+    let good = receive(&sock);
+    assert_eq!((good["health"].as_str(), good["values"][0].as_f64()), (Some("ok"), Some(1.0)), "{good}");
+    imu.write(b"9,9\n9,9\n9,9\n9,9\n");
+    let held = receive(&sock);
+    assert_eq!(held["health"], "nonfinite", "{held}");
+    assert_eq!(held["values"], good["values"], "hold: the last good values");
+    assert_eq!(held["window"], 1, "{held}");
+    let status = terminate(&mut child, &err);
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("nonfinite"), "{log}");
+}
