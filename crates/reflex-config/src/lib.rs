@@ -40,6 +40,7 @@ mod sink;
 mod source;
 mod window;
 
+pub mod file;
 pub use error::{Error, Errors, Place};
 pub use model::{LayerConfig, ModelConfig};
 pub use output::{OutputConfig, OutputKind};
@@ -101,8 +102,9 @@ impl Found {
 
 /// Reads, merges with the environment, and validates the config at `path`.
 pub fn load(path: &Path) -> Result<Config, Errors> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Found::only(path, Place::File, format!("cannot read: {e}")))?;
+    let bytes =
+        file::read_bounded(path, file::CONFIG_LIMIT).map_err(|e| Found::only(path, Place::File, e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| Found::only(path, Place::File, "not UTF-8 text".to_string()))?;
     parse(path, &text, std::env::vars())
 }
 

@@ -112,7 +112,13 @@ fn replay_pacing_neither_panics_nor_ignores_sigterm() {
         let err = dir.path().join("err.log");
         let mut child =
             spawn(reflexd(&["replay", "--config", c.to_str().unwrap(), "--speed", speed, log.to_str().unwrap()]), &err);
-        std::thread::sleep(Duration::from_millis(700));
+        // Started (signal handlers in place once the graph is logged), then well into the wait.
+        let start = Instant::now();
+        while !std::fs::read_to_string(&err).unwrap().contains("plugin loaded") {
+            assert!(start.elapsed() < Duration::from_secs(20) && child.try_wait().unwrap().is_none());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(500));
         assert!(child.try_wait().unwrap().is_none(), "{}", std::fs::read_to_string(&err).unwrap());
         let status = terminate(&mut child, &err);
         let text = std::fs::read_to_string(&err).unwrap();
@@ -230,4 +236,33 @@ fn non_finite_outputs_never_reach_an_actuator() {
     let log = std::fs::read_to_string(&err).unwrap();
     assert!(status.success(), "{log}");
     assert!(log.contains("nonfinite"), "{log}");
+}
+
+/// A config, weights file or recording that is a FIFO blocked forever; `/dev/zero` as weights
+/// grew memory by gigabytes.
+#[test]
+fn fifos_and_devices_are_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.mcap");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let o = output_within(reflexd(&["check", "--config", fifo.to_str().unwrap()]));
+    one_line_error(&o, "not a regular file (a FIFO)");
+    let log = dir.path().join("imu.csv");
+    std::fs::write(&log, "1,1\n").unwrap();
+    for weights in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let c = config(dir.path(), &log, 9, "", false);
+        let text =
+            std::fs::read_to_string(&c).unwrap().replace("[model]\n", &format!("[model]\nweights = \"{weights}\"\n"));
+        std::fs::write(&c, text).unwrap();
+        let o = output_within(reflexd(&["check", "--config", c.to_str().unwrap()]));
+        assert_eq!(o.status.code(), Some(1), "{weights}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("not a regular file"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let c = config(dir.path(), &log, 9, "", false);
+    let o = output_within(reflexd(&["replay", "--config", c.to_str().unwrap(), fifo.to_str().unwrap()]));
+    one_line_error(&o, "not a regular file (a FIFO)");
 }
