@@ -266,3 +266,52 @@ fn fifos_and_devices_are_refused_without_blocking() {
     let o = output_within(reflexd(&["replay", "--config", c.to_str().unwrap(), fifo.to_str().unwrap()]));
     one_line_error(&o, "not a regular file (a FIFO)");
 }
+
+/// Live input that does not fit (witmotion with only 0x51 packets gave nothing and no word):
+/// one line once the first 4 KiB yield no sample, and reading goes on.
+#[test]
+fn live_input_that_does_not_fit_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let c = config(dir.path(), &imu.path, 9, "", false);
+    let text = std::fs::read_to_string(&c)
+        .unwrap()
+        .replace("format = \"csv\"\nchannels = 2", "format = \"witmotion\"\nchannels = 6");
+    std::fs::write(&c, text).unwrap();
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    std::thread::sleep(Duration::from_millis(500));
+    let packet = reflex_codecs::encode::witmotion(0x51, [100, -200, 300, 0]);
+    for _ in 0..2 {
+        imu.write(&packet.repeat(400));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let start = Instant::now();
+    while !std::fs::read_to_string(&err).unwrap().contains("does not fit the config") {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", std::fs::read_to_string(&err).unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(terminate(&mut child, &err).success());
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(log.matches("does not fit the config").count(), 1, "{log}");
+    assert!(log.contains("witmotion with 6 channels"), "{log}");
+}
+
+/// A plugin call that never returns: SIGTERM still completes within 2 s (the call is left
+/// behind, and said so).
+#[test]
+fn sigterm_completes_while_a_plugin_call_never_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "loop_above = 5.0", false);
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    std::thread::sleep(Duration::from_millis(500));
+    imu.write(b"1,1\n1,1\n1,1\n1,1\n");
+    assert_eq!(receive(&sock)["window"], 0);
+    imu.write(b"9,9\n9,9\n9,9\n9,9\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(terminate(&mut child, &err).success());
+    assert!(std::fs::read_to_string(&err).unwrap().contains("left behind"));
+}

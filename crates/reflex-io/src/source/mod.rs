@@ -120,6 +120,8 @@ pub struct Counters {
     pub lost_samples: AtomicU64,
     /// Windows dropped, oldest first, because inference fell behind.
     pub dropped_windows: AtomicU64,
+    /// Windows the inference thread has finished with (whatever the outcome): its progress.
+    pub inferred: AtomicU64,
 }
 
 impl Counters {
@@ -155,7 +157,13 @@ pub struct Samples<S> {
     next: u64,
     counters: Arc<Counters>,
     recorder: Option<RecordHandle>,
+    /// Bytes read while no sample has decoded yet; `None` once a sample has, or the warning
+    /// that the input does not fit was given.
+    unfit: Option<u64>,
 }
+
+/// Bytes read without one sample before the input is said not to fit the config.
+const UNFIT_AFTER: u64 = 4096;
 
 /// Room for the largest read or recorded message, so that the buffer never grows.
 const BUFFER: usize = 64 * 1024;
@@ -174,6 +182,7 @@ impl<S: Source> Samples<S> {
             next: 0,
             counters,
             recorder: None,
+            unfit: Some(0),
         }
     }
 
@@ -225,6 +234,7 @@ impl<S: Source> Samples<S> {
         let t = self.decoding.time(own, self.received);
         let number = self.next;
         self.next += 1;
+        self.unfit = None;
         Counters::add(&self.counters.samples, 1);
         if let Some(r) = &self.recorder {
             r.sample(ns, number, t, &values);
@@ -232,11 +242,32 @@ impl<S: Source> Samples<S> {
         TimedSample { number, values, t, arrival }
     }
 
+    /// Input that does not fit the config is said once, not left to silence: 4 KiB read and
+    /// not one sample decoded (a wrong format, channel count or time column; witmotion without
+    /// `0x52` packets). Reading goes on.
+    fn check_fit(&mut self, n: u64) {
+        let Some(read) = self.unfit.as_mut() else { return };
+        *read += n;
+        if *read >= UNFIT_AFTER {
+            let d = self.decoding;
+            tracing::error!(
+                bytes = *read,
+                decode_errors = self.counters.decode_errors.load(Ordering::Relaxed),
+                "the input does not fit the config: not one sample decoded; the config expects {} with {} channels{}",
+                d.format.name(),
+                d.channels,
+                if d.time_column { " after a time column" } else { "" }
+            );
+            self.unfit = None;
+        }
+    }
+
     fn read(&mut self, stop: &Stop) -> Result<(), Error> {
         let before = self.buf.len();
         match self.source.read(&mut self.buf, stop)? {
             Chunk::Bytes(received) => {
                 self.received = received;
+                self.check_fit((self.buf.len() - before) as u64);
                 let ns = match received {
                     Received::Live { unix_ns, .. } | Received::Recorded(unix_ns) => unix_ns,
                     Received::Unknown => unix_ns(),

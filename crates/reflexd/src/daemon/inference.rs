@@ -79,7 +79,10 @@ impl Inference {
             let swaps = if reloading { &self.swaps } else { &never };
             crossbeam_channel::select! {
                 recv(self.windows) -> w => match w {
-                    Ok(w) => self.predict(&w, &mut state),
+                    Ok(w) => {
+                        self.predict(&w, &mut state);
+                        Counters::add(&self.counters.inferred, 1);
+                    }
                     Err(_) => break,
                 },
                 // Between two windows: the only place a graph may change.

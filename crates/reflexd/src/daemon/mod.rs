@@ -104,13 +104,57 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
 
     // The reader is gone, and with it the window queue's sender: inference drains what is
     // queued and returns.
-    let summary = inference.join().map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
-    let mut summary = summary;
+    let Some(inference) = finished(inference, &counters, lossless) else {
+        // A plugin call that never returns: the thread cannot be cancelled. It is left behind
+        // with the sinks and the recorder it holds; the process exits all the same.
+        tracing::error!(
+            "the inference thread is stuck in a plugin call and is left behind: records still queued for the sinks are lost, the recording ends at its last complete chunk"
+        );
+        let summary = Summary {
+            samples: counters.samples.load(std::sync::atomic::Ordering::Relaxed),
+            decode_errors: counters.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
+            ..Summary::default()
+        };
+        stats::log_stopped(&counters, &summary, at_last_window);
+        std::mem::forget((sinks, recorder));
+        if lossless {
+            anyhow::bail!("a plugin call did not return for {} s: the replay is incomplete", REPLAY_GRACE.as_secs());
+        }
+        return Ok(summary);
+    };
+    let mut summary = inference.join().map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
     summary.sink_lost = close(sinks, recorder)?;
     summary.samples = counters.samples.load(std::sync::atomic::Ordering::Relaxed);
     summary.decode_errors = counters.decode_errors.load(std::sync::atomic::Ordering::Relaxed);
     stats::log_stopped(&counters, &summary, at_last_window);
     Ok(summary)
+}
+
+/// How long a stopping `run` waits for the inference thread to finish one window: within the
+/// 2 s that SIGTERM may take, with the sinks' grace after it. A replay, which must not lose a
+/// window, grants a window [`REPLAY_GRACE`].
+const INFERENCE_GRACE: Duration = Duration::from_millis(1000);
+const REPLAY_GRACE: Duration = Duration::from_secs(10);
+
+/// The inference thread once it has returned, waiting as long as it makes progress; `None`
+/// once it has not finished a window for the grace (a plugin call that does not return).
+fn finished(
+    inference: std::thread::JoinHandle<Summary>,
+    counters: &Counters,
+    lossless: bool,
+) -> Option<std::thread::JoinHandle<Summary>> {
+    let grace = if lossless { REPLAY_GRACE } else { INFERENCE_GRACE };
+    let progress = || counters.inferred.load(std::sync::atomic::Ordering::Relaxed);
+    let (mut seen, mut since) = (progress(), Instant::now());
+    while !inference.is_finished() {
+        if progress() != seen {
+            (seen, since) = (progress(), Instant::now());
+        } else if since.elapsed() >= grace {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Some(inference)
 }
 
 /// Lets the sinks and the recorder write what they hold; returns the records the sinks lost.
