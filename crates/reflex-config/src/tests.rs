@@ -148,3 +148,12 @@ fn a_stdout_sink_rejects_unknown_keys() {
     assert!(p.to_string().contains("target"), "{p}");
     assert!(parse_str(&GOOD.replace("kind = \"udp\"\ntarget = \"127.0.0.1:9000\"", "kind = \"stdout\"")).is_ok());
 }
+
+/// Issue 15: a std of 1e-45 passed `check` and made every window inf or NaN.
+#[test]
+fn a_std_too_small_to_divide_by_is_an_error() {
+    let with = |std: &str| GOOD.replace("hop = 4", &format!("hop = 4\nstd = [1, 1, 1, 1, 1, {std}]"));
+    let p = parse_str(&with("1e-45")).unwrap_err();
+    assert!(p.to_string().contains("at least 0.000001"), "{p}");
+    assert!(parse_str(&with("0.001")).is_ok());
+}
