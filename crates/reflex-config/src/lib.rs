@@ -36,6 +36,7 @@
 mod error;
 mod model;
 mod output;
+mod safety;
 mod sink;
 mod source;
 mod window;
@@ -45,6 +46,7 @@ pub use error::{Error, Errors, Place};
 pub use model::{LayerConfig, ModelConfig};
 pub use output::{OutputConfig, OutputKind};
 pub use reflex_codecs::Format;
+pub use safety::{Fallback, SafetyConfig};
 pub use sink::{RecordFormat, SinkConfig, SinkKind};
 pub use source::{SourceConfig, SourceKind, Speed};
 pub use window::WindowConfig;
@@ -69,9 +71,11 @@ pub struct Config {
     pub output: OutputConfig,
     /// `[[sinks]]`.
     pub sinks: Vec<SinkConfig>,
+    /// `[safety]`.
+    pub safety: SafetyConfig,
 }
 
-const SECTIONS: [&str; 5] = ["source", "window", "model", "output", "sinks"];
+const SECTIONS: [&str; 6] = ["source", "window", "model", "output", "sinks", "safety"];
 const ENV_PREFIX: &str = "REFLEX";
 
 /// Problems found so far in one file.
@@ -130,15 +134,24 @@ pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, Str
     let model = section("model", true, &mut found);
     let output = section("output", false, &mut found).map(null_to_empty);
     let sinks = section("sinks", false, &mut found).map(null_to_array);
+    let safety = section("safety", false, &mut found).map(null_to_empty);
     let source = source.and_then(|v| typed::<SourceConfig>("source", v, &mut found));
     let window = window.and_then(|v| typed::<WindowConfig>("window", v, &mut found));
     let model = model.and_then(|v| model::parse(v, &mut found));
     let output = output.and_then(|v| typed::<OutputConfig>("output", v, &mut found));
     let sinks = sinks.and_then(|v| typed::<Vec<SinkConfig>>("sinks", v, &mut found));
+    let safety = safety.and_then(|v| typed::<SafetyConfig>("safety", v, &mut found));
     validate(&mut found, source.as_ref(), window.as_ref(), output.as_ref(), sinks.as_deref());
-    match (source, window, model, output, sinks) {
-        (Some(source), Some(window), Some(model), Some(output), Some(sinks)) if found.errors.is_empty() => {
-            let config = Config { path: path.into(), text: text.into(), source, window, model, output, sinks };
+    if let Some(s) = &safety {
+        for m in s.validate() {
+            found.at(Place::Section("safety".into()), m);
+        }
+    }
+    match (source, window, model, output, sinks, safety) {
+        (Some(source), Some(window), Some(model), Some(output), Some(sinks), Some(safety))
+            if found.errors.is_empty() =>
+        {
+            let config = Config { path: path.into(), text: text.into(), source, window, model, output, sinks, safety };
             Ok(config.resolve_paths())
         }
         _ => Err(Errors(found.errors)),

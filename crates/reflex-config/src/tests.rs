@@ -157,3 +157,17 @@ fn a_std_too_small_to_divide_by_is_an_error() {
     assert!(p.to_string().contains("at least 0.000001"), "{p}");
     assert!(parse_str(&with("0.001")).is_ok());
 }
+
+#[test]
+fn safety_checks_its_fallback_and_neutral() {
+    let c = parse_str(GOOD).unwrap();
+    assert_eq!(c.safety, SafetyConfig::default());
+    let c = parse_str(&(GOOD.to_string() + "[safety]\nstale_after_ms = 50\n")).unwrap();
+    assert_eq!(c.safety.stale_after_ms, Some(50));
+    let p = parse_str(&(GOOD.to_string() + "[safety]\nfallback = \"neutral\"\n")).unwrap_err();
+    assert!(p.to_string().contains("needs neutral"), "{p}");
+    let p = parse_str(&(GOOD.to_string() + "[safety]\nneutral = [1.0]\n")).unwrap_err();
+    assert!(p.to_string().contains("only used with"), "{p}");
+    let p = parse_str(&(GOOD.to_string() + "[safety]\ndeadline_ms = 20\n")).unwrap_err();
+    assert!(p.to_string().contains("deadline_ms"), "{p}");
+}

@@ -11,7 +11,7 @@
 //! running daemon: an edit to them is refused with a message asking for a restart.
 
 use crate::model::{self, Loaded};
-use reflex_config::{Config, OutputKind, SinkConfig, SourceConfig, WindowConfig};
+use reflex_config::{Config, OutputKind, SafetyConfig, SinkConfig, SourceConfig, WindowConfig};
 use reflex_graph::{Graph, Origin};
 use reflex_io::queue::DropOldest;
 use std::path::{Path, PathBuf};
@@ -55,11 +55,12 @@ struct Fixed {
     source: SourceConfig,
     window: WindowConfig,
     sinks: Vec<SinkConfig>,
+    safety: SafetyConfig,
 }
 
 impl Fixed {
     fn of(c: &Config) -> Fixed {
-        Fixed { source: c.source.clone(), window: c.window.clone(), sinks: c.sinks.clone() }
+        Fixed { source: c.source.clone(), window: c.window.clone(), sinks: c.sinks.clone(), safety: c.safety.clone() }
     }
 
     fn differences(&self, other: &Fixed) -> Vec<&'static str> {
@@ -72,6 +73,9 @@ impl Fixed {
         }
         if self.sinks != other.sinks {
             v.push("[[sinks]]");
+        }
+        if self.safety != other.safety {
+            v.push("[safety]");
         }
         v
     }

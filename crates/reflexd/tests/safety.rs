@@ -315,3 +315,65 @@ fn sigterm_completes_while_a_plugin_call_never_returns() {
     assert!(terminate(&mut child, &err).success());
     assert!(std::fs::read_to_string(&err).unwrap().contains("left behind"));
 }
+
+/// `[safety] stale_after_ms`: the IMU goes quiet (unplugged) and the actuator gets `stale`
+/// records holding the last values within `stale_after_ms` + 20 ms, repeated while it lasts.
+#[test]
+fn a_quiet_imu_gets_stale_records_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "", false);
+    let text = std::fs::read_to_string(&c).unwrap() + "[safety]\nstale_after_ms = 50\n";
+    std::fs::write(&c, text).unwrap();
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    std::thread::sleep(Duration::from_millis(500));
+    imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+    let good = receive(&sock);
+    let at = Instant::now();
+    assert_eq!(good["health"], "ok", "{good}");
+    let stale = receive(&sock);
+    let first = at.elapsed();
+    let again = receive(&sock);
+    let second = at.elapsed();
+    for r in [&stale, &again] {
+        assert_eq!(r["health"], "stale", "{r}");
+        assert_eq!((&r["values"], &r["window"]), (&good["values"], &good["window"]), "{r}");
+    }
+    assert!(first <= Duration::from_millis(70), "first stale record after {first:?}");
+    assert!(second >= Duration::from_millis(90) && second <= Duration::from_millis(130), "{second:?}");
+    // The IMU is back: predictions again.
+    imu.write(b"3,4\n3,4\n3,4\n3,4\n");
+    let r = loop {
+        let r = receive(&sock);
+        if r["health"] != "stale" {
+            break r;
+        }
+    };
+    assert_eq!((r["health"].as_str(), r["window"].as_u64(), r["values"][0].as_f64()), (Some("ok"), Some(1), Some(3.0)));
+    assert!(terminate(&mut child, &err).success());
+}
+
+/// `fallback = "neutral"`: a non-finite output is replaced by the configured values; a neutral
+/// of the wrong length is one line and exit 1.
+#[test]
+fn neutral_fallbacks_carry_the_configured_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "nan_above = 5.0", false);
+    let base = std::fs::read_to_string(&c).unwrap();
+    std::fs::write(&c, base.clone() + "[safety]\nfallback = \"neutral\"\nneutral = [0.5]\n").unwrap();
+    let o = output_within(reflexd(&["run", "--config", c.to_str().unwrap()]));
+    one_line_error(&o, "[safety] neutral has 1 entries but the model outputs 2 values");
+    std::fs::write(&c, base + "[safety]\nfallback = \"neutral\"\nneutral = [0.5, -0.5]\n").unwrap();
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    std::thread::sleep(Duration::from_millis(500));
+    imu.write(b"9,9\n9,9\n9,9\n9,9\n");
+    let r = receive(&sock);
+    assert_eq!(r["health"], "nonfinite", "{r}");
+    assert_eq!(r["values"], serde_json::json!([0.5, -0.5]), "{r}");
+    assert!(terminate(&mut child, &err).success());
+}

@@ -122,6 +122,15 @@ pub struct Counters {
     pub dropped_windows: AtomicU64,
     /// Windows the inference thread has finished with (whatever the outcome): its progress.
     pub inferred: AtomicU64,
+    /// When the last sample was decoded, in [`mono_ns`] (0: none yet).
+    pub last_sample_ns: AtomicU64,
+}
+
+/// Nanoseconds on the monotonic clock since the process first asked (never 0 once asked).
+pub fn mono_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
 }
 
 impl Counters {
@@ -236,6 +245,7 @@ impl<S: Source> Samples<S> {
         self.next += 1;
         self.unfit = None;
         Counters::add(&self.counters.samples, 1);
+        self.counters.last_sample_ns.store(mono_ns(), Ordering::Relaxed);
         if let Some(r) = &self.recorder {
             r.sample(ns, number, t, &values);
         }

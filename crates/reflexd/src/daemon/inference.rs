@@ -6,12 +6,14 @@ use super::stats::{Report, REPORT_EVERY};
 use super::Summary;
 use crate::reload::{self, Swap};
 use crossbeam_channel::Receiver;
+use reflex_config::{Fallback, SafetyConfig};
 use reflex_graph::Graph;
 use reflex_io::record::{argmax, latency_us, Health, RecordPool};
 use reflex_io::recording::{unix_ns, RecordHandle};
 use reflex_io::sink::Sinks;
-use reflex_io::source::Counters;
+use reflex_io::source::{mono_ns, Counters};
 use reflex_io::window::SampleWindow;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,16 @@ pub struct Inference {
     pub sinks: Arc<Sinks>,
     pub counters: Arc<Counters>,
     pub recording: Option<RecordHandle>,
+    /// `[safety]`.
+    pub safety: SafetyConfig,
+}
+
+/// The last window cut: what a stale record says it follows.
+#[derive(Clone, Copy)]
+struct Last {
+    window: u64,
+    last_sample: u64,
+    t: Option<f64>,
 }
 
 /// The graph in use and what is counted about it.
@@ -41,13 +53,17 @@ struct State {
     /// first, or after a swap changed the number of outputs). Its buffer is kept.
     good: Vec<f32>,
     has_good: bool,
+    /// The last window the graph was given.
+    last: Option<Last>,
+    /// When the last stale record was due, in `mono_ns` (0: none since the last sample).
+    last_stale_ns: u64,
 }
 
 impl State {
     /// One warning per stats period at most: a failing graph does not flood the log.
     fn log_fallback(&mut self, window: u64, health: Health, why: &str) {
         if self.last_error.is_none_or(|t| t.elapsed() > REPORT_EVERY) {
-            tracing::warn!(window, health = health.as_str(), "{why}; fallback record (hold)");
+            tracing::warn!(window, health = health.as_str(), "{why}; fallback record");
             self.last_error = Some(Instant::now());
         }
     }
@@ -72,7 +88,18 @@ impl Inference {
         let report = Report::new(&self.counters);
         let good = Vec::with_capacity(self.graph.output_len());
         let summary = Summary::default();
-        let mut state = State { generation: 1, summary, report, records, last_error: None, good, has_good: false };
+        let mut state = State {
+            generation: 1,
+            summary,
+            report,
+            records,
+            last_error: None,
+            good,
+            has_good: false,
+            last: None,
+            last_stale_ns: 0,
+        };
+        let stale_after = self.safety.stale_after_ms.map(|ms| ms.saturating_mul(1_000_000));
         let never = crossbeam_channel::never();
         let mut reloading = true;
         loop {
@@ -91,12 +118,43 @@ impl Inference {
                     // No reloader (a replay), or it has stopped: stop listening for swaps.
                     Err(_) => reloading = false,
                 },
-                default(Duration::from_secs(1)) => {}
+                default(self.wait(stale_after, &state)) => {}
+            }
+            if let Some(after) = stale_after {
+                self.maybe_stale(after, &mut state);
             }
             state.report.maybe_log(&self.counters, &self.sinks);
         }
         state.summary.steady_from = state.report.steady_from;
         state.summary
+    }
+
+    /// How long to wait for a window: until the next stale record is due, 1 s at most.
+    fn wait(&self, stale_after: Option<u64>, state: &State) -> Duration {
+        let limit = Duration::from_secs(1);
+        let Some(after) = stale_after else { return limit };
+        let last = self.counters.last_sample_ns.load(Ordering::Relaxed);
+        if last == 0 {
+            return limit;
+        }
+        let due = last.max(state.last_stale_ns).saturating_add(after);
+        Duration::from_nanos(due.saturating_sub(mono_ns())).min(limit)
+    }
+
+    /// A `stale` record when no sample has been decoded for `after` ns, and every `after` ns
+    /// while that lasts.
+    fn maybe_stale(&mut self, after: u64, state: &mut State) {
+        let last = self.counters.last_sample_ns.load(Ordering::Relaxed);
+        let now = mono_ns();
+        if last == 0 || now < last.max(state.last_stale_ns).saturating_add(after) {
+            return;
+        }
+        // Due at a multiple of `after` past the last sample: the repeats keep their pace.
+        let since = now - last;
+        state.last_stale_ns = last + since / after * after;
+        let Some(l) = state.last else { return };
+        state.log_fallback(l.window, Health::Stale, "no sample decoded for stale_after_ms");
+        self.publish(state, Health::Stale, l, Duration::ZERO);
     }
 
     fn predict(&mut self, w: &SampleWindow, state: &mut State) {
@@ -117,22 +175,33 @@ impl Inference {
                 Health::Error
             }
         };
+        let last = Last { window: w.index, last_sample: w.last_sample, t: w.t };
+        state.last = Some(last);
+        let latency = w.arrival.elapsed();
+        if self.publish(state, health, last, latency) && health == Health::Ok {
+            state.summary.predictions += 1;
+        }
+        state.report.latency(latency);
+    }
+
+    /// One record to the sinks and the recorder: the graph's values (`ok`), or the fallback's.
+    /// Returns whether one was sent (`silent`, or `hold` with nothing to hold, send none).
+    fn publish(&mut self, state: &mut State, health: Health, last: Last, latency: Duration) -> bool {
         if health != Health::Ok {
             state.summary.fallbacks += 1;
-            // `hold` with nothing to hold yet: nothing is sent.
-            if !state.has_good {
-                return;
-            }
         }
-        let latency = w.arrival.elapsed();
-        let values = &state.good;
+        let values: &[f32] = match (health, self.safety.fallback) {
+            (Health::Ok, _) | (_, Fallback::Hold) if state.has_good => &state.good,
+            (Health::Ok, _) | (_, Fallback::Hold | Fallback::Silent) => return false,
+            (_, Fallback::Neutral) => self.safety.neutral.as_deref().unwrap_or_default(),
+        };
         let index = self.labels.as_ref().and_then(|_| argmax(values));
         let label = self.labels.as_ref().zip(index).and_then(|(l, i)| l.get(i).cloned());
         let generation = state.generation;
         let record = state.records.next(|r| {
-            r.window = w.index;
-            r.last_sample = w.last_sample;
-            r.t = w.t;
+            r.window = last.window;
+            r.last_sample = last.last_sample;
+            r.t = last.t;
             r.values.clear();
             r.values.extend_from_slice(values);
             r.label = label;
@@ -145,10 +214,7 @@ impl Inference {
         if let Some(r) = &self.recording {
             r.prediction(unix_ns(), record);
         }
-        if health == Health::Ok {
-            state.summary.predictions += 1;
-        }
-        state.report.latency(latency);
+        true
     }
 
     fn swap(&mut self, swap: Swap, state: &mut State) {

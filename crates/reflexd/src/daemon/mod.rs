@@ -95,8 +95,17 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         samples.record(r.clone());
     }
     let labels = reload::labels(&config);
-    let inference =
-        Inference { graph, labels, windows, swaps, sinks: sinks.clone(), counters: counters.clone(), recording };
+    let safety = config.safety.clone();
+    let inference = Inference {
+        graph,
+        labels,
+        windows,
+        swaps,
+        sinks: sinks.clone(),
+        counters: counters.clone(),
+        recording,
+        safety,
+    };
     let inference = inference.spawn()?;
     let reader =
         Reader { samples, windower, queue, counters: counters.clone(), progress: Progress::new(options.progress) };
