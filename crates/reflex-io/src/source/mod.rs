@@ -124,7 +124,12 @@ pub struct Counters {
     pub inferred: AtomicU64,
     /// When the last sample was decoded, in [`mono_ns`] (0: none yet).
     pub last_sample_ns: AtomicU64,
+    /// csv time column jumps: backwards, or forwards by more than [`JUMP_PERIODS`] periods.
+    pub time_jumps: AtomicU64,
 }
+
+/// A csv time that moves on by more than this many sample periods is a jump.
+pub const JUMP_PERIODS: f64 = 10.0;
 
 /// Nanoseconds on the monotonic clock since the process first asked (never 0 once asked).
 pub fn mono_ns() -> u64 {
@@ -166,6 +171,8 @@ pub struct Samples<S> {
     next: u64,
     counters: Arc<Counters>,
     recorder: Option<RecordHandle>,
+    /// The csv time column: the last time and the sample period seen so far.
+    clock: Clock,
     /// Bytes read while no sample has decoded yet; `None` once a sample has, or the warning
     /// that the input does not fit was given.
     unfit: Option<u64>,
@@ -192,6 +199,7 @@ impl<S: Source> Samples<S> {
             counters,
             recorder: None,
             unfit: Some(0),
+            clock: Clock::default(),
         }
     }
 
@@ -240,6 +248,9 @@ impl<S: Source> Samples<S> {
             Received::Recorded(ns) => (Instant::now(), ns),
             Received::Unknown => (Instant::now(), unix_ns()),
         };
+        if let Some(t) = own {
+            self.clock.tick(t, &self.counters);
+        }
         let t = self.decoding.time(own, self.received);
         let number = self.next;
         self.next += 1;
@@ -292,6 +303,8 @@ impl<S: Source> Samples<S> {
             }
             Chunk::Restart => {
                 self.decoder = self.decoding.decoder();
+                // A device plugged back in starts its own clock: no jump.
+                self.clock.last = None;
                 self.buf.clear();
                 if let Some(r) = &self.recorder {
                     r.device_open(unix_ns());
@@ -301,6 +314,33 @@ impl<S: Source> Samples<S> {
             Chunk::Stopped => self.ended = Some(false),
         }
         Ok(())
+    }
+}
+
+/// Follows a csv time column to count and log its jumps (docs/records.md).
+#[derive(Default)]
+struct Clock {
+    last: Option<f64>,
+    /// The smallest step forward seen: the sample period.
+    period: Option<f64>,
+    logged: Option<Instant>,
+}
+
+impl Clock {
+    fn tick(&mut self, t: f64, counters: &Counters) {
+        let Some(last) = self.last.replace(t) else { return };
+        let step = t - last;
+        let jump = step < 0.0 || self.period.is_some_and(|p| step > JUMP_PERIODS * p);
+        if jump {
+            Counters::add(&counters.time_jumps, 1);
+            // One line per jump, at most one per 10 s.
+            if self.logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                self.logged = Some(Instant::now());
+                tracing::warn!(from = last, to = t, period = self.period, "the time column jumps");
+            }
+        } else if step > 0.0 {
+            self.period = Some(self.period.map_or(step, |p| p.min(step)));
+        }
     }
 }
 

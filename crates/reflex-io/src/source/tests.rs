@@ -67,3 +67,20 @@ fn pacing_never_overflows() {
     }
     assert!(stop.sleep(Duration::MAX), "a stopped sleep of any length returns");
 }
+
+/// SPEC 7: a csv time column that jumps backwards or by more than 10 sample periods is counted.
+#[test]
+fn time_column_jumps_are_counted() {
+    let text = "0,1,1\n0.01,1,1\n0.02,1,1\n0.05,1,1\n5.0,1,1\n5.01,1,1\n1.0,1,1\n1.01,1,1\n";
+    let counters = Arc::new(Counters::default());
+    let decoding = Decoding { format: Format::Csv, channels: 2, time_column: true };
+    let chunks = vec![(text.as_bytes().to_vec(), Chunk::Bytes(Received::Unknown))];
+    let mut s = Samples::new(Chunks(chunks.into_iter(), Chunk::End), decoding, Speed::Max, counters.clone());
+    let stop = Stop::new();
+    let mut n = 0;
+    while s.next(&stop).unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 8);
+    assert_eq!(counters.time_jumps.load(Ordering::Relaxed), 2, "5.0 (forwards) and 1.0 (backwards)");
+}

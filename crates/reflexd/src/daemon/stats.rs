@@ -132,6 +132,7 @@ pub fn log_stopped(c: &Counters, summary: &Summary, at_last_window: u64) {
         predictions = summary.predictions,
         decode_errors = c.decode_errors.load(Ordering::Relaxed),
         lost_samples = c.lost_samples.load(Ordering::Relaxed),
+        time_jumps = c.time_jumps.load(Ordering::Relaxed),
         dropped_windows = c.dropped_windows.load(Ordering::Relaxed),
         inference_errors = summary.inference_errors,
         fallback_records = summary.fallbacks,
