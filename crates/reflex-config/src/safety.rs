@@ -29,6 +29,10 @@ pub struct SafetyConfig {
     /// The values of `fallback = "neutral"`, one per output value.
     #[serde(default)]
     pub neutral: Option<Vec<f32>>,
+    /// A window whose graph call has not returned after this long gets a `late` record from
+    /// the supervisor, then `stale` ones while the call lasts. Off without it.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
 }
 
 impl SafetyConfig {
@@ -38,6 +42,9 @@ impl SafetyConfig {
         let mut p = Vec::new();
         if self.stale_after_ms == Some(0) {
             p.push("stale_after_ms must be at least 1".to_string());
+        }
+        if self.deadline_ms == Some(0) {
+            p.push("deadline_ms must be at least 1".to_string());
         }
         match (&self.fallback, &self.neutral) {
             (Fallback::Neutral, None) => {

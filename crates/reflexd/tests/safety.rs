@@ -377,3 +377,39 @@ fn neutral_fallbacks_carry_the_configured_values() {
     assert_eq!(r["values"], serde_json::json!([0.5, -0.5]), "{r}");
     assert!(terminate(&mut child, &err).success());
 }
+
+/// A plugin call that never returns after good windows: the supervisor sends a `late` record
+/// within `deadline_ms`, then `stale` ones every `stale_after_ms`, holding the last good
+/// values (never a non-finite value); the source goes on; SIGTERM completes.
+#[test]
+fn a_hung_plugin_call_gets_late_then_stale_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "loop_above = 5.0", false);
+    let text = std::fs::read_to_string(&c).unwrap() + "[safety]\nstale_after_ms = 100\ndeadline_ms = 50\n";
+    std::fs::write(&c, text).unwrap();
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    std::thread::sleep(Duration::from_millis(500));
+    imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+    let good = receive(&sock);
+    assert_eq!(good["health"], "ok", "{good}");
+    imu.write(b"9,9\n9,9\n9,9\n9,9\n");
+    let at = Instant::now();
+    let late = receive(&sock);
+    let late_after = at.elapsed();
+    assert_eq!((late["health"].as_str(), late["window"].as_u64()), (Some("late"), Some(1)), "{late}");
+    assert_eq!(late["values"], good["values"]);
+    assert!(late_after <= Duration::from_millis(50 + 40), "late after {late_after:?}");
+    for _ in 0..3 {
+        let r = receive(&sock);
+        assert_eq!(r["health"], "stale", "{r}");
+        assert_eq!(r["values"], good["values"]);
+    }
+    // The source goes on meanwhile.
+    imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+    assert!(terminate(&mut child, &err).success());
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(log.contains("has not returned within deadline_ms") && log.contains("left behind"), "{log}");
+}

@@ -3,6 +3,7 @@
 //! delays windows, never the reader.
 
 use super::stats::{Report, REPORT_EVERY};
+use super::supervisor::Watch;
 use super::Summary;
 use crate::reload::{self, Swap};
 use crossbeam_channel::Receiver;
@@ -31,6 +32,8 @@ pub struct Inference {
     pub recording: Option<RecordHandle>,
     /// `[safety]`.
     pub safety: SafetyConfig,
+    /// What the supervisor watches.
+    pub watch: Arc<Watch>,
 }
 
 /// The last window cut: what a stale record says it follows.
@@ -158,7 +161,11 @@ impl Inference {
     }
 
     fn predict(&mut self, w: &SampleWindow, state: &mut State) {
-        let health = match self.graph.run(&w.data) {
+        self.watch.begin((w.index, w.last_sample, w.t), state.generation);
+        let result = self.graph.run(&w.data);
+        let finite = result.as_ref().ok().filter(|v| v.iter().all(|x| x.is_finite()));
+        self.watch.end(finite.map(|v| &v[..]));
+        let health = match result {
             Ok(values) if values.iter().all(|v| v.is_finite()) => {
                 state.good.clear();
                 state.good.extend_from_slice(values);

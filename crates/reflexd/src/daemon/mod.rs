@@ -22,6 +22,7 @@ pub mod provenance;
 pub mod reader;
 pub mod signals;
 pub mod stats;
+pub mod supervisor;
 
 use crate::model::Loaded;
 use crate::reload::{self, Reloader, Swap};
@@ -96,6 +97,8 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     }
     let labels = reload::labels(&config);
     let safety = config.safety.clone();
+    let watch = Arc::new(supervisor::Watch::default());
+    let supervisor = supervisor::spawn(watch.clone(), sinks.clone(), &safety, labels.clone(), graph.output_len())?;
     let inference = Inference {
         graph,
         labels,
@@ -105,6 +108,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         counters: counters.clone(),
         recording,
         safety,
+        watch: watch.clone(),
     };
     let inference = inference.spawn()?;
     let reader =
@@ -113,7 +117,10 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
 
     // The reader is gone, and with it the window queue's sender: inference drains what is
     // queued and returns.
-    let Some(inference) = finished(inference, &counters, lossless) else {
+    let finished = finished(inference, &counters, lossless);
+    watch.stop();
+    let supervised = supervisor.filter(|_| finished.is_some()).map_or(0, |s| s.join().unwrap_or(0));
+    let Some(inference) = finished else {
         // A plugin call that never returns: the thread cannot be cancelled. It is left behind
         // with the sinks and the recorder it holds; the process exits all the same.
         tracing::error!(
@@ -132,6 +139,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         return Ok(summary);
     };
     let mut summary = inference.join().map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
+    summary.fallbacks += supervised;
     summary.sink_lost = close(sinks, recorder)?;
     summary.samples = counters.samples.load(std::sync::atomic::Ordering::Relaxed);
     summary.decode_errors = counters.decode_errors.load(std::sync::atomic::Ordering::Relaxed);
