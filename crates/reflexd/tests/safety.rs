@@ -413,3 +413,29 @@ fn a_hung_plugin_call_gets_late_then_stale_records() {
     let log = std::fs::read_to_string(&err).unwrap();
     assert!(log.contains("has not returned within deadline_ms") && log.contains("left behind"), "{log}");
 }
+
+/// A plugin that fails only on real (non-zero) data — it passes the warm-up on zeros: every
+/// such window gets an `error` record holding the last good values, never a gap or a NaN.
+#[test]
+fn a_plugin_failing_on_real_data_gets_error_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "fail_nonzero = true", false);
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    std::thread::sleep(Duration::from_millis(500));
+    imu.write(b"0,0\n0,0\n0,0\n0,0\n");
+    let good = receive(&sock);
+    assert_eq!(good["health"], "ok", "{good}");
+    for w in 1..4u64 {
+        imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+        let r = receive(&sock);
+        assert_eq!((r["health"].as_str(), r["window"].as_u64()), (Some("error"), Some(w)), "{r}");
+        assert_eq!(r["values"], good["values"]);
+    }
+    assert!(terminate(&mut child, &err).success());
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(log.matches("fallback record").count(), 1, "one line per ~10 s: {log}");
+    assert!(log.contains("fallback_records=3"), "{log}");
+}
