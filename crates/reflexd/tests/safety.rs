@@ -439,3 +439,26 @@ fn a_plugin_failing_on_real_data_gets_error_records() {
     assert_eq!(log.matches("fallback record").count(), 1, "one line per ~10 s: {log}");
     assert!(log.contains("fallback_records=3"), "{log}");
 }
+
+/// A file sink on a full disk counted records as written while they sat in its buffer: every
+/// record the disk did not take is counted lost.
+#[test]
+fn a_file_sink_on_a_full_disk_counts_every_record_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "", false);
+    let text = std::fs::read_to_string(&c).unwrap() + "[[sinks]]\nkind = \"file\"\npath = \"/dev/full\"\n";
+    std::fs::write(&c, text).unwrap();
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    std::thread::sleep(Duration::from_millis(500));
+    imu.write(b"1,2\n".repeat(4 * 20).as_slice());
+    for _ in 0..20 {
+        receive(&sock);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(terminate(&mut child, &err).success());
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(log.contains("predictions=20") && log.contains("sink_lost=20"), "{log}");
+}
