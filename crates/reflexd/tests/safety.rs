@@ -43,8 +43,32 @@ fn reflexd(args: &[&str]) -> Command {
     c
 }
 
-fn spawn(mut c: Command, log: &Path) -> Child {
-    c.stdout(Stdio::null()).stderr(File::create(log).unwrap()).spawn().unwrap()
+/// A daemon that is killed when the test ends, passed or failed: one left running would hold
+/// its pty (serial ports are opened exclusively) and fail later tests that get the same number.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(mut c: Command, log: &Path) -> Running {
+    Running(c.stdout(Stdio::null()).stderr(File::create(log).unwrap()).spawn().unwrap())
 }
 
 /// Waits at most `limit` for the child to exit.
@@ -57,6 +81,15 @@ fn wait(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         std::thread::sleep(Duration::from_millis(10));
     }
     None
+}
+
+/// Waits until the log at `path` holds `needle` (the daemon has opened its device).
+fn wait_log(path: &Path, needle: &str) {
+    let start = Instant::now();
+    while !std::fs::read_to_string(path).unwrap_or_default().contains(needle) {
+        assert!(start.elapsed() < Duration::from_secs(20), "no `{needle}`: {}", std::fs::read_to_string(path).unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// SIGTERM; the exit status, or a panic if it takes more than 2 s.
@@ -201,7 +234,7 @@ fn sigterm_completes_while_a_swap_warm_up_hangs() {
     let c = config(dir.path(), &imu.path, port, "", false);
     let err = dir.path().join("err.log");
     let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_log(&err, "serial device open");
     imu.write(b"1,1\n1,1\n1,1\n1,1\n");
     assert_eq!(receive(&sock)["window"], 0);
     // The new graph's warm-up window sleeps ten minutes.
@@ -223,7 +256,7 @@ fn non_finite_outputs_never_reach_an_actuator() {
     let c = config(dir.path(), &imu.path, port, "nan_above = 5.0", false);
     let err = dir.path().join("err.log");
     let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_log(&err, "serial device open");
     imu.write(b"1,2\n1,2\n1,2\n1,2\n");
     let good = receive(&sock);
     assert_eq!((good["health"].as_str(), good["values"][0].as_f64()), (Some("ok"), Some(1.0)), "{good}");
@@ -280,7 +313,7 @@ fn live_input_that_does_not_fit_is_said_once() {
     std::fs::write(&c, text).unwrap();
     let err = dir.path().join("err.log");
     let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_log(&err, "serial device open");
     let packet = reflex_codecs::encode::witmotion(0x51, [100, -200, 300, 0]);
     for _ in 0..2 {
         imu.write(&packet.repeat(400));
@@ -307,7 +340,7 @@ fn sigterm_completes_while_a_plugin_call_never_returns() {
     let c = config(dir.path(), &imu.path, port, "loop_above = 5.0", false);
     let err = dir.path().join("err.log");
     let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_log(&err, "serial device open");
     imu.write(b"1,1\n1,1\n1,1\n1,1\n");
     assert_eq!(receive(&sock)["window"], 0);
     imu.write(b"9,9\n9,9\n9,9\n9,9\n");
@@ -328,7 +361,7 @@ fn a_quiet_imu_gets_stale_records_in_time() {
     std::fs::write(&c, text).unwrap();
     let err = dir.path().join("err.log");
     let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_log(&err, "serial device open");
     imu.write(b"1,2\n1,2\n1,2\n1,2\n");
     let good = receive(&sock);
     let at = Instant::now();
@@ -370,7 +403,7 @@ fn neutral_fallbacks_carry_the_configured_values() {
     std::fs::write(&c, base + "[safety]\nfallback = \"neutral\"\nneutral = [0.5, -0.5]\n").unwrap();
     let err = dir.path().join("err.log");
     let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_log(&err, "serial device open");
     imu.write(b"9,9\n9,9\n9,9\n9,9\n");
     let r = receive(&sock);
     assert_eq!(r["health"], "nonfinite", "{r}");
@@ -391,7 +424,7 @@ fn a_hung_plugin_call_gets_late_then_stale_records() {
     std::fs::write(&c, text).unwrap();
     let err = dir.path().join("err.log");
     let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_log(&err, "serial device open");
     imu.write(b"1,2\n1,2\n1,2\n1,2\n");
     let good = receive(&sock);
     assert_eq!(good["health"], "ok", "{good}");
@@ -424,7 +457,7 @@ fn a_plugin_failing_on_real_data_gets_error_records() {
     let c = config(dir.path(), &imu.path, port, "fail_nonzero = true", false);
     let err = dir.path().join("err.log");
     let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_log(&err, "serial device open");
     imu.write(b"0,0\n0,0\n0,0\n0,0\n");
     let good = receive(&sock);
     assert_eq!(good["health"], "ok", "{good}");
@@ -452,7 +485,7 @@ fn a_file_sink_on_a_full_disk_counts_every_record_lost() {
     std::fs::write(&c, text).unwrap();
     let err = dir.path().join("err.log");
     let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_log(&err, "serial device open");
     imu.write(b"1,2\n".repeat(4 * 20).as_slice());
     for _ in 0..20 {
         receive(&sock);
@@ -461,4 +494,50 @@ fn a_file_sink_on_a_full_disk_counts_every_record_lost() {
     assert!(terminate(&mut child, &err).success());
     let log = std::fs::read_to_string(&err).unwrap();
     assert!(log.contains("predictions=20") && log.contains("sink_lost=20"), "{log}");
+}
+
+/// A serial actuator that takes nothing more (its buffer full): `sink_lost` in the stopped
+/// line is every record it did not get, counted after the sinks finished (it was read before
+/// they drained, 257 short per run).
+#[test]
+fn a_stuck_serial_actuator_loses_exactly_the_records_it_did_not_get() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let actuator = pty();
+    let (sock, port) = self::actuator();
+    let c = config(dir.path(), &imu.path, port, "", false);
+    let sink = format!("[[sinks]]\nkind = \"serial\"\npath = \"{}\"\n", actuator.path.display());
+    std::fs::write(&c, std::fs::read_to_string(&c).unwrap() + &sink).unwrap();
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    wait_log(&err, "serial device open");
+    // 3000 windows, in bursts the window queue takes whole; the UDP sink proves them computed.
+    for _ in 0..100 {
+        imu.write(b"1,2\n".repeat(4 * 30).as_slice());
+        for _ in 0..30 {
+            receive(&sock);
+        }
+    }
+    let windows = 3000;
+    assert!(terminate(&mut child, &err).success());
+    // What the actuator got: the complete lines in its buffer.
+    let fd = actuator.master.as_raw_fd();
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    let mut master = &actuator.master;
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let lines = got.iter().filter(|b| **b == b'\n').count() as u64;
+    let log = std::fs::read_to_string(&err).unwrap();
+    let stopped = log.lines().rev().find(|l| l.contains("stopped")).unwrap();
+    let lost: u64 = stopped.split("sink_lost=").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(lines < windows as u64, "the actuator was not stuck: {lines} records");
+    assert_eq!(lost, windows as u64 - lines, "{stopped}");
 }
