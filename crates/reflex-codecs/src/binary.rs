@@ -9,6 +9,10 @@ use crate::{Frame, Malformed, Sample};
 
 /// The two sync bytes that open every frame.
 pub(crate) const SYNC: [u8; 2] = [0xA5, 0x5A];
+/// The largest counter step counted as lost samples (minus one): 65 536, a minute at 1 kHz.
+/// A larger step is a restart of the counter.
+pub const MAX_GAP: u32 = 1 << 16;
+
 /// Sync, `n` and counter.
 pub(crate) const HEADER_LEN: usize = 2 + 1 + 4;
 /// The CRC trailer.
@@ -33,8 +37,9 @@ pub(crate) fn frame_len(n: usize) -> usize {
 /// - A frame holding NaN or infinity is consumed as [`Malformed::NotFinite`]; its counter still
 ///   counts.
 /// - Counter: the first frame sets it. When the next counter `c` is ahead of the last one by
-///   `d = c - last` (wrapping) with `1 < d < 2^31`, [`Frame::Lost`]`(d - 1)` comes before that
-///   frame. A counter that repeats or goes backwards (`d == 0` or `d >= 2^31` — a firmware restart)
+///   `d = c - last` (wrapping) with `1 < d <= MAX_GAP` (2^16), [`Frame::Lost`]`(d - 1)` comes
+///   before that frame. A counter that repeats, goes backwards or jumps further ahead (`d == 0`
+///   or `d > MAX_GAP` — a firmware restart or a corrupted counter, not a billion lost samples)
 ///   restarts the tracking from `c` with nothing counted as lost. The sample of a rejected frame
 ///   thus shows up once as malformed and, when the next good frame arrives, once more as lost.
 /// - At the end of the stream an incomplete frame is [`Malformed::Truncated`], and the search goes
@@ -67,7 +72,7 @@ impl BinaryDecoder {
         let lost = match self.last_counter {
             Some(last) => {
                 let d = counter.wrapping_sub(last);
-                if d == 0 || d >= 1 << 31 {
+                if d == 0 || d > MAX_GAP {
                     0
                 } else {
                     u64::from(d - 1)
@@ -195,5 +200,16 @@ mod tests {
         assert_eq!(d.track(2), 1);
         d.last_counter = Some(u32::MAX - 2);
         assert_eq!(d.track(1), 3, "a gap across the wrap");
+    }
+
+    /// Issue 15: a counter that jumps by 2^30 counted a billion lost samples.
+    #[test]
+    fn a_counter_jump_beyond_any_plausible_gap_is_a_restart() {
+        let mut d = BinaryDecoder::new(1);
+        assert_eq!(d.track(10), 0);
+        assert_eq!(d.track(10 + (1 << 30)), 0);
+        assert_eq!(d.track(11 + (1 << 30)), 0);
+        assert_eq!(d.track(11 + (1 << 30) + MAX_GAP), MAX_GAP as u64 - 1, "the largest gap still counts");
+        assert_eq!(d.track(12 + (1 << 30) + 2 * MAX_GAP), 0);
     }
 }

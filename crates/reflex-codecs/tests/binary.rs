@@ -141,7 +141,7 @@ fn counter_gaps_wraps_and_restarts() {
         &binary(1, &[5.0]),
         // repeat: no loss either
         &binary(1, &[6.0]),
-        // a jump of 2^31 or more reads as going back: a restart, no loss
+        // a jump of more than 2^16 reads as a restart: a restart, no loss
         &binary(u32::MAX - 1, &[7.0]),
         &binary(u32::MAX, &[8.0]),
         &binary(0, &[9.0]),

@@ -36,14 +36,17 @@
 mod error;
 mod model;
 mod output;
+mod safety;
 mod sink;
 mod source;
 mod window;
 
+pub mod file;
 pub use error::{Error, Errors, Place};
 pub use model::{LayerConfig, ModelConfig};
 pub use output::{OutputConfig, OutputKind};
 pub use reflex_codecs::Format;
+pub use safety::{Fallback, SafetyConfig};
 pub use sink::{RecordFormat, SinkConfig, SinkKind};
 pub use source::{check_channel_names, SourceConfig, SourceKind, Speed, RESERVED_NAMES};
 pub use window::WindowConfig;
@@ -68,9 +71,11 @@ pub struct Config {
     pub output: OutputConfig,
     /// `[[sinks]]`.
     pub sinks: Vec<SinkConfig>,
+    /// `[safety]`.
+    pub safety: SafetyConfig,
 }
 
-const SECTIONS: [&str; 5] = ["source", "window", "model", "output", "sinks"];
+const SECTIONS: [&str; 6] = ["source", "window", "model", "output", "sinks", "safety"];
 const ENV_PREFIX: &str = "REFLEX";
 
 /// Problems found so far in one file.
@@ -101,8 +106,9 @@ impl Found {
 
 /// Reads, merges with the environment, and validates the config at `path`.
 pub fn load(path: &Path) -> Result<Config, Errors> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Found::only(path, Place::File, format!("cannot read: {e}")))?;
+    let bytes =
+        file::read_bounded(path, file::CONFIG_LIMIT).map_err(|e| Found::only(path, Place::File, e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| Found::only(path, Place::File, "not UTF-8 text".to_string()))?;
     parse(path, &text, std::env::vars())
 }
 
@@ -128,15 +134,24 @@ pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, Str
     let model = section("model", true, &mut found);
     let output = section("output", false, &mut found).map(null_to_empty);
     let sinks = section("sinks", false, &mut found).map(null_to_array);
+    let safety = section("safety", false, &mut found).map(null_to_empty);
     let source = source.and_then(|v| typed::<SourceConfig>("source", v, &mut found));
     let window = window.and_then(|v| typed::<WindowConfig>("window", v, &mut found));
     let model = model.and_then(|v| model::parse(v, &mut found));
     let output = output.and_then(|v| typed::<OutputConfig>("output", v, &mut found));
     let sinks = sinks.and_then(|v| typed::<Vec<SinkConfig>>("sinks", v, &mut found));
+    let safety = safety.and_then(|v| typed::<SafetyConfig>("safety", v, &mut found));
     validate(&mut found, source.as_ref(), window.as_ref(), output.as_ref(), sinks.as_deref());
-    match (source, window, model, output, sinks) {
-        (Some(source), Some(window), Some(model), Some(output), Some(sinks)) if found.errors.is_empty() => {
-            let config = Config { path: path.into(), text: text.into(), source, window, model, output, sinks };
+    if let Some(s) = &safety {
+        for m in s.validate() {
+            found.at(Place::Section("safety".into()), m);
+        }
+    }
+    match (source, window, model, output, sinks, safety) {
+        (Some(source), Some(window), Some(model), Some(output), Some(sinks), Some(safety))
+            if found.errors.is_empty() =>
+        {
+            let config = Config { path: path.into(), text: text.into(), source, window, model, output, sinks, safety };
             Ok(config.resolve_paths())
         }
         _ => Err(Errors(found.errors)),

@@ -46,18 +46,74 @@ fn default_baud_rate() -> u32 {
     115_200
 }
 
-/// One `[[sinks]]` entry.
+/// One `[[sinks]]` entry, read through [`RawSink`] so that every unknown key is an error
+/// (serde's `flatten` would let `kind = "stdout"` take any key).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "RawSink")]
 pub struct SinkConfig {
     /// `kind = "stdout" | "file" | "udp" | "serial"` and that kind's own keys.
-    #[serde(flatten)]
     pub kind: SinkKind,
     /// How each record is written.
-    #[serde(default)]
     pub format: RecordFormat,
     /// The text for `format = "template"`.
-    #[serde(default)]
     pub template: Option<String>,
+}
+
+/// Every key any sink may have; which of them a kind takes is checked in `try_from`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    kind: String,
+    path: Option<PathBuf>,
+    target: Option<String>,
+    baud_rate: Option<u32>,
+    #[serde(default)]
+    format: RecordFormat,
+    #[serde(default)]
+    template: Option<String>,
+}
+
+impl TryFrom<RawSink> for SinkConfig {
+    type Error = String;
+
+    fn try_from(r: RawSink) -> Result<SinkConfig, String> {
+        let unused = |key: &str, kind: &str| format!("unknown field `{key}`: a {kind} sink has no such key");
+        let kind = match r.kind.as_str() {
+            "stdout" => {
+                if let Some(key) =
+                    [("path", r.path.is_some()), ("target", r.target.is_some()), ("baud_rate", r.baud_rate.is_some())]
+                        .iter()
+                        .find_map(|(k, set)| set.then_some(*k))
+                {
+                    return Err(unused(key, "stdout"));
+                }
+                SinkKind::Stdout
+            }
+            "file" => {
+                if r.target.is_some() || r.baud_rate.is_some() {
+                    return Err(unused(if r.target.is_some() { "target" } else { "baud_rate" }, "file"));
+                }
+                SinkKind::File { path: r.path.ok_or("missing field `path`")? }
+            }
+            "udp" => {
+                if r.path.is_some() || r.baud_rate.is_some() {
+                    return Err(unused(if r.path.is_some() { "path" } else { "baud_rate" }, "udp"));
+                }
+                SinkKind::Udp { target: r.target.ok_or("missing field `target`")? }
+            }
+            "serial" => {
+                if r.target.is_some() {
+                    return Err(unused("target", "serial"));
+                }
+                let path = r.path.ok_or("missing field `path`")?;
+                SinkKind::Serial { path, baud_rate: r.baud_rate.unwrap_or_else(default_baud_rate) }
+            }
+            other => {
+                return Err(format!("unknown variant `{other}`, expected one of `stdout`, `file`, `udp`, `serial`"))
+            }
+        };
+        Ok(SinkConfig { kind, format: r.format, template: r.template })
+    }
 }
 
 impl SinkConfig {

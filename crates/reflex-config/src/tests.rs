@@ -160,3 +160,38 @@ fn channel_names_and_units_are_one_per_channel() {
     let all = parse_str(&text).unwrap_err().to_string();
     assert!(all.contains("units has 1 entries, expected one per channel (3)"), "{all}");
 }
+
+/// Issue 15: a stdout sink took any key (`kind = "stdout"` with `target = …` or a typo).
+#[test]
+fn a_stdout_sink_rejects_unknown_keys() {
+    let stdout = GOOD.replace("kind = \"udp\"\ntarget = \"127.0.0.1:9000\"", "kind = \"stdout\"\nfromat = \"csv\"");
+    let p = parse_str(&stdout).unwrap_err();
+    assert!(p.to_string().contains("fromat"), "{p}");
+    let stdout = GOOD.replace("kind = \"udp\"", "kind = \"stdout\"");
+    let p = parse_str(&stdout).unwrap_err();
+    assert!(p.to_string().contains("target"), "{p}");
+    assert!(parse_str(&GOOD.replace("kind = \"udp\"\ntarget = \"127.0.0.1:9000\"", "kind = \"stdout\"")).is_ok());
+}
+
+/// Issue 15: a std of 1e-45 passed `check` and made every window inf or NaN.
+#[test]
+fn a_std_too_small_to_divide_by_is_an_error() {
+    let with = |std: &str| GOOD.replace("hop = 4", &format!("hop = 4\nstd = [1, 1, 1, 1, 1, {std}]"));
+    let p = parse_str(&with("1e-45")).unwrap_err();
+    assert!(p.to_string().contains("at least 0.000001"), "{p}");
+    assert!(parse_str(&with("0.001")).is_ok());
+}
+
+#[test]
+fn safety_checks_its_fallback_and_neutral() {
+    let c = parse_str(GOOD).unwrap();
+    assert_eq!(c.safety, SafetyConfig::default());
+    let c = parse_str(&(GOOD.to_string() + "[safety]\nstale_after_ms = 50\n")).unwrap();
+    assert_eq!(c.safety.stale_after_ms, Some(50));
+    let p = parse_str(&(GOOD.to_string() + "[safety]\nfallback = \"neutral\"\n")).unwrap_err();
+    assert!(p.to_string().contains("needs neutral"), "{p}");
+    let p = parse_str(&(GOOD.to_string() + "[safety]\nneutral = [1.0]\n")).unwrap_err();
+    assert!(p.to_string().contains("only used with"), "{p}");
+    let p = parse_str(&(GOOD.to_string() + "[safety]\ndeadline_ms = 0\n")).unwrap_err();
+    assert!(p.to_string().contains("deadline_ms must be at least 1"), "{p}");
+}

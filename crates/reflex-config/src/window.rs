@@ -14,6 +14,10 @@ pub const MAX_SIZE: usize = 1 << 20;
 /// The most values in one window (channels × length).
 pub const MAX_WINDOW: usize = 1 << 24;
 
+/// The smallest `std` entry: dividing by less turns ordinary readings into inf (issue 15: a
+/// std of 1e-45 passed `check` and made every window NaN).
+pub const MIN_STD: f32 = 1e-6;
+
 /// `[window]`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +66,10 @@ impl WindowConfig {
         }
         if let Some(v) = self.std.iter().flatten().find(|v| **v <= 0.0) {
             p.push(format!("std holds {v}: every entry must be positive"));
+        } else if let Some(v) = self.std.iter().flatten().find(|v| **v < MIN_STD) {
+            p.push(format!(
+                "std holds {v}: every entry must be at least {MIN_STD} (a smaller one turns the input into inf)"
+            ));
         }
         p
     }

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 /// A weights file that cannot be used, and which file.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    /// The file cannot be read.
-    #[error("{}: cannot read: {source}", path.display())]
-    Io {
+    /// The file cannot be read: an I/O error, not a regular file, or past the size limit.
+    #[error("{}: {source}", path.display())]
+    Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        source: reflex_config::file::ReadError,
     },
     /// The file is not safetensors.
     #[error("{}: not a safetensors file: {source}", path.display())]
@@ -71,7 +71,8 @@ fn ignored(name: &str) -> bool {
 impl Weights {
     /// Reads and converts the file at `path`.
     pub fn open(path: &Path) -> Result<Weights, WeightsError> {
-        let bytes = std::fs::read(path).map_err(|source| WeightsError::Io { path: path.into(), source })?;
+        let bytes = reflex_config::file::read_bounded(path, reflex_config::file::WEIGHTS_LIMIT)
+            .map_err(|source| WeightsError::Read { path: path.into(), source })?;
         Self::from_bytes(path, &bytes)
     }
 

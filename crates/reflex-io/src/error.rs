@@ -16,6 +16,14 @@ pub enum Error {
         /// Why.
         source: io::Error,
     },
+    /// A recording could not be read: an I/O error, not a regular file, or past the size limit.
+    #[error("{}: {source}", path.display())]
+    ReadBounded {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: reflex_config::file::ReadError,
+    },
     /// A recording given to `replay` is not an MCAP file.
     #[error("{}: not an MCAP file", path.display())]
     NotMcap {

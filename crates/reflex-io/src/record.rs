@@ -31,6 +31,40 @@ pub struct Prediction {
     pub latency_us: f64,
     /// Graph swaps so far, starting at 1.
     pub generation: u64,
+    /// `ok` for a prediction of the graph; otherwise why this is a fallback record
+    /// (docs/records.md). Recordings made before it read back as `ok`.
+    #[serde(default)]
+    pub health: Health,
+}
+
+/// Whether a record is the graph's prediction, or a fallback and why.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// The graph's prediction for this window.
+    #[default]
+    Ok,
+    /// No sample for `stale_after_ms`.
+    Stale,
+    /// The graph produced NaN or ±inf: those values were withheld.
+    Nonfinite,
+    /// The graph or a plugin failed on this window.
+    Error,
+    /// Inference did not finish within `deadline_ms`.
+    Late,
+}
+
+impl Health {
+    /// The word in records and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::Stale => "stale",
+            Health::Nonfinite => "nonfinite",
+            Health::Error => "error",
+            Health::Late => "late",
+        }
+    }
 }
 
 fn nan_for_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
@@ -126,6 +160,7 @@ enum Field {
     Index,
     LatencyUs,
     Generation,
+    Health,
     /// All values, comma-separated.
     Values,
     Value(usize),
@@ -179,7 +214,7 @@ impl Formatter {
                 if let Some(i) = r.index {
                     let _ = write!(out, "{i}");
                 }
-                let _ = write!(out, ",{},{}", r.latency_us, r.generation);
+                let _ = write!(out, ",{},{},{}", r.latency_us, r.generation, r.health.as_str());
                 for v in &r.values {
                     let _ = write!(out, ",{v}");
                 }
@@ -222,6 +257,7 @@ fn field(s: &mut Vec<u8>, r: &Prediction, f: &Field, precision: Option<usize>) {
         }
         Field::LatencyUs => number(s, r.latency_us, precision),
         Field::Generation => number(s, r.generation as f64, precision),
+        Field::Health => s.extend_from_slice(r.health.as_str().as_bytes()),
         Field::Values => {
             for (i, v) in r.values.iter().enumerate() {
                 if i > 0 {
@@ -303,6 +339,7 @@ fn parse_field(spec: &str, outputs: usize) -> Result<Piece, TemplateError> {
         "index" => Field::Index,
         "latency_us" => Field::LatencyUs,
         "generation" => Field::Generation,
+        "health" => Field::Health,
         "values" => Field::Values,
         _ => {
             let i = name
@@ -333,6 +370,7 @@ mod tests {
             index: Some(1),
             latency_us: 57.2,
             generation: 1,
+            health: Health::Ok,
         }
     }
 
@@ -346,7 +384,7 @@ mod tests {
     fn json_is_the_spec_record() {
         assert_eq!(
             text(&Formatter(Kind::Json), &record(), true),
-            "{\"window\":41,\"last_sample\":455,\"t\":4.55,\"values\":[0.1,2.3,-0.4,0.0],\"label\":\"run\",\"index\":1,\"latency_us\":57.2,\"generation\":1}\n"
+            "{\"window\":41,\"last_sample\":455,\"t\":4.55,\"values\":[0.1,2.3,-0.4,0.0],\"label\":\"run\",\"index\":1,\"latency_us\":57.2,\"generation\":1,\"health\":\"ok\"}\n"
         );
         let regress = Prediction { t: None, label: None, index: None, ..record() };
         let j: serde_json::Value = serde_json::from_str(&text(&Formatter(Kind::Json), &regress, false)).unwrap();
@@ -355,7 +393,7 @@ mod tests {
 
     #[test]
     fn csv_puts_the_values_last() {
-        assert_eq!(text(&Formatter(Kind::Csv), &record(), true), "41,455,4.55,run,1,57.2,1,0.1,2.3,-0.4,0\n");
+        assert_eq!(text(&Formatter(Kind::Csv), &record(), true), "41,455,4.55,run,1,57.2,1,ok,0.1,2.3,-0.4,0\n");
     }
 
     #[test]

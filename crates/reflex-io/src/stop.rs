@@ -37,10 +37,17 @@ impl Stop {
 
     /// Sleeps for `d`, or less if the stop is requested meanwhile; returns whether it was.
     pub fn sleep(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
+        // A deadline past what `Instant` can hold is a sleep until the stop.
+        let deadline = Instant::now().checked_add(d);
         let mut guard = self.0.lock.lock().unwrap_or_else(PoisonError::into_inner);
         while !self.is_set() {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+            let left = match deadline {
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) => left,
+                    None => break,
+                },
+                None => Duration::from_secs(3600),
+            };
             guard = self.0.wake.wait_timeout(guard, left).unwrap_or_else(PoisonError::into_inner).0;
         }
         self.is_set()

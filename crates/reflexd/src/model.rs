@@ -80,6 +80,8 @@ pub enum LoadError {
     Graph { file: PathBuf, errors: BuildErrors },
     /// `[output] labels` does not match the model's output.
     Labels { file: PathBuf, labels: usize, outputs: usize },
+    /// `[safety] neutral` does not match the model's output.
+    Neutral { file: PathBuf, neutral: usize, outputs: usize },
 }
 
 impl fmt::Display for LoadError {
@@ -93,6 +95,11 @@ impl fmt::Display for LoadError {
             LoadError::Labels { file, labels, outputs } => write!(
                 f,
                 "{}: [output] labels has {labels} entries but the model outputs {outputs} values",
+                file.display()
+            ),
+            LoadError::Neutral { file, neutral, outputs } => write!(
+                f,
+                "{}: [safety] neutral has {neutral} entries but the model outputs {outputs} values",
                 file.display()
             ),
         }
@@ -124,6 +131,9 @@ fn build(config: Config) -> Result<Loaded, LoadError> {
     let labels = config.output.labels.len();
     if config.output.kind == OutputKind::Classify && labels != outputs {
         return Err(LoadError::Labels { file: path.to_path_buf(), labels, outputs });
+    }
+    if let Some(neutral) = config.safety.neutral.as_ref().map(Vec::len).filter(|n| *n != outputs) {
+        return Err(LoadError::Neutral { file: path.to_path_buf(), neutral, outputs });
     }
     Ok(Loaded { config, graph })
 }

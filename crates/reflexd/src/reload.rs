@@ -11,7 +11,7 @@
 //! running daemon: an edit to them is refused with a message asking for a restart.
 
 use crate::model::{self, Loaded};
-use reflex_config::{Config, OutputKind, SinkConfig, SourceConfig, WindowConfig};
+use reflex_config::{Config, OutputKind, SafetyConfig, SinkConfig, SourceConfig, WindowConfig};
 use reflex_graph::{Graph, Origin};
 use reflex_io::queue::DropOldest;
 use std::path::{Path, PathBuf};
@@ -57,11 +57,12 @@ struct Fixed {
     source: SourceConfig,
     window: WindowConfig,
     sinks: Vec<SinkConfig>,
+    safety: SafetyConfig,
 }
 
 impl Fixed {
     fn of(c: &Config) -> Fixed {
-        Fixed { source: c.source.clone(), window: c.window.clone(), sinks: c.sinks.clone() }
+        Fixed { source: c.source.clone(), window: c.window.clone(), sinks: c.sinks.clone(), safety: c.safety.clone() }
     }
 
     fn differences(&self, other: &Fixed) -> Vec<&'static str> {
@@ -74,6 +75,9 @@ impl Fixed {
         }
         if self.sinks != other.sinks {
             v.push("[[sinks]]");
+        }
+        if self.safety != other.safety {
+            v.push("[safety]");
         }
         v
     }
@@ -158,11 +162,10 @@ impl Reloader {
                 }
             };
             last = stamp(&self.files);
-            let path = self.path.clone();
-            let built = tokio::task::spawn_blocking(move || model::load(&path)).await;
+            let Some(built) = build(self.path.clone()).await else { continue };
             let loaded = match built {
-                Ok(Ok(l)) => l,
-                Ok(Err(problems)) => {
+                Ok(l) => l,
+                Err(Built::Load(problems)) => {
                     let text = problems.to_string();
                     let n = text.lines().count();
                     let first = text.lines().next().unwrap_or_default().to_string();
@@ -171,8 +174,8 @@ impl Reloader {
                     tracing::error!("config change refused, the running graph keeps going: {first}{more}");
                     continue;
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "graph build failed, the running graph keeps going");
+                Err(Built::WarmUp(e)) => {
+                    tracing::error!("config change refused, the running graph keeps going: warm-up window failed: {e}");
                     continue;
                 }
             };
@@ -190,15 +193,10 @@ impl Reloader {
                 last = stamp(&self.files);
                 watcher = self.watch(events_tx.clone());
             }
-            match warm_up(loaded) {
-                Ok(swap) => {
-                    if self.swaps.send(Swap { noticed, ..swap }).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!("config change refused, the running graph keeps going: warm-up window failed: {e}")
-                }
+            let Loaded { config, graph } = loaded;
+            let event = crate::daemon::provenance::swap_event(&config, &graph);
+            if self.swaps.send(Swap { graph, labels: labels(&config), noticed, event }).is_err() {
+                return;
             }
         }
     }
@@ -228,11 +226,51 @@ impl Reloader {
     }
 }
 
+/// How long a new graph may take to load and warm up before the change is refused. The
+/// thread doing it is left behind if a plugin never returns (it cannot be cancelled).
+const BUILD_LIMIT: Duration = Duration::from_secs(10);
+
+/// Why a new graph was not built.
+enum Built {
+    /// The config, a plugin or the weights: every problem.
+    Load(model::LoadError),
+    /// The warm-up window failed.
+    WarmUp(String),
+}
+
+/// Loads and warms up the graph of `path` on a thread of its own — never on this one, which
+/// also handles the signals: a plugin that hangs must not keep SIGTERM waiting. `None` when it
+/// took longer than [`BUILD_LIMIT`] (logged).
+async fn build(path: PathBuf) -> Option<Result<Loaded, Built>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("graph-build".into()).spawn(move || {
+        let built = model::load(&path).map_err(Built::Load).and_then(warm_up);
+        let _ = tx.send(built);
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "config change refused, the running graph keeps going: cannot start a thread to build the graph");
+        return None;
+    }
+    match tokio::time::timeout(BUILD_LIMIT, rx).await {
+        Ok(Ok(built)) => Some(built),
+        Ok(Err(_)) => {
+            tracing::error!("config change refused, the running graph keeps going: the graph build failed");
+            None
+        }
+        Err(_) => {
+            tracing::error!(
+                limit_s = BUILD_LIMIT.as_secs(),
+                "config change refused, the running graph keeps going: the new graph did not load and warm up in time (a plugin that never returns is left behind on its thread)"
+            );
+            None
+        }
+    }
+}
+
 /// One window of zeros through the new graph, off the hot path, before it is trusted.
-fn warm_up(loaded: Loaded) -> Result<Swap, String> {
+fn warm_up(loaded: Loaded) -> Result<Loaded, Built> {
     let Loaded { config, mut graph } = loaded;
     let zeros = vec![0.0; graph.input_len()];
-    graph.run(&zeros).map_err(|e| e.to_string())?;
-    let event = crate::daemon::provenance::swap_event(&config, &graph);
-    Ok(Swap { labels: labels(&config), graph, noticed: Instant::now(), event })
+    graph.run(&zeros).map_err(|e| Built::WarmUp(e.to_string()))?;
+    Ok(Loaded { config, graph })
 }

@@ -11,6 +11,11 @@
 //!
 //! With `panic_above = x` it also panics on any window holding a value above `x`: a stand-in
 //! for a plugin bug, to watch (and test) that a panicking plugin fails that window only.
+//!
+//! Hostile keys, for the safety tests (each one passes a warm-up window of zeros):
+//! `nan_above = x` outputs NaN for a window holding a value above `x`; `loop_above = x` never
+//! returns from such a window; `fail_nonzero = true` returns an error on any window that is not
+//! all zeros.
 
 use reflex_plugin_sdk::{export_plugin, Error, Layer, LayerInfo, Shape, TensorSpec};
 use serde::Deserialize;
@@ -25,6 +30,15 @@ pub struct Params {
     /// Panic on a window holding a value above this.
     #[serde(default)]
     pub panic_above: Option<f32>,
+    /// Output NaN for a window holding a value above this.
+    #[serde(default)]
+    pub nan_above: Option<f32>,
+    /// Never return from a window holding a value above this.
+    #[serde(default)]
+    pub loop_above: Option<f32>,
+    /// Fail on any window that is not all zeros.
+    #[serde(default)]
+    pub fail_nonzero: bool,
 }
 
 /// A configured `slow` layer.
@@ -32,6 +46,9 @@ pub struct Slow {
     shape: Shape,
     pause: Duration,
     panic_above: Option<f32>,
+    nan_above: Option<f32>,
+    loop_above: Option<f32>,
+    fail_nonzero: bool,
 }
 
 impl Layer for Slow {
@@ -40,7 +57,14 @@ impl Layer for Slow {
     type Params = Params;
 
     fn configure(p: Params, input: Shape) -> Result<Self, Error> {
-        Ok(Slow { shape: input, pause: Duration::from_millis(p.ms), panic_above: p.panic_above })
+        Ok(Slow {
+            shape: input,
+            pause: Duration::from_millis(p.ms),
+            panic_above: p.panic_above,
+            nan_above: p.nan_above,
+            loop_above: p.loop_above,
+            fail_nonzero: p.fail_nonzero,
+        })
     }
     fn info(&self) -> LayerInfo {
         LayerInfo::elementwise(self.shape)
@@ -57,6 +81,19 @@ impl Layer for Slow {
             if x.iter().any(|&v| v > limit) {
                 panic!("slow: a value above {limit}");
             }
+        }
+        let above = |limit: Option<f32>| limit.is_some_and(|l| x.iter().any(|&v| v > l));
+        if above(self.loop_above) {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        if self.fail_nonzero && x.iter().any(|&v| v != 0.0) {
+            return Err(Error::runtime("slow: a window that is not all zeros"));
+        }
+        if above(self.nan_above) {
+            y.fill(f32::NAN);
+            return Ok(());
         }
         y.copy_from_slice(x);
         Ok(())

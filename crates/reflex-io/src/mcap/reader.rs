@@ -83,7 +83,8 @@ pub enum ChunkDamage {
 impl McapFile {
     /// Reads the file at `path`.
     pub fn open(path: &Path) -> Result<McapFile, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.into(), source })?;
+        let bytes = reflex_config::file::read_bounded(path, reflex_config::file::RECORDING_LIMIT)
+            .map_err(|source| Error::ReadBounded { path: path.into(), source })?;
         if !bytes.starts_with(MAGIC) {
             return Err(Error::NotMcap { path: path.into() });
         }

@@ -120,6 +120,22 @@ pub struct Counters {
     pub lost_samples: AtomicU64,
     /// Windows dropped, oldest first, because inference fell behind.
     pub dropped_windows: AtomicU64,
+    /// Windows the inference thread has finished with (whatever the outcome): its progress.
+    pub inferred: AtomicU64,
+    /// When the last sample was decoded, in [`mono_ns`] (0: none yet).
+    pub last_sample_ns: AtomicU64,
+    /// csv time column jumps: backwards, or forwards by more than [`JUMP_PERIODS`] periods.
+    pub time_jumps: AtomicU64,
+}
+
+/// A csv time that moves on by more than this many sample periods is a jump.
+pub const JUMP_PERIODS: f64 = 10.0;
+
+/// Nanoseconds on the monotonic clock since the process first asked (never 0 once asked).
+pub fn mono_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
 }
 
 impl Counters {
@@ -155,7 +171,15 @@ pub struct Samples<S> {
     next: u64,
     counters: Arc<Counters>,
     recorder: Option<RecordHandle>,
+    /// The csv time column: the last time and the sample period seen so far.
+    clock: Clock,
+    /// Bytes read while no sample has decoded yet; `None` once a sample has, or the warning
+    /// that the input does not fit was given.
+    unfit: Option<u64>,
 }
+
+/// Bytes read without one sample before the input is said not to fit the config.
+const UNFIT_AFTER: u64 = 4096;
 
 /// Room for the largest read or recorded message, so that the buffer never grows.
 const BUFFER: usize = 64 * 1024;
@@ -174,6 +198,8 @@ impl<S: Source> Samples<S> {
             next: 0,
             counters,
             recorder: None,
+            unfit: Some(0),
+            clock: Clock::default(),
         }
     }
 
@@ -227,14 +253,39 @@ impl<S: Source> Samples<S> {
             Received::Recorded(ns) => (Instant::now(), ns),
             Received::Unknown => (Instant::now(), unix_ns()),
         };
+        if let Some(t) = own {
+            self.clock.tick(t, &self.counters);
+        }
         let t = self.decoding.time(own, self.received);
         let number = self.next;
         self.next += 1;
+        self.unfit = None;
         Counters::add(&self.counters.samples, 1);
+        self.counters.last_sample_ns.store(mono_ns(), Ordering::Relaxed);
         if let Some(r) = &self.recorder {
             r.sample(ns, number, t, &values);
         }
         TimedSample { number, values, t, arrival }
+    }
+
+    /// Input that does not fit the config is said once, not left to silence: 4 KiB read and
+    /// not one sample decoded (a wrong format, channel count or time column; witmotion without
+    /// `0x52` packets). Reading goes on.
+    fn check_fit(&mut self, n: u64) {
+        let Some(read) = self.unfit.as_mut() else { return };
+        *read += n;
+        if *read >= UNFIT_AFTER {
+            let d = self.decoding;
+            tracing::error!(
+                bytes = *read,
+                decode_errors = self.counters.decode_errors.load(Ordering::Relaxed),
+                "the input does not fit the config: not one sample decoded; the config expects {} with {} channels{}",
+                d.format.name(),
+                d.channels,
+                if d.time_column { " after a time column" } else { "" }
+            );
+            self.unfit = None;
+        }
     }
 
     fn read(&mut self, stop: &Stop) -> Result<(), Error> {
@@ -242,6 +293,7 @@ impl<S: Source> Samples<S> {
         match self.source.read(&mut self.buf, stop)? {
             Chunk::Bytes(received) => {
                 self.received = received;
+                self.check_fit((self.buf.len() - before) as u64);
                 let ns = match received {
                     Received::Live { unix_ns, .. } | Received::Recorded(unix_ns) => unix_ns,
                     Received::Unknown => unix_ns(),
@@ -256,6 +308,8 @@ impl<S: Source> Samples<S> {
             }
             Chunk::Restart => {
                 self.decoder = self.decoding.decoder();
+                // A device plugged back in starts its own clock: no jump.
+                self.clock.last = None;
                 self.buf.clear();
                 if let Some(r) = &self.recorder {
                     r.device_open(unix_ns());
@@ -267,6 +321,36 @@ impl<S: Source> Samples<S> {
         Ok(())
     }
 }
+
+/// Follows a csv time column to count and log its jumps (docs/records.md).
+#[derive(Default)]
+struct Clock {
+    last: Option<f64>,
+    /// The smallest step forward seen: the sample period.
+    period: Option<f64>,
+    logged: Option<Instant>,
+}
+
+impl Clock {
+    fn tick(&mut self, t: f64, counters: &Counters) {
+        let Some(last) = self.last.replace(t) else { return };
+        let step = t - last;
+        let jump = step < 0.0 || self.period.is_some_and(|p| step > JUMP_PERIODS * p);
+        if jump {
+            Counters::add(&counters.time_jumps, 1);
+            // One line per jump, at most one per 10 s.
+            if self.logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                self.logged = Some(Instant::now());
+                tracing::warn!(from = last, to = t, period = self.period, "the time column jumps");
+            }
+        } else if step > 0.0 {
+            self.period = Some(self.period.map_or(step, |p| p.min(step)));
+        }
+    }
+}
+
+/// The longest a replay waits for one timestamp (a year): far longer than any session.
+const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A replay's pace: times `t` (seconds) fed at `factor` times real time from the first one.
 struct Pace {
@@ -288,7 +372,12 @@ impl Pace {
 
     fn until(&mut self, t: f64, stop: &Stop) {
         let (t0, start) = *self.origin.get_or_insert((t, Instant::now()));
-        let due = start + Duration::from_secs_f64(((t - t0) / self.factor).max(0.0));
+        // Any time and factor the config accepts (1e30 s, a factor of 1e-300) give a wait that
+        // is at most `MAX_WAIT`: far beyond any session, and never an overflow. The wait itself
+        // ends early on a stop.
+        let secs = ((t - t0) / self.factor).clamp(0.0, MAX_WAIT.as_secs_f64());
+        let after = Duration::try_from_secs_f64(secs).unwrap_or(MAX_WAIT);
+        let due = start.checked_add(after).unwrap_or(start);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             stop.sleep(wait);
         }

@@ -54,3 +54,33 @@ fn a_restart_drops_half_a_frame_and_numbering_goes_on() {
     assert_eq!(got.iter().map(|s| (s.number, s.values[0])).collect::<Vec<_>>(), [(0, 1.0), (1, 5.0)]);
     assert_eq!(counters.decode_errors.load(Ordering::Relaxed), 1);
 }
+
+/// Issue 15: a csv time of 1e30 or a factor of 1e-300 overflowed `Duration` (a panic).
+#[test]
+fn pacing_never_overflows() {
+    let stop = Stop::new();
+    stop.set();
+    for (speed, t) in [(Speed::Realtime, 1e30), (Speed::Factor(1e-300), 1.0), (Speed::Factor(1e-300), f64::MAX)] {
+        let mut pace = Pace::new(speed).unwrap();
+        pace.until(0.0, &stop);
+        pace.until(t, &stop);
+    }
+    assert!(stop.sleep(Duration::MAX), "a stopped sleep of any length returns");
+}
+
+/// SPEC 7: a csv time column that jumps backwards or by more than 10 sample periods is counted.
+#[test]
+fn time_column_jumps_are_counted() {
+    let text = "0,1,1\n0.01,1,1\n0.02,1,1\n0.05,1,1\n5.0,1,1\n5.01,1,1\n1.0,1,1\n1.01,1,1\n";
+    let counters = Arc::new(Counters::default());
+    let decoding = Decoding { format: Format::Csv, channels: 2, time_column: true };
+    let chunks = vec![(text.as_bytes().to_vec(), Chunk::Bytes(Received::Unknown))];
+    let mut s = Samples::new(Chunks(chunks.into_iter(), Chunk::End), decoding, Speed::Max, counters.clone());
+    let stop = Stop::new();
+    let mut n = 0;
+    while s.next(&stop).unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 8);
+    assert_eq!(counters.time_jumps.load(Ordering::Relaxed), 2, "5.0 (forwards) and 1.0 (backwards)");
+}

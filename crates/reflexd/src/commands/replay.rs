@@ -9,7 +9,7 @@ use crate::daemon::{self, provenance, Input};
 use crate::model::{self, Loaded};
 use crate::reload::{self, Swap};
 use anyhow::anyhow;
-use reflex_config::{RecordFormat, SinkConfig, SinkKind, Speed};
+use reflex_config::{RecordFormat, SinkConfig, SinkKind, SourceConfig, Speed};
 use reflex_io::mcap::McapFile;
 use reflex_io::recording::{SwapEvent, EVENTS, METADATA, PREDICTIONS};
 use reflex_io::sink::Delivery;
@@ -52,11 +52,17 @@ pub fn run(
         None if is_mcap => recorded_generations(log)?,
         _ => (model::load(config.unwrap_or(Path::new(DEFAULT_CONFIG)))?, Vec::new()),
     };
+    let source = loaded.config.source.clone();
     let config = loaded.config.path.clone();
     let config = config.as_path();
     let input = if is_mcap { Input::mcap(&loaded, log, speed)? } else { Input::log(&loaded, log, speed)? };
     let kind = match out {
         Some(path) => {
+            for (input, what) in [(log, "the log being replayed"), (config, "the config")] {
+                if same_file(path, input) {
+                    anyhow::bail!("{}: --out is {what}; give another file", path.display());
+                }
+            }
             std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))?;
             write_sidecar(path, &loaded, &input, log)?;
             SinkKind::File { path: path.to_path_buf() }
@@ -68,6 +74,7 @@ pub fn run(
     let Some(plot) = plot else {
         let options = daemon::Options { progress: true, scheduled, ..Default::default() };
         let summary = daemon::run(loaded, input, sinks, options)?;
+        fits(&summary, &source, log)?;
         return complete(&summary, out);
     };
     // The recording the plot is drawn from; the directory goes when `scratch` is dropped.
@@ -85,6 +92,7 @@ pub fn run(
         ..Default::default()
     };
     let summary = daemon::run(loaded, input, sinks, options)?;
+    fits(&summary, &source, log)?;
     complete(&summary, out)?;
     let rec = crate::plot::Recording::read(&recording)
         .map_err(|e| anyhow::anyhow!("--plot: cannot read back the replay's recording: {e}"))?;
@@ -100,6 +108,60 @@ pub fn run(
     crate::plot::draw(&rec, &crate::plot::Meta { log, config, labels }, plot)?;
     tracing::info!(windows = rec.windows(), "plot written to {}", plot.display());
     Ok(())
+}
+
+/// A log from which not one sample decoded does not fit the config: exit 1 saying why, not a
+/// silent empty replay.
+fn fits(summary: &daemon::Summary, source: &SourceConfig, log: &Path) -> anyhow::Result<()> {
+    let size = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    if summary.samples > 0 || (summary.decode_errors == 0 && size == 0) {
+        return Ok(());
+    }
+    let errors = summary.decode_errors;
+    let why = match source.format {
+        reflex_config::Format::Csv if log.extension().is_none_or(|e| e != "mcap") => csv_mismatch(source, log),
+        f => format!(
+            "{errors} malformed frames; the config expects the {} format with {} channels",
+            format!("{f:?}").to_lowercase(),
+            source.channels
+        ),
+    };
+    anyhow::bail!("{}: not one sample decoded: {why}", log.display())
+}
+
+/// Why the lines of a csv log do not decode: their field count, or their content.
+fn csv_mismatch(source: &SourceConfig, log: &Path) -> String {
+    use std::io::Read;
+    let expected = source.channels + usize::from(source.time_column);
+    let what = if source.time_column {
+        format!("a time column and {} channels", source.channels)
+    } else {
+        format!("{} channels", source.channels)
+    };
+    let mut head = Vec::new();
+    if let Ok(f) = std::fs::File::open(log) {
+        let _ = f.take(64 * 1024).read_to_end(&mut head);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let lines: Vec<&str> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).take(2).collect();
+    // The first line may be a header: the second tells more.
+    match lines.last().map(|l| l.split(',').count()) {
+        Some(n) if n != expected => format!("csv lines have {n} fields; the config expects {expected}: {what}"),
+        Some(_) => format!(
+            "csv lines have the {expected} fields expected ({what}), but their values do not parse as finite numbers"
+        ),
+        None => format!("no csv lines; the config expects {expected} fields per line: {what}"),
+    }
+}
+
+/// Whether `a` and `b` name the same existing file (links and `..` included).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// A replay's output holds every record, or the replay fails saying how many are missing.

@@ -6,6 +6,12 @@ use reflex_io::sink::Delivery;
 use std::path::Path;
 
 pub fn run(config: &Path, record: Option<&Path>, compression: Compression) -> anyhow::Result<()> {
+    if let Some(r) = record {
+        // A recording, the running config, the log being replayed: whatever is there is kept.
+        if std::fs::symlink_metadata(r).is_ok() {
+            anyhow::bail!("{}: --record: the file already exists; recordings never replace a file", r.display());
+        }
+    }
     let loaded = crate::model::load(config)?;
     let input = Input::from_config(&loaded)?;
     let sinks = daemon::default_sinks(&loaded.config.sinks);

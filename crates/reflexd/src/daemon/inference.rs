@@ -3,15 +3,18 @@
 //! delays windows, never the reader.
 
 use super::stats::{Report, REPORT_EVERY};
+use super::supervisor::Watch;
 use super::Summary;
 use crate::reload::{self, Swap};
 use crossbeam_channel::Receiver;
+use reflex_config::{Fallback, SafetyConfig};
 use reflex_graph::Graph;
-use reflex_io::record::{argmax, latency_us, RecordPool};
+use reflex_io::record::{argmax, latency_us, Health, RecordPool};
 use reflex_io::recording::{unix_ns, RecordHandle};
 use reflex_io::sink::Sinks;
-use reflex_io::source::Counters;
+use reflex_io::source::{mono_ns, Counters};
 use reflex_io::window::SampleWindow;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +32,18 @@ pub struct Inference {
     pub recording: Option<RecordHandle>,
     /// A replay's recorded generations: (first window, its graph), in window order.
     pub scheduled: std::collections::VecDeque<(u64, Swap)>,
+    /// `[safety]`.
+    pub safety: SafetyConfig,
+    /// What the supervisor watches.
+    pub watch: Arc<Watch>,
+}
+
+/// The last window cut: what a stale record says it follows.
+#[derive(Clone, Copy)]
+struct Last {
+    window: u64,
+    last_sample: u64,
+    t: Option<f64>,
 }
 
 /// The graph in use and what is counted about it.
@@ -37,7 +52,26 @@ struct State {
     summary: Summary,
     report: Report,
     records: RecordPool,
+    /// When a fallback was last logged (they are logged at most once per stats period).
     last_error: Option<Instant>,
+    /// The last values the graph produced that were all finite, for `hold` (`None` before the
+    /// first, or after a swap changed the number of outputs). Its buffer is kept.
+    good: Vec<f32>,
+    has_good: bool,
+    /// The last window the graph was given.
+    last: Option<Last>,
+    /// When the last stale record was due, in `mono_ns` (0: none since the last sample).
+    last_stale_ns: u64,
+}
+
+impl State {
+    /// One warning per stats period at most: a failing graph does not flood the log.
+    fn log_fallback(&mut self, window: u64, health: Health, why: &str) {
+        if self.last_error.is_none_or(|t| t.elapsed() > REPORT_EVERY) {
+            tracing::warn!(window, health = health.as_str(), "{why}; fallback record");
+            self.last_error = Some(Instant::now());
+        }
+    }
 }
 
 impl Inference {
@@ -57,14 +91,30 @@ impl Inference {
         let capacity = self.sinks.capacity() + RECORDS_SPARE;
         let records = RecordPool::new(capacity, capacity, self.graph.output_len());
         let report = Report::new(&self.counters);
-        let mut state = State { generation: 1, summary: Summary::default(), report, records, last_error: None };
+        let good = Vec::with_capacity(self.graph.output_len());
+        let summary = Summary::default();
+        let mut state = State {
+            generation: 1,
+            summary,
+            report,
+            records,
+            last_error: None,
+            good,
+            has_good: false,
+            last: None,
+            last_stale_ns: 0,
+        };
+        let stale_after = self.safety.stale_after_ms.map(|ms| ms.saturating_mul(1_000_000));
         let never = crossbeam_channel::never();
         let mut reloading = true;
         loop {
             let swaps = if reloading { &self.swaps } else { &never };
             crossbeam_channel::select! {
                 recv(self.windows) -> w => match w {
-                    Ok(w) => self.predict(&w, &mut state),
+                    Ok(w) => {
+                        self.predict(&w, &mut state);
+                        Counters::add(&self.counters.inferred, 1);
+                    }
                     Err(_) => break,
                 },
                 // Between two windows: the only place a graph may change.
@@ -73,12 +123,43 @@ impl Inference {
                     // No reloader (a replay), or it has stopped: stop listening for swaps.
                     Err(_) => reloading = false,
                 },
-                default(Duration::from_secs(1)) => {}
+                default(self.wait(stale_after, &state)) => {}
+            }
+            if let Some(after) = stale_after {
+                self.maybe_stale(after, &mut state);
             }
             state.report.maybe_log(&self.counters, &self.sinks);
         }
         state.summary.steady_from = state.report.steady_from;
         state.summary
+    }
+
+    /// How long to wait for a window: until the next stale record is due, 1 s at most.
+    fn wait(&self, stale_after: Option<u64>, state: &State) -> Duration {
+        let limit = Duration::from_secs(1);
+        let Some(after) = stale_after else { return limit };
+        let last = self.counters.last_sample_ns.load(Ordering::Relaxed);
+        if last == 0 {
+            return limit;
+        }
+        let due = last.max(state.last_stale_ns).saturating_add(after);
+        Duration::from_nanos(due.saturating_sub(mono_ns())).min(limit)
+    }
+
+    /// A `stale` record when no sample has been decoded for `after` ns, and every `after` ns
+    /// while that lasts.
+    fn maybe_stale(&mut self, after: u64, state: &mut State) {
+        let last = self.counters.last_sample_ns.load(Ordering::Relaxed);
+        let now = mono_ns();
+        if last == 0 || now < last.max(state.last_stale_ns).saturating_add(after) {
+            return;
+        }
+        // Due at a multiple of `after` past the last sample: the repeats keep their pace.
+        let since = now - last;
+        state.last_stale_ns = last + since / after * after;
+        let Some(l) = state.last else { return };
+        state.log_fallback(l.window, Health::Stale, "no sample decoded for stale_after_ms");
+        self.publish(state, Health::Stale, l, Duration::ZERO);
     }
 
     fn predict(&mut self, w: &SampleWindow, state: &mut State) {
@@ -87,38 +168,67 @@ impl Inference {
                 self.swap(swap, state);
             }
         }
-        let values = match self.graph.run(&w.data) {
-            Ok(values) => values,
+        self.watch.begin((w.index, w.last_sample, w.t), state.generation);
+        let result = self.graph.run(&w.data);
+        let finite = result.as_ref().ok().filter(|v| v.iter().all(|x| x.is_finite()));
+        self.watch.end(finite.map(|v| &v[..]));
+        let health = match result {
+            Ok(values) if values.iter().all(|v| v.is_finite()) => {
+                state.good.clear();
+                state.good.extend_from_slice(values);
+                state.has_good = true;
+                Health::Ok
+            }
+            Ok(_) => {
+                state.log_fallback(w.index, Health::Nonfinite, "the graph's output is not finite: withheld");
+                Health::Nonfinite
+            }
             Err(e) => {
                 state.summary.inference_errors += 1;
-                if state.last_error.is_none_or(|t| t.elapsed() > REPORT_EVERY) {
-                    tracing::warn!(window = w.index, error = %e, "inference failed; window skipped");
-                    state.last_error = Some(Instant::now());
-                }
-                return;
+                state.log_fallback(w.index, Health::Error, &e.to_string());
+                Health::Error
             }
         };
+        let last = Last { window: w.index, last_sample: w.last_sample, t: w.t };
+        state.last = Some(last);
         let latency = w.arrival.elapsed();
+        if self.publish(state, health, last, latency) && health == Health::Ok {
+            state.summary.predictions += 1;
+        }
+        state.report.latency(latency);
+    }
+
+    /// One record to the sinks and the recorder: the graph's values (`ok`), or the fallback's.
+    /// Returns whether one was sent (`silent`, or `hold` with nothing to hold, send none).
+    fn publish(&mut self, state: &mut State, health: Health, last: Last, latency: Duration) -> bool {
+        if health != Health::Ok {
+            state.summary.fallbacks += 1;
+        }
+        let values: &[f32] = match (health, self.safety.fallback) {
+            (Health::Ok, _) | (_, Fallback::Hold) if state.has_good => &state.good,
+            (Health::Ok, _) | (_, Fallback::Hold | Fallback::Silent) => return false,
+            (_, Fallback::Neutral) => self.safety.neutral.as_deref().unwrap_or_default(),
+        };
         let index = self.labels.as_ref().and_then(|_| argmax(values));
         let label = self.labels.as_ref().zip(index).and_then(|(l, i)| l.get(i).cloned());
         let generation = state.generation;
         let record = state.records.next(|r| {
-            r.window = w.index;
-            r.last_sample = w.last_sample;
-            r.t = w.t;
+            r.window = last.window;
+            r.last_sample = last.last_sample;
+            r.t = last.t;
             r.values.clear();
             r.values.extend_from_slice(values);
             r.label = label;
             r.index = index;
             r.latency_us = latency_us(latency);
             r.generation = generation;
+            r.health = health;
         });
         self.sinks.send(&record);
         if let Some(r) = &self.recording {
             r.prediction(unix_ns(), record);
         }
-        state.summary.predictions += 1;
-        state.report.latency(latency);
+        true
     }
 
     fn swap(&mut self, swap: Swap, state: &mut State) {
@@ -126,6 +236,11 @@ impl Inference {
         let old = std::mem::replace(&mut self.graph, swap.graph);
         self.labels = swap.labels;
         state.generation += 1;
+        if self.graph.output_len() != old.output_len() {
+            // Values of another shape are nothing to hold.
+            state.has_good = false;
+            state.good.reserve(self.graph.output_len());
+        }
         drop(old);
         if let Some(r) = &self.recording {
             r.swap(unix_ns(), &reflex_io::recording::SwapEvent { generation: state.generation, ..swap.event });

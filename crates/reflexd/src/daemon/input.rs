@@ -110,6 +110,25 @@ impl Input {
 /// line and exit 1. Only a device that vanishes after it was opened is waited for. `access`
 /// rather than `open`: opening a serial port toggles DTR, which resets many microcontrollers.
 fn usable_device(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::MetadataExt;
+    // A path that exists but cannot be a serial port would be retried forever as a device
+    // that vanished: refused now. Memory devices (/dev/null, /dev/zero: major 1) are character
+    // devices, but no serial port.
+    if let Ok(m) = std::fs::metadata(path) {
+        let what = if m.is_dir() {
+            Some("a directory")
+        } else if !m.file_type().is_char_device() {
+            Some("not a character device")
+        } else if libc::major(m.rdev()) == 1 {
+            Some("a memory device such as /dev/null")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            anyhow::bail!("{}: not a serial device ({what})", path.display());
+        }
+    }
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| anyhow::anyhow!("{}: not a device path", path.display()))?;
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.

@@ -22,6 +22,7 @@ pub mod provenance;
 pub mod reader;
 pub mod signals;
 pub mod stats;
+pub mod supervisor;
 
 use crate::model::Loaded;
 use crate::reload::{self, Reloader, Swap};
@@ -60,8 +61,15 @@ pub struct Options {
 /// Totals at the end of a run.
 #[derive(Debug, Default)]
 pub struct Summary {
+    /// Samples decoded.
+    pub samples: u64,
+    /// Malformed lines or frames.
+    pub decode_errors: u64,
     pub predictions: u64,
     pub inference_errors: u64,
+    /// Windows that got a fallback record (or none, when there was nothing to hold) instead of
+    /// the graph's prediction: errors and non-finite outputs.
+    pub fallbacks: u64,
     /// Records the sinks dropped or could not write.
     pub sink_lost: u64,
     /// When the steady state began (see [`stats::Report`]): the allocation count and the
@@ -100,6 +108,9 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     }
     let labels = reload::labels(&config);
     let scheduled = options.scheduled.into();
+    let safety = config.safety.clone();
+    let watch = Arc::new(supervisor::Watch::default());
+    let supervisor = supervisor::spawn(watch.clone(), sinks.clone(), &safety, labels.clone(), graph.output_len())?;
     let inference = Inference {
         graph,
         labels,
@@ -109,6 +120,8 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         counters: counters.clone(),
         recording,
         scheduled,
+        safety,
+        watch: watch.clone(),
     };
     let inference = inference.spawn()?;
     let reader =
@@ -117,11 +130,61 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
 
     // The reader is gone, and with it the window queue's sender: inference drains what is
     // queued and returns.
-    let summary = inference.join().map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
-    let mut summary = summary;
+    let finished = finished(inference, &counters, lossless);
+    watch.stop();
+    let supervised = supervisor.filter(|_| finished.is_some()).map_or(0, |s| s.join().unwrap_or(0));
+    let Some(inference) = finished else {
+        // A plugin call that never returns: the thread cannot be cancelled. It is left behind
+        // with the sinks and the recorder it holds; the process exits all the same.
+        tracing::error!(
+            "the inference thread is stuck in a plugin call and is left behind: records still queued for the sinks are lost, the recording ends at its last complete chunk"
+        );
+        let summary = Summary {
+            samples: counters.samples.load(std::sync::atomic::Ordering::Relaxed),
+            decode_errors: counters.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
+            ..Summary::default()
+        };
+        stats::log_stopped(&counters, &summary, at_last_window);
+        std::mem::forget((sinks, recorder));
+        if lossless {
+            anyhow::bail!("a plugin call did not return for {} s: the replay is incomplete", REPLAY_GRACE.as_secs());
+        }
+        return Ok(summary);
+    };
+    let mut summary = inference.join().map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
+    summary.fallbacks += supervised;
     summary.sink_lost = close(sinks, recorder)?;
+    summary.samples = counters.samples.load(std::sync::atomic::Ordering::Relaxed);
+    summary.decode_errors = counters.decode_errors.load(std::sync::atomic::Ordering::Relaxed);
     stats::log_stopped(&counters, &summary, at_last_window);
     Ok(summary)
+}
+
+/// How long a stopping `run` waits for the inference thread to finish one window: within the
+/// 2 s that SIGTERM may take, with the sinks' grace after it. A replay, which must not lose a
+/// window, grants a window [`REPLAY_GRACE`].
+const INFERENCE_GRACE: Duration = Duration::from_millis(1000);
+const REPLAY_GRACE: Duration = Duration::from_secs(10);
+
+/// The inference thread once it has returned, waiting as long as it makes progress; `None`
+/// once it has not finished a window for the grace (a plugin call that does not return).
+fn finished(
+    inference: std::thread::JoinHandle<Summary>,
+    counters: &Counters,
+    lossless: bool,
+) -> Option<std::thread::JoinHandle<Summary>> {
+    let grace = if lossless { REPLAY_GRACE } else { INFERENCE_GRACE };
+    let progress = || counters.inferred.load(std::sync::atomic::Ordering::Relaxed);
+    let (mut seen, mut since) = (progress(), Instant::now());
+    while !inference.is_finished() {
+        if progress() != seen {
+            (seen, since) = (progress(), Instant::now());
+        } else if since.elapsed() >= grace {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Some(inference)
 }
 
 /// Lets the sinks and the recorder write what they hold; returns the records the sinks lost.

@@ -1,0 +1,543 @@
+//! Issue 15, "safe on the robot": each defect found by the adversarial run, against the real
+//! binary (pseudo-terminals for the IMU, UDP sockets for the actuator, the real plugins).
+
+mod support;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::fs::File;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::{exe_dir, pty};
+
+const CHANNELS: usize = 2;
+const LENGTH: usize = 4;
+
+/// `slow` (with `keys`) then a global average: records carry each channel's mean, so any
+/// input value is easy to steer. Source `device`, csv with `time_column`, one UDP sink.
+fn config(dir: &Path, device: &Path, udp: u16, keys: &str, time_column: bool) -> PathBuf {
+    let p = dir.join("reflex.toml");
+    std::fs::write(&p, config_text(device, udp, keys, time_column)).unwrap();
+    p
+}
+
+fn config_text(device: &Path, udp: u16, keys: &str, time_column: bool) -> String {
+    format!(
+        "[source]\npath = \"{}\"\nformat = \"csv\"\nchannels = {CHANNELS}\ntime_column = {time_column}\n\
+         [window]\nlength = {LENGTH}\nhop = {LENGTH}\n\
+         [model]\nplugin_dir = \"{}\"\n\
+         [[model.layers]]\nname = \"drag\"\nplugin = \"slow\"\nms = 0\n{keys}\n\
+         [[model.layers]]\nname = \"pool\"\nplugin = \"global_avg_pool\"\n\
+         [[sinks]]\nkind = \"udp\"\ntarget = \"127.0.0.1:{udp}\"\n",
+        device.display(),
+        exe_dir().display()
+    )
+}
+
+fn reflexd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_reflexd"));
+    c.args(args).env("RUST_LOG", "info");
+    c
+}
+
+/// A daemon that is killed when the test ends, passed or failed: one left running would hold
+/// its pty (serial ports are opened exclusively) and fail later tests that get the same number.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(mut c: Command, log: &Path) -> Running {
+    Running(c.stdout(Stdio::null()).stderr(File::create(log).unwrap()).spawn().unwrap())
+}
+
+/// Waits at most `limit` for the child to exit.
+fn wait(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// Waits until the log at `path` holds `needle` (the daemon has opened its device).
+fn wait_log(path: &Path, needle: &str) {
+    let start = Instant::now();
+    while !std::fs::read_to_string(path).unwrap_or_default().contains(needle) {
+        assert!(start.elapsed() < Duration::from_secs(20), "no `{needle}`: {}", std::fs::read_to_string(path).unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// SIGTERM; the exit status, or a panic if it takes more than 2 s.
+fn terminate(child: &mut Child, log: &Path) -> ExitStatus {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = wait(child, Duration::from_secs(2));
+    let _ = child.kill();
+    let _ = child.wait();
+    status.unwrap_or_else(|| panic!("no exit within 2 s of SIGTERM:\n{}", std::fs::read_to_string(log).unwrap()))
+}
+
+/// Runs `c` to its end, or kills it after 5 s (a daemon that should have refused to start).
+fn output_within(mut c: Command) -> Output {
+    let mut child = c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let status = wait(&mut child, Duration::from_secs(5));
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    assert!(status.is_some(), "still running after 5 s: {}", String::from_utf8_lossy(&o.stderr));
+    Output { status: status.unwrap(), ..o }
+}
+
+fn one_line_error(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().filter(|l| !l.contains(" INFO ")).count(), 1, "{err}");
+    assert!(err.contains(needle), "no `{needle}` in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn actuator() -> (UdpSocket, u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let port = s.local_addr().unwrap().port();
+    (s, port)
+}
+
+fn receive(sock: &UdpSocket) -> Value {
+    let mut buf = [0u8; 65536];
+    let len = sock.recv(&mut buf).unwrap();
+    serde_json::from_slice(&buf[..len]).unwrap()
+}
+
+/// A csv time of 1e30, or a speed of 1e-300, made `Duration::from_secs_f64` panic (exit 0);
+/// and a replay sleeping over a long gap ignored SIGTERM.
+#[test]
+fn replay_pacing_neither_panics_nor_ignores_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("imu.csv");
+    for (lines, speed) in [("0,1,1\n1e30,2,2\n", "realtime"), ("0,1,1\n1,2,2\n", "1e-300"), ("0,1,1\n1000,2,2\n", "1")]
+    {
+        std::fs::write(&log, lines).unwrap();
+        let c = config(dir.path(), &log, 9, "", true);
+        let err = dir.path().join("err.log");
+        let mut child =
+            spawn(reflexd(&["replay", "--config", c.to_str().unwrap(), "--speed", speed, log.to_str().unwrap()]), &err);
+        // Started (signal handlers in place once the graph is logged), then well into the wait.
+        let start = Instant::now();
+        while !std::fs::read_to_string(&err).unwrap().contains("plugin loaded") {
+            assert!(start.elapsed() < Duration::from_secs(20) && child.try_wait().unwrap().is_none());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(child.try_wait().unwrap().is_none(), "{}", std::fs::read_to_string(&err).unwrap());
+        let status = terminate(&mut child, &err);
+        let text = std::fs::read_to_string(&err).unwrap();
+        assert!(status.success() && !text.contains("panicked"), "{status:?} {text}");
+    }
+}
+
+/// A serial path that is a directory, a regular file or /dev/null retried forever.
+#[test]
+fn a_serial_path_that_is_not_a_serial_device_is_one_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain.txt");
+    std::fs::write(&file, "0,0\n").unwrap();
+    for device in [dir.path().to_path_buf(), file, PathBuf::from("/dev/null")] {
+        let c = config(dir.path(), &device, 9, "", false);
+        let o = output_within(reflexd(&["run", "--config", c.to_str().unwrap()]));
+        one_line_error(&o, "not a serial device");
+    }
+}
+
+/// `--record` replaced an existing recording, the running config or the log being replayed;
+/// `replay --out LOG LOG` emptied LOG; all with exit 0.
+#[test]
+fn record_and_out_never_overwrite_their_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let imu = pty();
+    let c = config(dir.path(), &imu.path, 9, "", false);
+    let old = dir.path().join("old.mcap");
+    std::fs::write(&old, "precious").unwrap();
+    for target in [&old, &c] {
+        let before = std::fs::read(target).unwrap();
+        let o =
+            reflexd(&["run", "--config", c.to_str().unwrap(), "--record", target.to_str().unwrap()]).output().unwrap();
+        one_line_error(&o, "already exists");
+        assert_eq!(std::fs::read(target).unwrap(), before);
+    }
+    let log = dir.path().join("imu.csv");
+    std::fs::write(&log, "1,1\n2,2\n3,3\n4,4\n").unwrap();
+    let c = config(dir.path(), &log, 9, "", false);
+    for out in [&log, &c] {
+        let before = std::fs::read(out).unwrap();
+        let o = reflexd(&[
+            "replay",
+            "--config",
+            c.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            log.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        one_line_error(&o, "--out");
+        assert_eq!(std::fs::read(out).unwrap(), before);
+    }
+}
+
+/// A csv log that does not fit the config replayed to nothing with exit 0.
+#[test]
+fn replay_of_a_log_that_does_not_fit_exits_1_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("imu.csv");
+    let line = "1,2,3,4,5,6,7,8,9,10\n";
+    std::fs::write(&log, line.repeat(100)).unwrap();
+    let c = config(dir.path(), &log, 9, "", false);
+    let out = dir.path().join("out.jsonl");
+    let o =
+        reflexd(&["replay", "--config", c.to_str().unwrap(), "--out", out.to_str().unwrap(), log.to_str().unwrap()])
+            .output()
+            .unwrap();
+    one_line_error(&o, "csv lines have 10 fields; the config expects 2");
+}
+
+/// The warm-up of a swap ran on the signal-handling thread: a plugin that hangs there made
+/// SIGTERM wait forever. Now it runs on its own thread; the running graph keeps going.
+#[test]
+fn sigterm_completes_while_a_swap_warm_up_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "", false);
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    wait_log(&err, "serial device open");
+    imu.write(b"1,1\n1,1\n1,1\n1,1\n");
+    assert_eq!(receive(&sock)["window"], 0);
+    // The new graph's warm-up window sleeps ten minutes.
+    std::fs::write(&c, config_text(&imu.path, port, "", false).replace("ms = 0", "ms = 600000")).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    imu.write(b"2,2\n2,2\n2,2\n2,2\n");
+    let r = receive(&sock);
+    assert_eq!((r["window"].as_u64(), r["generation"].as_u64()), (Some(1), Some(1)), "{r}");
+    let status = terminate(&mut child, &err);
+    assert!(status.success(), "{}", std::fs::read_to_string(&err).unwrap());
+}
+
+/// A graph that outputs NaN: no NaN or inf ever reaches the actuator; the record says why.
+#[test]
+fn non_finite_outputs_never_reach_an_actuator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "nan_above = 5.0", false);
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    wait_log(&err, "serial device open");
+    imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+    let good = receive(&sock);
+    assert_eq!((good["health"].as_str(), good["values"][0].as_f64()), (Some("ok"), Some(1.0)), "{good}");
+    imu.write(b"9,9\n9,9\n9,9\n9,9\n");
+    let held = receive(&sock);
+    assert_eq!(held["health"], "nonfinite", "{held}");
+    assert_eq!(held["values"], good["values"], "hold: the last good values");
+    assert_eq!(held["window"], 1, "{held}");
+    let status = terminate(&mut child, &err);
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("nonfinite"), "{log}");
+}
+
+/// A config, weights file or recording that is a FIFO blocked forever; `/dev/zero` as weights
+/// grew memory by gigabytes.
+#[test]
+fn fifos_and_devices_are_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.mcap");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let o = output_within(reflexd(&["check", "--config", fifo.to_str().unwrap()]));
+    one_line_error(&o, "not a regular file (a FIFO)");
+    let log = dir.path().join("imu.csv");
+    std::fs::write(&log, "1,1\n").unwrap();
+    for weights in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let c = config(dir.path(), &log, 9, "", false);
+        let text =
+            std::fs::read_to_string(&c).unwrap().replace("[model]\n", &format!("[model]\nweights = \"{weights}\"\n"));
+        std::fs::write(&c, text).unwrap();
+        let o = output_within(reflexd(&["check", "--config", c.to_str().unwrap()]));
+        assert_eq!(o.status.code(), Some(1), "{weights}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("not a regular file"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let c = config(dir.path(), &log, 9, "", false);
+    let o = output_within(reflexd(&["replay", "--config", c.to_str().unwrap(), fifo.to_str().unwrap()]));
+    one_line_error(&o, "not a regular file (a FIFO)");
+}
+
+/// Live input that does not fit (witmotion with only 0x51 packets gave nothing and no word):
+/// one line once the first 4 KiB yield no sample, and reading goes on.
+#[test]
+fn live_input_that_does_not_fit_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let c = config(dir.path(), &imu.path, 9, "", false);
+    let text = std::fs::read_to_string(&c)
+        .unwrap()
+        .replace("format = \"csv\"\nchannels = 2", "format = \"witmotion\"\nchannels = 6");
+    std::fs::write(&c, text).unwrap();
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    wait_log(&err, "serial device open");
+    let packet = reflex_codecs::encode::witmotion(0x51, [100, -200, 300, 0]);
+    for _ in 0..2 {
+        imu.write(&packet.repeat(400));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let start = Instant::now();
+    while !std::fs::read_to_string(&err).unwrap().contains("does not fit the config") {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", std::fs::read_to_string(&err).unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(terminate(&mut child, &err).success());
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(log.matches("does not fit the config").count(), 1, "{log}");
+    assert!(log.contains("witmotion with 6 channels"), "{log}");
+}
+
+/// A plugin call that never returns: SIGTERM still completes within 2 s (the call is left
+/// behind, and said so).
+#[test]
+fn sigterm_completes_while_a_plugin_call_never_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "loop_above = 5.0", false);
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    wait_log(&err, "serial device open");
+    imu.write(b"1,1\n1,1\n1,1\n1,1\n");
+    assert_eq!(receive(&sock)["window"], 0);
+    imu.write(b"9,9\n9,9\n9,9\n9,9\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(terminate(&mut child, &err).success());
+    assert!(std::fs::read_to_string(&err).unwrap().contains("left behind"));
+}
+
+/// `[safety] stale_after_ms`: the IMU goes quiet (unplugged) and the actuator gets `stale`
+/// records holding the last values within `stale_after_ms` + 20 ms, repeated while it lasts.
+#[test]
+fn a_quiet_imu_gets_stale_records_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "", false);
+    let text = std::fs::read_to_string(&c).unwrap() + "[safety]\nstale_after_ms = 50\n";
+    std::fs::write(&c, text).unwrap();
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    wait_log(&err, "serial device open");
+    imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+    let good = receive(&sock);
+    let at = Instant::now();
+    assert_eq!(good["health"], "ok", "{good}");
+    let stale = receive(&sock);
+    let first = at.elapsed();
+    let again = receive(&sock);
+    let second = at.elapsed();
+    for r in [&stale, &again] {
+        assert_eq!(r["health"], "stale", "{r}");
+        assert_eq!((&r["values"], &r["window"]), (&good["values"], &good["window"]), "{r}");
+    }
+    assert!(first <= Duration::from_millis(70), "first stale record after {first:?}");
+    assert!(second >= Duration::from_millis(90) && second <= Duration::from_millis(130), "{second:?}");
+    // The IMU is back: predictions again.
+    imu.write(b"3,4\n3,4\n3,4\n3,4\n");
+    let r = loop {
+        let r = receive(&sock);
+        if r["health"] != "stale" {
+            break r;
+        }
+    };
+    assert_eq!((r["health"].as_str(), r["window"].as_u64(), r["values"][0].as_f64()), (Some("ok"), Some(1), Some(3.0)));
+    assert!(terminate(&mut child, &err).success());
+}
+
+/// `fallback = "neutral"`: a non-finite output is replaced by the configured values; a neutral
+/// of the wrong length is one line and exit 1.
+#[test]
+fn neutral_fallbacks_carry_the_configured_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "nan_above = 5.0", false);
+    let base = std::fs::read_to_string(&c).unwrap();
+    std::fs::write(&c, base.clone() + "[safety]\nfallback = \"neutral\"\nneutral = [0.5]\n").unwrap();
+    let o = output_within(reflexd(&["run", "--config", c.to_str().unwrap()]));
+    one_line_error(&o, "[safety] neutral has 1 entries but the model outputs 2 values");
+    std::fs::write(&c, base + "[safety]\nfallback = \"neutral\"\nneutral = [0.5, -0.5]\n").unwrap();
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    wait_log(&err, "serial device open");
+    imu.write(b"9,9\n9,9\n9,9\n9,9\n");
+    let r = receive(&sock);
+    assert_eq!(r["health"], "nonfinite", "{r}");
+    assert_eq!(r["values"], serde_json::json!([0.5, -0.5]), "{r}");
+    assert!(terminate(&mut child, &err).success());
+}
+
+/// A plugin call that never returns after good windows: the supervisor sends a `late` record
+/// within `deadline_ms`, then `stale` ones every `stale_after_ms`, holding the last good
+/// values (never a non-finite value); the source goes on; SIGTERM completes.
+#[test]
+fn a_hung_plugin_call_gets_late_then_stale_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "loop_above = 5.0", false);
+    let text = std::fs::read_to_string(&c).unwrap() + "[safety]\nstale_after_ms = 100\ndeadline_ms = 50\n";
+    std::fs::write(&c, text).unwrap();
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    wait_log(&err, "serial device open");
+    imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+    let good = receive(&sock);
+    assert_eq!(good["health"], "ok", "{good}");
+    imu.write(b"9,9\n9,9\n9,9\n9,9\n");
+    let at = Instant::now();
+    let late = receive(&sock);
+    let late_after = at.elapsed();
+    assert_eq!((late["health"].as_str(), late["window"].as_u64()), (Some("late"), Some(1)), "{late}");
+    assert_eq!(late["values"], good["values"]);
+    assert!(late_after <= Duration::from_millis(50 + 40), "late after {late_after:?}");
+    for _ in 0..3 {
+        let r = receive(&sock);
+        assert_eq!(r["health"], "stale", "{r}");
+        assert_eq!(r["values"], good["values"]);
+    }
+    // The source goes on meanwhile.
+    imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+    assert!(terminate(&mut child, &err).success());
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(log.contains("has not returned within deadline_ms") && log.contains("left behind"), "{log}");
+}
+
+/// A plugin that fails only on real (non-zero) data — it passes the warm-up on zeros: every
+/// such window gets an `error` record holding the last good values, never a gap or a NaN.
+#[test]
+fn a_plugin_failing_on_real_data_gets_error_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "fail_nonzero = true", false);
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    wait_log(&err, "serial device open");
+    imu.write(b"0,0\n0,0\n0,0\n0,0\n");
+    let good = receive(&sock);
+    assert_eq!(good["health"], "ok", "{good}");
+    for w in 1..4u64 {
+        imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+        let r = receive(&sock);
+        assert_eq!((r["health"].as_str(), r["window"].as_u64()), (Some("error"), Some(w)), "{r}");
+        assert_eq!(r["values"], good["values"]);
+    }
+    assert!(terminate(&mut child, &err).success());
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(log.matches("fallback record").count(), 1, "one line per ~10 s: {log}");
+    assert!(log.contains("fallback_records=3"), "{log}");
+}
+
+/// A file sink on a full disk counted records as written while they sat in its buffer: every
+/// record the disk did not take is counted lost.
+#[test]
+fn a_file_sink_on_a_full_disk_counts_every_record_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    let c = config(dir.path(), &imu.path, port, "", false);
+    let text = std::fs::read_to_string(&c).unwrap() + "[[sinks]]\nkind = \"file\"\npath = \"/dev/full\"\n";
+    std::fs::write(&c, text).unwrap();
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    wait_log(&err, "serial device open");
+    imu.write(b"1,2\n".repeat(4 * 20).as_slice());
+    for _ in 0..20 {
+        receive(&sock);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(terminate(&mut child, &err).success());
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(log.contains("predictions=20") && log.contains("sink_lost=20"), "{log}");
+}
+
+/// A serial actuator that takes nothing more (its buffer full): `sink_lost` in the stopped
+/// line is every record it did not get, counted after the sinks finished (it was read before
+/// they drained, 257 short per run).
+#[test]
+fn a_stuck_serial_actuator_loses_exactly_the_records_it_did_not_get() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let actuator = pty();
+    let (sock, port) = self::actuator();
+    let c = config(dir.path(), &imu.path, port, "", false);
+    let sink = format!("[[sinks]]\nkind = \"serial\"\npath = \"{}\"\n", actuator.path.display());
+    std::fs::write(&c, std::fs::read_to_string(&c).unwrap() + &sink).unwrap();
+    let err = dir.path().join("err.log");
+    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
+    wait_log(&err, "serial device open");
+    // 3000 windows, in bursts the window queue takes whole; the UDP sink proves them computed.
+    for _ in 0..100 {
+        imu.write(b"1,2\n".repeat(4 * 30).as_slice());
+        for _ in 0..30 {
+            receive(&sock);
+        }
+    }
+    let windows = 3000;
+    assert!(terminate(&mut child, &err).success());
+    // What the actuator got: the complete lines in its buffer.
+    let fd = actuator.master.as_raw_fd();
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    let mut master = &actuator.master;
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let lines = got.iter().filter(|b| **b == b'\n').count() as u64;
+    let log = std::fs::read_to_string(&err).unwrap();
+    let stopped = log.lines().rev().find(|l| l.contains("stopped")).unwrap();
+    let lost: u64 = stopped.split("sink_lost=").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(lines < windows as u64, "the actuator was not stuck: {lines} records");
+    assert_eq!(lost, windows as u64 - lines, "{stopped}");
+}
