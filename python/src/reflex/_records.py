@@ -23,14 +23,15 @@ else:  # pragma: no cover
 
 __all__ = ["read_records", "read_mcap"]
 
-_CSV_FIELDS = ["window", "last_sample", "t", "label", "index", "latency_us", "generation"]
+_CSV_FIELDS = ["window", "last_sample", "t", "label", "index", "latency_us", "generation", "health"]
 
 
 def read_records(path: str | Path) -> "pd.DataFrame":
     """Read prediction records — `reflexd replay --out` JSON lines, or a `csv` sink's lines — into a DataFrame.
 
     One row per window, columns `window, last_sample, t, label, index, latency_us, generation,
-    value_0 … value_{F-1}` (see the module docstring for their types). The format is taken from
+    health, value_0 … value_{F-1}` (see the module docstring for their types; `health` is `ok`
+    for the graph's prediction, else the reason of a fallback record: docs/records.md). The format is taken from
     the first line: `{` means JSON.
     """
     path = Path(path)
@@ -44,16 +45,16 @@ def read_records(path: str | Path) -> "pd.DataFrame":
 
 
 def _csv_rows(lines: list[str], path: Path) -> Iterator[dict[str, Any]]:
-    """`window,last_sample,t,label,index,latency_us,generation,v0,v1,…` (an optional header is skipped)."""
+    """`window,last_sample,t,label,index,latency_us,generation,health,v0,v1,…` (an optional header is skipped)."""
     for n, line in enumerate(lines, start=1):
         f = line.rstrip("\n").split(",")
         if n == 1 and not f[0].strip().isdigit():
             continue  # a header
-        if len(f) < 8:
-            raise ValueError(f"{path}:{n}: a csv record has at least 8 fields, this line has {len(f)}")
+        if len(f) < 9:
+            raise ValueError(f"{path}:{n}: a csv record has at least 9 fields, this line has {len(f)}")
         yield {"window": int(f[0]), "last_sample": int(f[1]), "t": float(f[2]) if f[2] else None,
                "label": f[3] or None, "index": int(f[4]) if f[4] else None, "latency_us": float(f[5]),
-               "generation": int(f[6]), "values": [float(v) for v in f[7:]]}
+               "generation": int(f[6]), "health": f[7], "values": [float(v) for v in f[8:]]}
 
 
 def _predictions_frame(rows: list[dict[str, Any]], extra: dict[str, list[Any]] | None = None) -> "pd.DataFrame":
@@ -73,6 +74,8 @@ def _predictions_frame(rows: list[dict[str, Any]], extra: dict[str, list[Any]] |
         "index": pd.array([r.get("index") for r in rows], dtype="Int64"),
         "latency_us": pd.array([r.get("latency_us", np.nan) for r in rows], dtype="float64"),
         "generation": pd.array([r.get("generation", 1) for r in rows], dtype="int64"),
+        # Recordings made before `health` existed hold only predictions of the graph.
+        "health": pd.array([r.get("health", "ok") for r in rows], dtype="string"),
     })
     for j in range(width):
         cols[f"value_{j}"] = values[:, j]

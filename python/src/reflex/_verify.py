@@ -137,6 +137,11 @@ def _run_spec(spec: g.ModelSpec, csv: Path, hop: int, tmp: Path, tag: str) -> np
     cfg.write_text(g.config_text(dataclasses.replace(spec, hop=hop), weights=str(weights), source=source,
                                  sinks=False))
     records = replay(cfg, csv, tmp / f"{tag}.jsonl")
+    # A fallback record (non-finite output, a failed window) holds other values than the graph's.
+    bad = next((r for r in records if r.get("health", "ok") != "ok"), None)
+    if bad is not None:
+        raise VerifyError(f"reflexd gave window {bad['window']} a fallback record (health {bad['health']!r}), "
+                          "not the graph's output")
     return np.asarray([r["values"] for r in records], np.float32)
 
 
