@@ -60,7 +60,7 @@ def test_read_mcap_predictions_match_a_replay(recording, tmp_path, reflexd):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     r = reflex.read_records(out)
-    cols = ["window", "last_sample", "t", "label", "index", "generation", "value_0", "value_1", "value_2"]
+    cols = ["window", "last_sample", "t", "label", "index", "generation", "health", "value_0", "value_1", "value_2"]
     pd.testing.assert_frame_equal(r[cols], p[cols])
 
 
@@ -88,13 +88,14 @@ def test_read_records_csv_and_json_agree(tmp_path, reflexd):
     assert len(j) == (1024 - 32) // 16 + 1
     assert j["label"].isna().all() and j["index"].isna().all()  # a regression model
     assert list(j.dtypes.astype(str)) == ["int64", "int64", "float64", "string", "Int64", "float64", "int64",
-                                          "float64", "float64"]
+                                          "string", "float64", "float64"]
+    assert (j["health"] == "ok").all() and (c["health"] == "ok").all()
     cols = [x for x in j.columns if x != "latency_us"]
     pd.testing.assert_frame_equal(j[cols], c[cols])
 
 
 def test_read_records_names_a_bad_csv_line(tmp_path):
-    (tmp_path / "bad.csv").write_text("0,127,0.6,,,12.0,1,0.5\n1,135,0.7\n")
+    (tmp_path / "bad.csv").write_text("0,127,0.6,,,12.0,1,ok,0.5\n1,135,0.7\n")
     with pytest.raises(ValueError, match="bad.csv:2"):
         reflex.read_records(tmp_path / "bad.csv")
 
