@@ -132,6 +132,31 @@ fn receive(sock: &UdpSocket) -> Value {
     serde_json::from_slice(&buf[..len]).unwrap()
 }
 
+/// A live daemon on a pseudo-terminal IMU with a UDP actuator, its config `slow` with `keys`
+/// plus `extra` config text: what most tests here start from.
+struct Live {
+    dir: tempfile::TempDir,
+    imu: support::Pty,
+    sock: UdpSocket,
+    port: u16,
+    config: PathBuf,
+    err: PathBuf,
+    child: Running,
+}
+
+fn live(keys: &str, extra: &str) -> Live {
+    let dir = tempfile::tempdir().unwrap();
+    let imu = pty();
+    let (sock, port) = actuator();
+    let config = config(dir.path(), &imu.path, port, keys, false);
+    let text = std::fs::read_to_string(&config).unwrap() + extra;
+    std::fs::write(&config, text).unwrap();
+    let err = dir.path().join("err.log");
+    let child = spawn(reflexd(&["run", "--config", config.to_str().unwrap()]), &err);
+    wait_log(&err, "serial device open");
+    Live { dir, imu, sock, port, config, err, child }
+}
+
 /// A csv time of 1e30, or a speed of 1e-300, made `Duration::from_secs_f64` panic (exit 0);
 /// and a replay sleeping over a long gap ignored SIGTERM.
 #[test]
@@ -228,13 +253,7 @@ fn replay_of_a_log_that_does_not_fit_exits_1_saying_why() {
 /// SIGTERM wait forever. Now it runs on its own thread; the running graph keeps going.
 #[test]
 fn sigterm_completes_while_a_swap_warm_up_hangs() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut imu = pty();
-    let (sock, port) = actuator();
-    let c = config(dir.path(), &imu.path, port, "", false);
-    let err = dir.path().join("err.log");
-    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    wait_log(&err, "serial device open");
+    let Live { dir: _dir, mut imu, sock, port, config: c, err, mut child } = live("", "");
     imu.write(b"1,1\n1,1\n1,1\n1,1\n");
     assert_eq!(receive(&sock)["window"], 0);
     // The new graph's warm-up window sleeps ten minutes.
@@ -250,13 +269,7 @@ fn sigterm_completes_while_a_swap_warm_up_hangs() {
 /// A graph that outputs NaN: no NaN or inf ever reaches the actuator; the record says why.
 #[test]
 fn non_finite_outputs_never_reach_an_actuator() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut imu = pty();
-    let (sock, port) = actuator();
-    let c = config(dir.path(), &imu.path, port, "nan_above = 5.0", false);
-    let err = dir.path().join("err.log");
-    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    wait_log(&err, "serial device open");
+    let Live { dir: _dir, mut imu, sock, err, mut child, .. } = live("nan_above = 5.0", "");
     imu.write(b"1,2\n1,2\n1,2\n1,2\n");
     let good = receive(&sock);
     assert_eq!((good["health"].as_str(), good["values"][0].as_f64()), (Some("ok"), Some(1.0)), "{good}");
@@ -334,13 +347,7 @@ fn live_input_that_does_not_fit_is_said_once() {
 /// behind, and said so).
 #[test]
 fn sigterm_completes_while_a_plugin_call_never_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut imu = pty();
-    let (sock, port) = actuator();
-    let c = config(dir.path(), &imu.path, port, "loop_above = 5.0", false);
-    let err = dir.path().join("err.log");
-    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    wait_log(&err, "serial device open");
+    let Live { dir: _dir, mut imu, sock, err, mut child, .. } = live("loop_above = 5.0", "");
     imu.write(b"1,1\n1,1\n1,1\n1,1\n");
     assert_eq!(receive(&sock)["window"], 0);
     imu.write(b"9,9\n9,9\n9,9\n9,9\n");
@@ -353,15 +360,7 @@ fn sigterm_completes_while_a_plugin_call_never_returns() {
 /// records holding the last values within `stale_after_ms` + 20 ms, repeated while it lasts.
 #[test]
 fn a_quiet_imu_gets_stale_records_in_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut imu = pty();
-    let (sock, port) = actuator();
-    let c = config(dir.path(), &imu.path, port, "", false);
-    let text = std::fs::read_to_string(&c).unwrap() + "[safety]\nstale_after_ms = 50\n";
-    std::fs::write(&c, text).unwrap();
-    let err = dir.path().join("err.log");
-    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    wait_log(&err, "serial device open");
+    let Live { dir: _dir, mut imu, sock, err, mut child, .. } = live("", "[safety]\nstale_after_ms = 50\n");
     imu.write(b"1,2\n1,2\n1,2\n1,2\n");
     let good = receive(&sock);
     let at = Instant::now();
@@ -416,15 +415,8 @@ fn neutral_fallbacks_carry_the_configured_values() {
 /// values (never a non-finite value); the source goes on; SIGTERM completes.
 #[test]
 fn a_hung_plugin_call_gets_late_then_stale_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut imu = pty();
-    let (sock, port) = actuator();
-    let c = config(dir.path(), &imu.path, port, "loop_above = 5.0", false);
-    let text = std::fs::read_to_string(&c).unwrap() + "[safety]\nstale_after_ms = 100\ndeadline_ms = 50\n";
-    std::fs::write(&c, text).unwrap();
-    let err = dir.path().join("err.log");
-    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    wait_log(&err, "serial device open");
+    let Live { dir: _dir, mut imu, sock, err, mut child, .. } =
+        live("loop_above = 5.0", "[safety]\nstale_after_ms = 100\ndeadline_ms = 50\n");
     imu.write(b"1,2\n1,2\n1,2\n1,2\n");
     let good = receive(&sock);
     assert_eq!(good["health"], "ok", "{good}");
@@ -451,13 +443,7 @@ fn a_hung_plugin_call_gets_late_then_stale_records() {
 /// such window gets an `error` record holding the last good values, never a gap or a NaN.
 #[test]
 fn a_plugin_failing_on_real_data_gets_error_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut imu = pty();
-    let (sock, port) = actuator();
-    let c = config(dir.path(), &imu.path, port, "fail_nonzero = true", false);
-    let err = dir.path().join("err.log");
-    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    wait_log(&err, "serial device open");
+    let Live { dir: _dir, mut imu, sock, err, mut child, .. } = live("fail_nonzero = true", "");
     imu.write(b"0,0\n0,0\n0,0\n0,0\n");
     let good = receive(&sock);
     assert_eq!(good["health"], "ok", "{good}");
@@ -477,15 +463,8 @@ fn a_plugin_failing_on_real_data_gets_error_records() {
 /// record the disk did not take is counted lost.
 #[test]
 fn a_file_sink_on_a_full_disk_counts_every_record_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut imu = pty();
-    let (sock, port) = actuator();
-    let c = config(dir.path(), &imu.path, port, "", false);
-    let text = std::fs::read_to_string(&c).unwrap() + "[[sinks]]\nkind = \"file\"\npath = \"/dev/full\"\n";
-    std::fs::write(&c, text).unwrap();
-    let err = dir.path().join("err.log");
-    let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
-    wait_log(&err, "serial device open");
+    let Live { dir: _dir, mut imu, sock, err, mut child, .. } =
+        live("", "[[sinks]]\nkind = \"file\"\npath = \"/dev/full\"\n");
     imu.write(b"1,2\n".repeat(4 * 20).as_slice());
     for _ in 0..20 {
         receive(&sock);
