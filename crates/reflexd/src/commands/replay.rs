@@ -34,7 +34,6 @@ pub fn parse_speed(s: &str) -> Result<Speed, String> {
     }
 }
 
-#[allow(clippy::too_many_lines, reason = "the replay's steps in order: config, input, sinks, run, plot")]
 pub fn run(
     config: Option<&Path>,
     speed: Speed,
@@ -54,36 +53,22 @@ pub fn run(
     };
     let source = loaded.config.source.clone();
     let config = loaded.config.path.clone();
-    let config = config.as_path();
     let input = if is_mcap { Input::mcap(&loaded, log, speed)? } else { Input::log(&loaded, log, speed)? };
-    let kind = match out {
-        Some(path) => {
-            for (input, what) in [(log, "the log being replayed"), (config, "the config")] {
-                if same_file(path, input) {
-                    anyhow::bail!("{}: --out is {what}; give another file", path.display());
-                }
-            }
-            std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))?;
-            write_sidecar(path, &loaded, &input, log)?;
-            SinkKind::File { path: path.to_path_buf() }
-        }
-        None => SinkKind::Stdout,
-    };
-    let sink = SinkConfig { kind, format: RecordFormat::Json, template: None };
-    let sinks = daemon::start_sinks(&[sink], loaded.graph.output_len(), Delivery::Lossless, config)?;
+    let sink = output_sink(out, log, &config, &loaded, &input)?;
+    let sinks = daemon::start_sinks(&[sink], loaded.graph.output_len(), Delivery::Lossless, &config)?;
     let Some(plot) = plot else {
         let options = daemon::Options { progress: true, scheduled, ..Default::default() };
         let summary = daemon::run(loaded, input, sinks, options)?;
         fits(&summary, &source, log)?;
         return complete(&summary, out);
     };
+    let labels = crate::reload::labels(&loaded.config).map(|l| l.iter().map(|s| s.to_string()).collect());
     // The recording the plot is drawn from; the directory goes when `scratch` is dropped.
     let scratch = tempfile::Builder::new()
         .prefix("reflexd-plot-")
         .tempdir()
         .map_err(|e| anyhow::anyhow!("--plot: cannot create a temporary directory: {e}"))?;
     let recording = scratch.path().join("replay.mcap");
-    let labels = crate::reload::labels(&loaded.config).map(|l| l.iter().map(|s| s.to_string()).collect());
     let options = daemon::Options {
         progress: true,
         record: Some(recording.clone()),
@@ -94,7 +79,33 @@ pub fn run(
     let summary = daemon::run(loaded, input, sinks, options)?;
     fits(&summary, &source, log)?;
     complete(&summary, out)?;
-    let rec = crate::plot::Recording::read(&recording)
+    draw(&recording, &summary, &crate::plot::Meta { log, config: &config, labels }, plot)
+}
+
+/// `--out FILE` (never the log or the config, and with its `.meta.json` sidecar), else stdout.
+fn output_sink(
+    out: Option<&Path>,
+    log: &Path,
+    config: &Path,
+    loaded: &Loaded,
+    input: &Input,
+) -> anyhow::Result<SinkConfig> {
+    let Some(path) = out else {
+        return Ok(SinkConfig { kind: SinkKind::Stdout, format: RecordFormat::Json, template: None });
+    };
+    for (input, what) in [(log, "the log being replayed"), (config, "the config")] {
+        if same_file(path, input) {
+            anyhow::bail!("{}: --out is {what}; give another file", path.display());
+        }
+    }
+    std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", path.display()))?;
+    write_sidecar(path, loaded, input, log)?;
+    Ok(SinkConfig { kind: SinkKind::File { path: path.to_path_buf() }, format: RecordFormat::Json, template: None })
+}
+
+/// Reads back the replay's own recording and draws it.
+fn draw(recording: &Path, summary: &daemon::Summary, meta: &crate::plot::Meta<'_>, plot: &Path) -> anyhow::Result<()> {
+    let rec = crate::plot::Recording::read(recording)
         .map_err(|e| anyhow::anyhow!("--plot: cannot read back the replay's recording: {e}"))?;
     let missing = rec.missing_samples();
     let lost = summary.predictions.saturating_sub(rec.windows() as u64);
@@ -105,7 +116,7 @@ pub fn run(
             "the plot's recording fell behind: gaps in the plot"
         );
     }
-    crate::plot::draw(&rec, &crate::plot::Meta { log, config, labels }, plot)?;
+    crate::plot::draw(&rec, meta, plot)?;
     tracing::info!(windows = rec.windows(), "plot written to {}", plot.display());
     Ok(())
 }
