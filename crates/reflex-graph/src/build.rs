@@ -89,8 +89,24 @@ impl Graph {
         let values = b.shapes.iter().map(|s| Value::new(s.len())).collect();
         let (scratch, scratch_at) = aligned(b.nodes.iter().map(|n| n.scratch_len).max().unwrap_or(0));
         let plan = vec![None; b.nodes.len()];
+        let weights_sha256 = match b.source {
+            Source::File(w) => Some(w.sha256),
+            _ => None,
+        };
         let (nodes, summary) = (b.nodes, b.summary);
-        Ok(Graph { nodes, values, scratch, scratch_at, summary, input, hop: 0, plan, primed: false, streamed: false })
+        Ok(Graph {
+            nodes,
+            values,
+            scratch,
+            scratch_at,
+            summary,
+            input,
+            weights_sha256,
+            hop: 0,
+            plan,
+            primed: false,
+            streamed: false,
+        })
     }
 }
 

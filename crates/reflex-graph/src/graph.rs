@@ -59,6 +59,8 @@ pub struct Graph {
     pub(crate) scratch_at: usize,
     pub(crate) summary: Vec<LayerSummary>,
     pub(crate) input: Shape,
+    /// SHA-256 of the weights file as it was loaded (`None` without one).
+    pub(crate) weights_sha256: Option<String>,
     /// Samples between consecutive windows; 0 when streaming is off.
     pub(crate) hop: usize,
     /// Per node, for `hop`.
@@ -70,6 +72,12 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// Lower-case hex SHA-256 of the weights file's bytes as they were loaded; `None` when
+    /// `[model]` names none.
+    pub fn weights_sha256(&self) -> Option<&str> {
+        self.weights_sha256.as_deref()
+    }
+
     /// Values in one window (`[C, L]` row-major).
     pub fn input_len(&self) -> usize {
         self.values[0].len

@@ -60,6 +60,8 @@ pub struct Tensor {
 pub struct Weights {
     /// The file they were read from.
     pub path: PathBuf,
+    /// Lower-case hex SHA-256 of the bytes parsed: what recordings name the weights by.
+    pub sha256: String,
     tensors: BTreeMap<String, Tensor>,
 }
 
@@ -80,6 +82,7 @@ impl Weights {
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Weights, WeightsError> {
         let st =
             SafeTensors::deserialize(bytes).map_err(|source| WeightsError::Format { path: path.into(), source })?;
+        let sha256 = reflex_plugin_host::sha256_hex(bytes);
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             if ignored(&name) {
@@ -99,7 +102,7 @@ impl Weights {
             }
             tensors.insert(name, Tensor { shape: view.shape().to_vec(), data });
         }
-        Ok(Weights { path: path.into(), tensors })
+        Ok(Weights { path: path.into(), sha256, tensors })
     }
 
     /// The tensor called `name`.

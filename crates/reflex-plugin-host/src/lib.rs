@@ -21,7 +21,7 @@ mod instance;
 mod load;
 
 pub use instance::{LayerInstance, PluginError};
-pub use load::{library_file_name, Insecure, LoadError};
+pub use load::{library_file_name, sha256_hex, Insecure, LoadError};
 
 use reflex_plugin_sdk::abi::{ForwardRangeFn, PluginDescriptor, StreamFn};
 use std::collections::HashMap;

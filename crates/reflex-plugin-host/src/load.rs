@@ -185,7 +185,7 @@ pub(crate) fn load_library(name: &str, dir: &Path) -> Result<Plugin, LoadError> 
         Some(o) => (o.descriptor, o.sha256.clone()),
         None => {
             let bytes = std::fs::read(&path).map_err(io)?;
-            let sha256 = hex(&Sha256::digest(&bytes));
+            let sha256 = sha256_hex(&bytes);
             let d = match cache.values().find(|o| o.sha256 == sha256) {
                 Some(o) => o.descriptor,
                 None => open_private_copy(name, &path, &bytes, &sha256)?,
@@ -258,8 +258,14 @@ fn open(name: &str, file: &Path, shown: &Path) -> Result<Mapped, LoadError> {
     Ok(Mapped(ptr))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lower-case hex SHA-256 of `bytes`: how a plugin library, and (in `reflexd`) a weights file,
+/// are named in `inspect`, logs and recordings.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    Sha256::digest(bytes).iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 #[cfg(test)]

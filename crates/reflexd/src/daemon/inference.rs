@@ -34,8 +34,9 @@ pub struct Inference {
     pub scheduled: std::collections::VecDeque<(u64, Swap)>,
     /// `[safety]`.
     pub safety: SafetyConfig,
-    /// What the supervisor watches.
-    pub watch: Arc<Watch>,
+    /// What the supervisor watches; `None` without one (no `deadline_ms`), so that an
+    /// unsupervised window takes no lock and copies its values once.
+    pub watch: Option<Arc<Watch>>,
 }
 
 /// The last window cut: what a stale record says it follows.
@@ -54,10 +55,9 @@ struct State {
     records: RecordPool,
     /// When a fallback was last logged (they are logged at most once per stats period).
     last_error: Option<Instant>,
-    /// The last values the graph produced that were all finite, for `hold` (`None` before the
+    /// The last values the graph produced that were all finite, for `hold` (empty before the
     /// first, or after a swap changed the number of outputs). Its buffer is kept.
     good: Vec<f32>,
-    has_good: bool,
     /// The last window the graph was given.
     last: Option<Last>,
     /// When the last stale record was due, in `mono_ns` (0: none since the last sample).
@@ -93,17 +93,8 @@ impl Inference {
         let report = Report::new(&self.counters);
         let good = Vec::with_capacity(self.graph.output_len());
         let summary = Summary::default();
-        let mut state = State {
-            generation: 1,
-            summary,
-            report,
-            records,
-            last_error: None,
-            good,
-            has_good: false,
-            last: None,
-            last_stale_ns: 0,
-        };
+        let mut state =
+            State { generation: 1, summary, report, records, last_error: None, good, last: None, last_stale_ns: 0 };
         let stale_after = self.safety.stale_after_ms.map(|ms| ms.saturating_mul(1_000_000));
         let never = crossbeam_channel::never();
         let mut reloading = true;
@@ -168,15 +159,18 @@ impl Inference {
                 self.swap(swap, state);
             }
         }
-        self.watch.begin((w.index, w.last_sample, w.t), state.generation);
+        if let Some(watch) = &self.watch {
+            watch.begin((w.index, w.last_sample, w.t), state.generation);
+        }
         let result = self.graph.run(&w.data);
-        let finite = result.as_ref().ok().filter(|v| v.iter().all(|x| x.is_finite()));
-        self.watch.end(finite.map(|v| &v[..]));
+        let finite = matches!(&result, Ok(v) if v.iter().all(|x| x.is_finite()));
+        if let Some(watch) = &self.watch {
+            watch.end(result.as_ref().ok().filter(|_| finite).copied());
+        }
         let health = match result {
-            Ok(values) if values.iter().all(|v| v.is_finite()) => {
+            Ok(values) if finite => {
                 state.good.clear();
                 state.good.extend_from_slice(values);
-                state.has_good = true;
                 Health::Ok
             }
             Ok(_) => {
@@ -205,7 +199,7 @@ impl Inference {
             state.summary.fallbacks += 1;
         }
         let values: &[f32] = match (health, self.safety.fallback) {
-            (Health::Ok, _) | (_, Fallback::Hold) if state.has_good => &state.good,
+            (Health::Ok, _) | (_, Fallback::Hold) if !state.good.is_empty() => &state.good,
             (Health::Ok, _) | (_, Fallback::Hold | Fallback::Silent) => return false,
             (_, Fallback::Neutral) => self.safety.neutral.as_deref().unwrap_or_default(),
         };
@@ -238,7 +232,7 @@ impl Inference {
         state.generation += 1;
         if self.graph.output_len() != old.output_len() {
             // Values of another shape are nothing to hold.
-            state.has_good = false;
+            state.good.clear();
             state.good.reserve(self.graph.output_len());
         }
         drop(old);

@@ -121,7 +121,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         recording,
         scheduled,
         safety,
-        watch: watch.clone(),
+        watch: supervisor.is_some().then(|| watch.clone()),
     };
     let inference = inference.spawn()?;
     let reader =

@@ -6,37 +6,21 @@ use reflex_io::recording::SwapEvent;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    use std::fmt::Write;
-    sha2::Sha256::digest(bytes).iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// The config text and the hashes of what computes the predictions.
+/// The config text and the hashes of what computes the predictions, as a recording's
+/// metadata names them.
 fn provenance(loaded: &Loaded) -> Vec<(String, String)> {
-    let mut v = vec![("config".to_string(), loaded.config.text.clone())];
-    if let Some(bytes) = loaded.config.model.weights.as_ref().and_then(|w| std::fs::read(w).ok()) {
-        v.push(("weights_sha256".into(), sha256_hex(&bytes)));
-    }
-    for l in loaded.graph.layers() {
-        if let reflex_graph::Origin::Library { sha256, .. } = &l.origin {
-            let key = format!("plugin_sha256.{}", l.plugin);
-            if !v.iter().any(|(k, _)| *k == key) {
-                v.push((key, sha256.clone()));
-            }
-        }
-    }
+    let e = swap_event(&loaded.config, &loaded.graph);
+    let mut v = vec![("config".to_string(), e.config)];
+    v.extend(e.weights_sha256.map(|h| ("weights_sha256".to_string(), h)));
+    v.extend(e.plugin_sha256.into_iter().map(|(plugin, h)| (format!("plugin_sha256.{plugin}"), h)));
     v
 }
 
 /// A recording's `swap` event for a graph built from `config` (generation 0: the inference
-/// thread sets it when it swaps the graph in).
+/// thread sets it when it swaps the graph in). The weights' hash is of the bytes the graph
+/// loaded, not of the file as it is now.
 pub fn swap_event(config: &reflex_config::Config, graph: &reflex_graph::Graph) -> SwapEvent {
-    let weights_sha256 = config.model.weights.as_ref().and_then(|w| std::fs::read(w).ok()).map(|b| sha256_hex(&b));
+    let weights_sha256 = graph.weights_sha256().map(str::to_string);
     let mut plugin_sha256 = BTreeMap::new();
     for l in graph.layers() {
         if let reflex_graph::Origin::Library { sha256, .. } = &l.origin {
