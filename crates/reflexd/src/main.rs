@@ -121,9 +121,23 @@ fn init_logging() {
         .try_init();
 }
 
+/// `reflexd inspect | head -1`: a report whose reader went away ends quietly, as Unix tools do,
+/// instead of panicking in `println!`. Only for the commands that print a report: the daemon
+/// and replay keep SIGPIPE ignored, so a sink whose reader goes away is counted, not fatal.
+fn quiet_on_closed_pipe() {
+    // SAFETY: called on the main thread before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE and no Rust code relies on SIGPIPE being ignored in these commands.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    if matches!(cli.command, Command::Info { .. } | Command::Inspect(_) | Command::Check(_) | Command::Bench { .. }) {
+        quiet_on_closed_pipe();
+    }
     let result = match cli.command {
         Command::Run { config, record, compression } => {
             commands::run::run(&config.config, record.as_deref(), compression)

@@ -356,3 +356,24 @@ fn recordings_are_compressed_named_and_described_by_info() {
     std::fs::write(&not_mcap, b"hello").unwrap();
     assert_one_line_error(&reflexd(&["info", not_mcap.to_str().unwrap()]), "x.mcap");
 }
+
+/// `reflexd inspect | head -1`: a reader that goes away ends the report quietly, never with a
+/// panic and a backtrace.
+#[test]
+fn a_report_whose_reader_goes_away_does_not_panic() {
+    use std::process::Stdio;
+    exe_dir();
+    for args in [vec!["inspect", "--config"], vec!["check", "--config"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_reflexd"))
+            .args(&args)
+            .arg(bench_model("standard"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the report is written
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked") && !err.contains("error"), "{args:?}: {err}");
+    }
+}
