@@ -39,6 +39,7 @@ mod output;
 mod safety;
 mod sink;
 mod source;
+mod swap;
 mod window;
 
 pub mod file;
@@ -49,6 +50,7 @@ pub use reflex_codecs::Format;
 pub use safety::{Fallback, SafetyConfig};
 pub use sink::{RecordFormat, SinkConfig, SinkKind};
 pub use source::{check_channel_names, SourceConfig, SourceKind, Speed, RESERVED_NAMES};
+pub use swap::SwapConfig;
 pub use window::WindowConfig;
 
 use serde::de::DeserializeOwned;
@@ -73,9 +75,11 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     /// `[safety]`.
     pub safety: SafetyConfig,
+    /// `[swap]`.
+    pub swap: SwapConfig,
 }
 
-const SECTIONS: [&str; 6] = ["source", "window", "model", "output", "sinks", "safety"];
+const SECTIONS: [&str; 7] = ["source", "window", "model", "output", "sinks", "safety", "swap"];
 const ENV_PREFIX: &str = "REFLEX";
 
 /// Problems found so far in one file.
@@ -135,23 +139,28 @@ pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, Str
     let output = section("output", false, &mut found).map(null_to_empty);
     let sinks = section("sinks", false, &mut found).map(null_to_array);
     let safety = section("safety", false, &mut found).map(null_to_empty);
+    let swap = section("swap", false, &mut found).map(null_to_empty);
     let source = source.and_then(|v| typed::<SourceConfig>("source", v, &mut found));
     let window = window.and_then(|v| typed::<WindowConfig>("window", v, &mut found));
     let model = model.and_then(|v| model::parse(v, &mut found));
     let output = output.and_then(|v| typed::<OutputConfig>("output", v, &mut found));
     let sinks = sinks.and_then(|v| typed::<Vec<SinkConfig>>("sinks", v, &mut found));
     let safety = safety.and_then(|v| typed::<SafetyConfig>("safety", v, &mut found));
+    let swap = swap.and_then(|v| typed::<SwapConfig>("swap", v, &mut found));
     validate(&mut found, source.as_ref(), window.as_ref(), output.as_ref(), sinks.as_deref());
-    if let Some(s) = &safety {
-        for m in s.validate() {
-            found.at(Place::Section("safety".into()), m);
+    let settings =
+        [("safety", safety.as_ref().map(SafetyConfig::validate)), ("swap", swap.as_ref().map(SwapConfig::validate))];
+    for (name, problems) in settings {
+        for m in problems.into_iter().flatten() {
+            found.at(Place::Section(name.into()), m);
         }
     }
-    match (source, window, model, output, sinks, safety) {
-        (Some(source), Some(window), Some(model), Some(output), Some(sinks), Some(safety))
+    match (source, window, model, output, sinks, safety, swap) {
+        (Some(source), Some(window), Some(model), Some(output), Some(sinks), Some(safety), Some(swap))
             if found.errors.is_empty() =>
         {
-            let config = Config { path: path.into(), text: text.into(), source, window, model, output, sinks, safety };
+            let config =
+                Config { path: path.into(), text: text.into(), source, window, model, output, sinks, safety, swap };
             Ok(config.resolve_paths())
         }
         _ => Err(Errors(found.errors)),

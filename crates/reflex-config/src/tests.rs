@@ -195,3 +195,14 @@ fn safety_checks_its_fallback_and_neutral() {
     let p = parse_str(&(GOOD.to_string() + "[safety]\ndeadline_ms = 0\n")).unwrap_err();
     assert!(p.to_string().contains("deadline_ms must be at least 1"), "{p}");
 }
+
+#[test]
+fn swap_shadows_twenty_windows_unless_told() {
+    assert_eq!(parse_str(GOOD).unwrap().swap.shadow_windows, 20);
+    let c = parse_str(&(GOOD.to_string() + "[swap]\nshadow_windows = 0\n")).unwrap();
+    assert_eq!(c.swap.shadow_windows, 0);
+    let p = parse_str(&(GOOD.to_string() + "[swap]\nshadow_windows = 20000\n")).unwrap_err();
+    assert!(p.to_string().contains("[swap]") && p.to_string().contains("at most 10000"), "{p}");
+    let p = parse_str(&(GOOD.to_string() + "[swap]\nshadow = 3\n")).unwrap_err();
+    assert!(p.to_string().contains("shadow"), "{p}");
+}

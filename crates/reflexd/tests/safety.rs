@@ -520,3 +520,104 @@ fn a_stuck_serial_actuator_loses_exactly_the_records_it_did_not_get() {
     assert!(lines < windows as u64, "the actuator was not stuck: {lines} records");
     assert_eq!(lost, windows as u64 - lines, "{stopped}");
 }
+
+/// A swap to a graph that passes the warm-up on zeros but fails (or outputs NaN) on real data
+/// was adopted and then skipped every window. In shadow on live windows it is refused in one
+/// line, with the divergence seen so far, and the running graph never stops driving.
+#[test]
+fn a_swap_that_fails_on_live_windows_is_refused_in_shadow() {
+    for (keys, why) in [("fail_nonzero = true", "failed on live window"), ("nan_above = 5.0", "not finite")] {
+        let shadow = "[swap]\nshadow_windows = 5\n";
+        let Live { dir: _dir, mut imu, sock, port, config: c, err, mut child } = live("", shadow);
+        imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+        assert_eq!(receive(&sock)["health"], "ok");
+        std::fs::write(&c, config_text(&imu.path, port, keys, false) + shadow).unwrap();
+        wait_log(&err, "running it in shadow");
+        for w in 1..4u64 {
+            imu.write(b"9,9\n9,9\n9,9\n9,9\n");
+            let r = receive(&sock);
+            assert_eq!((r["window"].as_u64(), r["generation"].as_u64()), (Some(w), Some(1)), "{r}");
+            assert_eq!((r["health"].as_str(), r["values"][0].as_f64()), (Some("ok"), Some(9.0)), "{r}");
+        }
+        wait_log(&err, "config change refused");
+        let log = std::fs::read_to_string(&err).unwrap();
+        let line = log.lines().find(|l| l.contains("config change refused")).unwrap();
+        assert!(line.contains("in shadow") && line.contains(why), "{line}");
+        assert!(terminate(&mut child, &err).success());
+    }
+}
+
+/// A swap that passes its shadow run is adopted, and how far the new graph's outputs are from
+/// the running graph's on the same live windows is logged.
+#[test]
+fn a_swap_that_passes_its_shadow_run_is_adopted_with_its_divergence_logged() {
+    let shadow = "[swap]\nshadow_windows = 3\n";
+    let Live { dir: _dir, mut imu, sock, port, config: c, err, mut child } = live("", shadow);
+    imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+    assert_eq!(receive(&sock)["generation"], 1);
+    // Same outputs, another config: the divergence is exactly zero.
+    std::fs::write(&c, config_text(&imu.path, port, "nan_above = 100.0", false) + shadow).unwrap();
+    wait_log(&err, "running it in shadow");
+    let mut generation = 1;
+    // Paced like a device: the swap is adopted between two windows once the reloader has seen
+    // the trial pass, which on a loaded machine may take a few windows.
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(10));
+        imu.write(b"3,4\n3,4\n3,4\n3,4\n");
+        let r = receive(&sock);
+        assert_eq!((r["health"].as_str(), r["values"][0].as_f64()), (Some("ok"), Some(3.0)), "{r}");
+        generation = r["generation"].as_u64().unwrap();
+        if generation == 2 {
+            break;
+        }
+    }
+    assert_eq!(generation, 2, "{}", std::fs::read_to_string(&err).unwrap());
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(log.contains("shadow run passed: 3 shadow windows, max |Δ| 0.0000"), "{log}");
+    assert!(terminate(&mut child, &err).success());
+}
+
+/// A new graph whose plugin call never returns in shadow: the running graph keeps driving the
+/// actuator, and SIGTERM still completes within 2 s (the build thread is left behind).
+#[test]
+fn a_swap_that_hangs_in_shadow_neither_stops_the_actuators_nor_sigterm() {
+    let shadow = "[swap]\nshadow_windows = 5\n";
+    let Live { dir: _dir, mut imu, sock, port, config: c, err, mut child } = live("", shadow);
+    imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+    assert_eq!(receive(&sock)["health"], "ok");
+    std::fs::write(&c, config_text(&imu.path, port, "loop_above = 5.0", false) + shadow).unwrap();
+    wait_log(&err, "running it in shadow");
+    for w in 1..4u64 {
+        imu.write(b"9,9\n9,9\n9,9\n9,9\n");
+        let r = receive(&sock);
+        assert_eq!(
+            (r["window"].as_u64(), r["generation"].as_u64(), r["health"].as_str()),
+            (Some(w), Some(1), Some("ok"))
+        );
+    }
+    assert!(terminate(&mut child, &err).success());
+}
+
+/// Past the build limit (10 s) the hung change is refused and its thread left behind; the next
+/// change is built on a new one and adopted.
+#[test]
+fn after_a_swap_hung_in_shadow_the_next_change_is_adopted() {
+    let shadow = "[swap]\nshadow_windows = 2\n";
+    let Live { dir: _dir, mut imu, sock, port, config: c, err, mut child } = live("", shadow);
+    std::fs::write(&c, config_text(&imu.path, port, "loop_above = 5.0", false) + shadow).unwrap();
+    wait_log(&err, "running it in shadow");
+    imu.write(b"9,9\n9,9\n9,9\n9,9\n");
+    assert_eq!(receive(&sock)["generation"], 1);
+    wait_log(&err, "did not return in time");
+    std::fs::write(&c, config_text(&imu.path, port, "nan_above = 100.0", false) + shadow).unwrap();
+    let start = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(10));
+        imu.write(b"1,1\n1,1\n1,1\n1,1\n");
+        if receive(&sock)["generation"] == 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", std::fs::read_to_string(&err).unwrap());
+    }
+    assert!(terminate(&mut child, &err).success());
+}

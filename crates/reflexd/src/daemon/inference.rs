@@ -5,6 +5,7 @@
 use super::stats::{Report, REPORT_EVERY};
 use super::supervisor::Watch;
 use super::Summary;
+use crate::reload::shadow::Tap;
 use crate::reload::{self, Swap};
 use crossbeam_channel::Receiver;
 use reflex_config::{Fallback, SafetyConfig};
@@ -37,6 +38,8 @@ pub struct Inference {
     /// What the supervisor watches; `None` without one (no `deadline_ms`), so that an
     /// unsupervised window takes no lock and copies its values once.
     pub watch: Option<Arc<Watch>>,
+    /// Where a new graph in shadow gets its live windows; `None` without hot swaps.
+    pub shadow: Option<Arc<Tap>>,
 }
 
 /// The last window cut: what a stale record says it follows.
@@ -164,8 +167,12 @@ impl Inference {
         }
         let result = self.graph.run(&w.data);
         let finite = matches!(&result, Ok(v) if v.iter().all(|x| x.is_finite()));
+        let good = result.as_ref().ok().filter(|_| finite).copied();
         if let Some(watch) = &self.watch {
-            watch.end(result.as_ref().ok().filter(|_| finite).copied());
+            watch.end(good);
+        }
+        if let Some(tap) = &self.shadow {
+            tap.offer(w.index, &w.data, good);
         }
         let health = match result {
             Ok(values) if finite => {

@@ -81,7 +81,8 @@ pub struct Summary {
 /// windows, flushes the sinks and returns.
 pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyhow::Result<Summary> {
     let (swaps_tx, swaps) = drop_oldest::<Swap>(1);
-    let reloader = options.reload.then(|| Reloader::new(&loaded, swaps_tx));
+    let tap = options.reload.then(|| Arc::new(reload::shadow::Tap::default()));
+    let reloader = tap.clone().map(|tap| Reloader::new(&loaded, swaps_tx, tap));
     let recording_options = reflex_io::recording::Options {
         compression: options.compression,
         channel_names: input.names.clone(),
@@ -122,6 +123,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         scheduled,
         safety,
         watch: supervisor.is_some().then(|| watch.clone()),
+        shadow: tap,
     };
     let inference = inference.spawn()?;
     let reader =
