@@ -30,6 +30,15 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// A recording damaged in the middle (not merely cut short at its end): replayed up to
+    /// the damage, and no further.
+    #[error("{}: damaged, replayed only up to it: {damage}", path.display())]
+    Damaged {
+        /// The recording.
+        path: PathBuf,
+        /// Where and how.
+        damage: crate::mcap::Damage,
+    },
     /// A file could not be created.
     #[error("{}: cannot create: {source}", path.display())]
     Create {

@@ -259,9 +259,17 @@ impl Recorder {
         let thread = std::thread::Builder::new()
             .name("recorder".into())
             .spawn(move || {
-                write_loop(&mut writer, &ch, &keys, rx, spare_tx)
+                let written = write_loop(&mut writer, &ch, &keys, rx, spare_tx)
                     .and_then(|()| writer.finish().map(|_| ()))
-                    .map_err(|source| Error::Write { path, source })
+                    .map_err(|source| Error::Write { path, source });
+                // Said when it happens, not at exit: the daemon may run for days after a disk
+                // fills up. Predictions go on; [`Recorder::finish`] returns the error.
+                if let Err(e) = &written {
+                    tracing::error!(
+                        "recording failed: {e}; predictions go on unrecorded, the file holds what precedes its last complete chunk"
+                    );
+                }
+                written
             })
             .map_err(|source| Error::Thread { thread: "recorder", source })?;
         Ok(Recorder { handle: RecordHandle { tx, dropped, spare }, thread })

@@ -33,6 +33,16 @@ pub enum LoadError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// Larger than any plugin library should be (a wrong file, or one still growing).
+    #[error("{}: larger than the limit of {limit} bytes for a plugin library ({size} bytes)", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit in bytes ([`PLUGIN_LIMIT`]).
+        limit: u64,
+        /// Its size.
+        size: u64,
+    },
     /// Someone other than its owner could have changed the library.
     #[error("{}: refused: {reason}; a plugin runs inside the daemon, so only its owner may change it", path.display())]
     Insecure {
@@ -184,7 +194,7 @@ pub(crate) fn load_library(name: &str, dir: &Path) -> Result<Plugin, LoadError> 
     let (descriptor, sha256) = match cache.get(&path).filter(|o| o.stamp == stamp) {
         Some(o) => (o.descriptor, o.sha256.clone()),
         None => {
-            let bytes = std::fs::read(&path).map_err(io)?;
+            let bytes = read_library(&path, md.len())?;
             let sha256 = sha256_hex(&bytes);
             let d = match cache.values().find(|o| o.sha256 == sha256) {
                 Some(o) => o.descriptor,
@@ -201,6 +211,27 @@ pub(crate) fn load_library(name: &str, dir: &Path) -> Result<Plugin, LoadError> 
     }
     // SAFETY: `open` checked magic and major; the library stays mapped.
     Ok(unsafe { Plugin::from_raw(descriptor.0, Origin::Library { path, sha256 }) })
+}
+
+/// The largest plugin library read: the five shipped ones are well under 10 MiB in a debug
+/// build; a file this large is a mistake, and reading it whole would be one too.
+pub const PLUGIN_LIMIT: u64 = 256 << 20;
+
+/// The bytes of the regular file at `path` (of `size` bytes when looked at), read only up to
+/// [`PLUGIN_LIMIT`], also if it grows meanwhile.
+fn read_library(path: &Path, size: u64) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let too_large = |size| LoadError::TooLarge { path: path.into(), limit: PLUGIN_LIMIT, size };
+    if size > PLUGIN_LIMIT {
+        return Err(too_large(size));
+    }
+    let io = |source| LoadError::Io { path: path.into(), source };
+    let mut bytes = Vec::with_capacity(size as usize);
+    std::fs::File::open(path).map_err(io)?.take(PLUGIN_LIMIT + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > PLUGIN_LIMIT {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// The dynamic loader maps a path once: `dlopen` of a library rebuilt in place returns the old
@@ -317,6 +348,17 @@ mod tests {
         std::fs::write(dir.path().join(library_file_name("x")), b"not a library").unwrap();
         let e = load_library("x", dir.path()).unwrap_err();
         assert!(matches!(e, LoadError::NotLoadable { .. }), "{e}");
+    }
+
+    /// A library file of gigabytes was read whole into memory before anything was checked.
+    #[test]
+    fn a_library_past_the_size_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = std::fs::File::create(dir.path().join(library_file_name("huge"))).unwrap();
+        f.set_len(PLUGIN_LIMIT + 1).unwrap(); // sparse: nothing is written
+        let e = load_library("huge", dir.path()).unwrap_err();
+        assert!(matches!(e, LoadError::TooLarge { size, .. } if size == PLUGIN_LIMIT + 1), "{e}");
+        assert!(e.to_string().contains("larger than the limit of 268435456 bytes"), "{e}");
     }
 
     #[test]

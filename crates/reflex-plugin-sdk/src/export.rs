@@ -100,7 +100,49 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown payload".into());
-    format!("plugin panicked: {what}")
+    match quiet::location() {
+        Some(at) => format!("plugin panicked at {at}: {what}"),
+        None => format!("plugin panicked: {what}"),
+    }
+}
+
+/// Panics inside a guarded call are not printed: the panic hook would write three lines or more
+/// to the daemon's stderr for every window a broken plugin fails on, unthrottled. The message
+/// and its location go back to the host as the call's error instead, which the host logs at
+/// its own pace (one line per stats period). Panics outside a guarded call — the host's own,
+/// when built-in layers share its standard library — still reach the hook that was there.
+mod quiet {
+    use std::cell::{Cell, RefCell};
+
+    thread_local! {
+        static GUARDED: Cell<bool> = const { Cell::new(false) };
+        static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` with panics kept quiet on this thread.
+    pub fn run<T>(f: impl FnOnce() -> T) -> T {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if GUARDED.with(Cell::get) {
+                    let at = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+                    LOCATION.with(|l| *l.borrow_mut() = at);
+                } else {
+                    previous(info);
+                }
+            }));
+        });
+        let outer = GUARDED.with(|g| g.replace(true));
+        let result = f();
+        GUARDED.with(|g| g.set(outer));
+        result
+    }
+
+    /// Where the last quiet panic on this thread happened (taken once).
+    pub fn location() -> Option<String> {
+        LOCATION.with(|l| l.borrow_mut().take())
+    }
 }
 
 /// Runs `f`, turning its error or panic into a status code and a message.
@@ -112,7 +154,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// # Safety
 /// `err` as for [`write_err`].
 unsafe fn guard(err: *mut RxError, f: impl FnOnce() -> Result<(), (Status, String)>) -> Status {
-    let (status, msg) = match catch_unwind(AssertUnwindSafe(f)) {
+    let (status, msg) = match quiet::run(|| catch_unwind(AssertUnwindSafe(f))) {
         Ok(Ok(())) => return STATUS_OK,
         Ok(Err(failed)) => failed,
         Err(payload) => {

@@ -377,3 +377,42 @@ fn a_report_whose_reader_goes_away_does_not_panic() {
         assert!(!err.contains("panicked") && !err.contains("error"), "{args:?}: {err}");
     }
 }
+
+/// One flipped byte in a recording's chunk ended the replay there with a false "cut short"
+/// and exit 0. Damage in the middle is not a power cut: the replay delivers what precedes it,
+/// then exits 1 naming the chunk; `info` says "damaged".
+#[test]
+fn a_flipped_byte_in_a_recording_is_damage_and_exit_1() {
+    exe_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record_demo(dir.path(), "zstd");
+    let mut bytes = std::fs::read(&rec).unwrap();
+    let summary = mcap::Summary::read(&bytes).unwrap().unwrap();
+    let chunks: Vec<u64> = summary.chunk_indexes.iter().map(|c| c.chunk_start_offset).collect();
+    let last = &summary.chunk_indexes[chunks.len() - 1];
+    let middle = (last.chunk_start_offset + last.chunk_length / 2) as usize;
+    bytes[middle] ^= 0x10;
+    let damaged = dir.path().join("damaged.mcap");
+    std::fs::write(&damaged, &bytes).unwrap();
+
+    let out_file = dir.path().join("out.jsonl");
+    let config = repo().join("config/demo.toml");
+    let args = ["replay", "--config", config.to_str().unwrap(), "--out", out_file.to_str().unwrap()];
+    let out = reflexd(&[&args[..], &[damaged.to_str().unwrap()]].concat());
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.contains(" INFO ")).collect();
+    assert_eq!(lines.len(), 1, "one line says what happened: {err}");
+    let want = format!("damaged.mcap: damaged, replayed only up to it: the chunk at byte {}", last.chunk_start_offset);
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(&want), "{err}");
+    // Neither a power cut, nor input that does not fit (16 KiB recorded reads were said to
+    // hold no sample before they had been decoded).
+    assert!(!err.contains("cut short") && !err.contains("does not fit"), "{err}");
+    let delivered = std::fs::read_to_string(&out_file).unwrap().lines().count();
+    assert!(delivered < 157, "{delivered} records: the damaged chunk's windows cannot all be there");
+    if chunks.len() > 1 {
+        assert!(delivered > 0, "what precedes the damage is delivered");
+    }
+    let info = reflexd(&["info", damaged.to_str().unwrap()]);
+    assert!(text(&info.stdout).contains("damaged: the chunk at byte"), "{}", text(&info.stdout));
+}

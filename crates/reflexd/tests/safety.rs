@@ -621,3 +621,73 @@ fn after_a_swap_hung_in_shadow_the_next_change_is_adopted() {
     }
     assert!(terminate(&mut child, &err).success());
 }
+
+/// A recording that fails (the disk full) was silent until exit, and the exit was 0. It is said
+/// when it happens, the actuator is fed on, and the run exits 1 naming the recording.
+/// The full disk is a file size limit (RLIMIT_FSIZE, with SIGXFSZ ignored): writes past it fail
+/// as on a full disk, without a small file system to mount.
+#[test]
+fn a_recording_that_fails_is_said_at_once_and_fails_the_run() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut imu = pty();
+    let (sock, port) = actuator();
+    // Built-in layers only: the plugin host's private copy of a library is a file write too.
+    let c = dir.path().join("reflex.toml");
+    let text = config_text(&imu.path, port, "", false);
+    std::fs::write(&c, text.replace("[[model.layers]]\nname = \"drag\"\nplugin = \"slow\"\nms = 0\n\n", "")).unwrap();
+    let rec = dir.path().join("r.mcap");
+    let mut cmd = reflexd(&["run", "--config", c.to_str().unwrap(), "--compression", "none", "--record"]);
+    cmd.arg(&rec);
+    // SAFETY: only async-signal-safe calls between fork and exec: setrlimit and signal.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 24 * 1024, rlim_max: 24 * 1024 };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let err = dir.path().join("err.log");
+    let mut child = spawn(cmd, &err);
+    wait_log(&err, "serial device open");
+    let start = Instant::now();
+    let mut w = 0u64;
+    while !std::fs::read_to_string(&err).unwrap().contains("recording failed") {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", std::fs::read_to_string(&err).unwrap());
+        imu.write(&b"1.5,2\n".repeat(4 * 25));
+        for _ in 0..25 {
+            assert_eq!(receive(&sock)["window"].as_u64(), Some(w));
+            w += 1;
+        }
+    }
+    // After the failure, the actuator is fed as before.
+    imu.write(b"3,4\n3,4\n3,4\n3,4\n");
+    let r = receive(&sock);
+    assert_eq!((r["window"].as_u64(), r["values"][0].as_f64()), (Some(w), Some(3.0)), "{r}");
+    let status = terminate(&mut child, &err);
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let last = log.lines().last().unwrap();
+    assert!(last.starts_with("error: recording failed: ") && last.contains("r.mcap"), "{log}");
+    assert!(std::fs::metadata(&rec).unwrap().len() <= 24 * 1024);
+}
+
+/// Each window a panicking plugin failed on wrote the panic hook's lines to stderr, unthrottled.
+/// The panic's message and place come back as the window's error, logged once per stats period.
+#[test]
+fn a_panicking_plugin_is_one_throttled_line_not_a_flood() {
+    let Live { dir: _dir, mut imu, sock, err, mut child, .. } = live("panic_above = 5.0", "");
+    imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+    assert_eq!(receive(&sock)["health"], "ok");
+    for _ in 0..20 {
+        imu.write(b"9,9\n9,9\n9,9\n9,9\n");
+        assert_eq!(receive(&sock)["health"], "error");
+    }
+    assert!(terminate(&mut child, &err).success());
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(!log.contains("thread 'inference' panicked") && !log.contains("RUST_BACKTRACE"), "{log}");
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("plugin panicked")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("plugin panicked at examples/plugin_slow/src/lib.rs:"), "{log}");
+}

@@ -63,6 +63,15 @@ pub enum Damage {
     NoFooter,
 }
 
+impl Damage {
+    /// Whether the file merely ends early — power loss or `kill -9` while recording, which
+    /// leaves everything before the last complete chunk intact — rather than being damaged in
+    /// the middle (a flipped byte, a bad CRC, a malformed record).
+    pub fn is_cut_short(&self) -> bool {
+        matches!(self, Damage::RecordCutShort { .. } | Damage::NoFooter)
+    }
+}
+
 /// What is wrong with a chunk.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChunkDamage {

@@ -45,6 +45,8 @@ impl McapRecording {
         let (raw_messages, seconds) = (self.raw_messages, format_args!("{seconds:.1}"));
         match self.cursor.damage() {
             None => tracing::info!(raw_messages, seconds, "end of recording"),
+            // Damage in the middle is the replay's error, said once by the caller.
+            Some(why) if !why.is_cut_short() => tracing::info!(raw_messages, seconds, "end of the readable recording"),
             Some(why) => tracing::warn!(
                 raw_messages,
                 seconds,
@@ -74,6 +76,9 @@ impl Source for McapRecording {
         }
         self.report_end();
         self.fed = self.file.bytes().len() as u64;
+        if let Some(damage) = self.cursor.damage().filter(|d| !d.is_cut_short()) {
+            return Err(Error::Damaged { path: self.file.path().into(), damage: damage.clone() });
+        }
         // The device was still streaming when the recording ended.
         Ok(Chunk::Stopped)
     }

@@ -176,6 +176,8 @@ pub struct Samples<S> {
     /// Bytes read while no sample has decoded yet; `None` once a sample has, or the warning
     /// that the input does not fit was given.
     unfit: Option<u64>,
+    /// Bytes of the last read: decoded in full once the next read is asked for.
+    last_read: u64,
 }
 
 /// Bytes read without one sample before the input is said not to fit the config.
@@ -199,6 +201,7 @@ impl<S: Source> Samples<S> {
             counters,
             recorder: None,
             unfit: Some(0),
+            last_read: 0,
             clock: Clock::default(),
         }
     }
@@ -268,8 +271,8 @@ impl<S: Source> Samples<S> {
         TimedSample { number, values, t, arrival }
     }
 
-    /// Input that does not fit the config is said once, not left to silence: 4 KiB read and
-    /// not one sample decoded (a wrong format, channel count or time column; witmotion without
+    /// Input that does not fit the config is said once, not left to silence: 4 KiB decoded
+    /// and not one sample (a wrong format, channel count or time column; witmotion without
     /// `0x52` packets). Reading goes on.
     fn check_fit(&mut self, n: u64) {
         let Some(read) = self.unfit.as_mut() else { return };
@@ -289,11 +292,15 @@ impl<S: Source> Samples<S> {
     }
 
     fn read(&mut self, stop: &Stop) -> Result<(), Error> {
+        // The previous read's bytes have all been through the decoder now (a 16 KiB read is
+        // not "16 KiB without a sample" before it has been decoded).
+        let decoded = std::mem::take(&mut self.last_read);
+        self.check_fit(decoded);
         let before = self.buf.len();
         match self.source.read(&mut self.buf, stop)? {
             Chunk::Bytes(received) => {
                 self.received = received;
-                self.check_fit((self.buf.len() - before) as u64);
+                self.last_read = (self.buf.len() - before) as u64;
                 let ns = match received {
                     Received::Live { unix_ns, .. } | Received::Recorded(unix_ns) => unix_ns,
                     Received::Unknown => unix_ns(),

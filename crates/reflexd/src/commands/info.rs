@@ -76,7 +76,8 @@ pub fn describe(path: &Path) -> anyhow::Result<String> {
         );
     }
     if let Some(damage) = messages.damage() {
-        let _ = writeln!(out, "cut short: {damage} (everything before it is listed)");
+        let how = if damage.is_cut_short() { "cut short" } else { "damaged" };
+        let _ = writeln!(out, "{how}: {damage} (everything before it is listed)");
     }
     Ok(out)
 }

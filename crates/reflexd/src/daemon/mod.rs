@@ -128,7 +128,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     let inference = inference.spawn()?;
     let reader =
         Reader { samples, windower, queue, counters: counters.clone(), progress: Progress::new(options.progress) };
-    let at_last_window = signals::serve(move |stop: &Stop| reader.run(stop), Stop::new(), reloader)?;
+    let (at_last_window, input_error) = signals::serve(move |stop: &Stop| reader.run(stop), Stop::new(), reloader)?;
 
     // The reader is gone, and with it the window queue's sender: inference drains what is
     // queued and returns.
@@ -155,11 +155,17 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     };
     let mut summary = inference.join().map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
     summary.fallbacks += supervised;
-    summary.sink_lost = close(sinks, recorder)?;
+    let (sink_lost, recording_failed) = close(sinks, recorder)?;
+    summary.sink_lost = sink_lost;
     summary.samples = counters.samples.load(std::sync::atomic::Ordering::Relaxed);
     summary.decode_errors = counters.decode_errors.load(std::sync::atomic::Ordering::Relaxed);
     stats::log_stopped(&counters, &summary, at_last_window);
-    Ok(summary)
+    // Everything read before it has been predicted and delivered: now the exit status.
+    match (input_error, recording_failed) {
+        (Some(e), _) => Err(e.into()),
+        (None, Some(e)) => Err(anyhow::anyhow!("recording failed: {e}")),
+        (None, None) => Ok(summary),
+    }
 }
 
 /// How long a stopping `run` waits for the inference thread to finish one window: within the
@@ -189,8 +195,9 @@ fn finished(
     Some(inference)
 }
 
-/// Lets the sinks and the recorder write what they hold; returns the records the sinks lost.
-fn close(sinks: Arc<Sinks>, recorder: Option<Recorder>) -> anyhow::Result<u64> {
+/// Lets the sinks and the recorder write what they hold; returns the records the sinks lost,
+/// and the recording's failure (already logged when it happened), which fails the run.
+fn close(sinks: Arc<Sinks>, recorder: Option<Recorder>) -> anyhow::Result<(u64, Option<reflex_io::Error>)> {
     let deadline = Instant::now() + SINK_GRACE;
     let sinks = Arc::try_unwrap(sinks).map_err(|_| anyhow::anyhow!("sinks still in use"))?;
     let (lost, finished) = sinks.close(deadline);
@@ -201,10 +208,10 @@ fn close(sinks: Arc<Sinks>, recorder: Option<Recorder>) -> anyhow::Result<u64> {
         match r.finish() {
             Ok(0) => tracing::info!("recording complete"),
             Ok(dropped) => tracing::warn!(dropped, "recording complete, but the disk fell behind: entries dropped"),
-            Err(e) => tracing::error!("recording failed: {e}"),
+            Err(e) => return Ok((lost, Some(e))),
         }
     }
-    Ok(lost)
+    Ok((lost, None))
 }
 
 /// The config's sinks, or stdout JSON when it names none.

@@ -21,9 +21,11 @@ const PROGRESS_EVERY: u64 = 256;
 
 impl Reader {
     /// Reads until the source ends, `stop` is set or inference goes away. Returns the
-    /// process's allocation count when the last window was queued: the steady state ends
-    /// there, and what follows (the end of the input, shutdown) is not counted in it.
-    pub fn run(mut self, stop: &Stop) -> u64 {
+    /// process's allocation count when the last window was queued (the steady state ends
+    /// there, and what follows — the end of the input, shutdown — is not counted in it), and
+    /// the error that ended the input early, if one did: the run's outcome, said by the caller
+    /// once everything read before it has been predicted and delivered.
+    pub fn run(mut self, stop: &Stop) -> (u64, Option<reflex_io::Error>) {
         warm_thread();
         let mut at_last_window = crate::allocs::count();
         loop {
@@ -31,8 +33,8 @@ impl Reader {
                 Ok(Some(s)) => s,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::error!("{e}");
-                    break;
+                    self.progress.update(self.samples.progress());
+                    return (at_last_window, Some(e));
                 }
             };
             if sample.number % PROGRESS_EVERY == 0 {
@@ -49,7 +51,7 @@ impl Reader {
             at_last_window = crate::allocs::count();
         }
         self.progress.update(self.samples.progress());
-        at_last_window
+        (at_last_window, None)
     }
 }
 
