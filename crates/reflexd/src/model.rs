@@ -82,6 +82,10 @@ pub enum LoadError {
     Labels { file: PathBuf, labels: usize, outputs: usize },
     /// `[safety] neutral` does not match the model's output.
     Neutral { file: PathBuf, neutral: usize, outputs: usize },
+    /// The model gives NaN or ±inf on a plain window: every window would get a fallback.
+    NotFinite { file: PathBuf, probe: &'static str, value: f32 },
+    /// The model fails on a plain window.
+    Probe { file: PathBuf, probe: &'static str, error: String },
 }
 
 impl fmt::Display for LoadError {
@@ -102,6 +106,14 @@ impl fmt::Display for LoadError {
                 "{}: [safety] neutral has {neutral} entries but the model outputs {outputs} values",
                 file.display()
             ),
+            LoadError::NotFinite { file, probe, value } => write!(
+                f,
+                "{}: the model outputs {value} on a window of {probe}: its weights overflow f32 (every window would get a fallback record)",
+                file.display()
+            ),
+            LoadError::Probe { file, probe, error } => {
+                write!(f, "{}: the model fails on a window of {probe}: {error}", file.display())
+            }
         }
     }
 }
@@ -135,5 +147,22 @@ fn build(config: Config) -> Result<Loaded, LoadError> {
     if let Some(neutral) = config.safety.neutral.as_ref().map(Vec::len).filter(|n| *n != outputs) {
         return Err(LoadError::Neutral { file: path.to_path_buf(), neutral, outputs });
     }
+    probe(&mut graph, path)?;
     Ok(Loaded { config, graph })
+}
+
+/// Plain windows (normalised input of zeros, ones, minus ones) through the graph: weights that
+/// pass every shape check but overflow f32 (values near 3e38) would make every window NaN or
+/// infinite — refused here, by `check` as by `run`, not found out on the robot.
+fn probe(graph: &mut Graph, path: &Path) -> Result<(), LoadError> {
+    for (probe, value) in [("zeros", 0.0), ("ones", 1.0), ("minus ones", -1.0)] {
+        let window = vec![value; graph.input_len()];
+        let file = path.to_path_buf();
+        let out =
+            graph.run(&window).map_err(|e| LoadError::Probe { file: file.clone(), probe, error: e.to_string() })?;
+        if let Some(&value) = out.iter().find(|v| !v.is_finite()) {
+            return Err(LoadError::NotFinite { file, probe, value });
+        }
+    }
+    Ok(())
 }

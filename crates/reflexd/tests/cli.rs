@@ -416,3 +416,28 @@ fn a_flipped_byte_in_a_recording_is_damage_and_exit_1() {
     let info = reflexd(&["info", damaged.to_str().unwrap()]);
     assert!(text(&info.stdout).contains("damaged: the chunk at byte"), "{}", text(&info.stdout));
 }
+
+/// Finite weights near f32's limit (3e38) passed `check`, and every window then came out NaN
+/// or infinite. A model that overflows on a plain window is refused by `check` (and `run`).
+#[test]
+fn weights_that_overflow_f32_are_refused_by_check() {
+    exe_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let model = PathBuf::from(bench_model("standard"));
+    let mut bytes = std::fs::read(model.parent().unwrap().join("weights.safetensors")).unwrap();
+    // conv1.weight's values become 3e38, in place.
+    let (start, len) = {
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let data = tensors.tensor("conv1.weight").unwrap().data();
+        (data.as_ptr() as usize - bytes.as_ptr() as usize, data.len())
+    };
+    for v in bytes[start..start + len].chunks_exact_mut(4) {
+        v.copy_from_slice(&3e38f32.to_le_bytes());
+    }
+    std::fs::write(dir.path().join("weights.safetensors"), &bytes).unwrap();
+    let cfg = dir.path().join("reflex.toml");
+    std::fs::copy(&model, &cfg).unwrap();
+    let out = reflexd(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_one_line_error(&out, "reflex.toml: the model outputs");
+    assert!(text(&out.stderr).contains("its weights overflow f32"), "{}", text(&out.stderr));
+}
