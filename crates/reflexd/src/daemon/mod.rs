@@ -56,6 +56,8 @@ pub struct Options {
     pub scheduled: Vec<(u64, Swap)>,
     /// Show a progress bar for a log (only on a terminal).
     pub progress: bool,
+    /// `[labels] listen`, bound (`run` only): activity marks for the recording.
+    pub labels: Option<reflex_io::labels::Bound>,
 }
 
 /// Totals at the end of a run.
@@ -106,6 +108,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     if let Some(r) = &recording {
         samples.record(r.clone());
     }
+    let marks = options.labels.map(|l| l.start(counters.clone(), recording.clone())).transpose()?;
     let labels = reload::labels(&config);
     let scheduled = options.scheduled.into();
     let safety = config.safety.clone();
@@ -127,6 +130,10 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     let reader =
         Reader { samples, windower, queue, counters: counters.clone(), progress: Progress::new(options.progress) };
     let at_last_window = signals::serve(move |stop: &Stop| reader.run(stop), Stop::new(), reloader)?;
+    // No mark after the last sample; and the recorder finishes only once every handle is gone.
+    if let Some(marks) = marks {
+        marks.stop();
+    }
 
     // The reader is gone, and with it the window queue's sender: inference drains what is
     // queued and returns.
