@@ -155,9 +155,7 @@ impl Serve {
             None => tracing::info!(sample, "labels: mark, end of the labelled span"),
         }
         match &self.recording {
-            Some(r) => {
-                r.label(ns, &LabelMark { sample, label: label.map(String::from), received: ns as f64 / 1e9 })
-            }
+            Some(r) => r.label(ns, &LabelMark { sample, label: label.map(String::from), received: ns as f64 / 1e9 }),
             None if !self.warned_unrecorded => {
                 self.warned_unrecorded = true;
                 tracing::warn!("labels: not recording (run --record LOG.mcap): marks are only logged");
