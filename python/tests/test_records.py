@@ -35,7 +35,8 @@ def recording(tmp_path_factory, reflexd) -> Path:
 
 def test_read_mcap_samples_are_the_recorded_csv(recording):
     frames = reflex.read_mcap(recording)
-    assert set(frames) == {"samples", "predictions", "events"}
+    assert set(frames) == {"samples", "predictions", "events", "labels"}
+    assert frames["labels"].empty and list(frames["labels"].columns) == ["log_time", "sample", "label", "received"]
     s = frames["samples"]
     raw = np.loadtxt(STAIRS, delimiter=",", skiprows=1)
     assert len(s) == len(raw)

@@ -12,6 +12,8 @@
 //! | `model` | `[model]` and `[[model.layers]]` |
 //! | `output` | `[output]`: regress or classify |
 //! | `sink` | `[[sinks]]` |
+//! | `safety` | `[safety]`: fallback records |
+//! | `labels` | `[labels]`: where the daemon takes activity marks for its recording |
 //! | `error` | [`Error`], [`Place`], [`Errors`] |
 //!
 //! ```
@@ -34,6 +36,7 @@
 //! ```
 
 mod error;
+mod labels;
 mod model;
 mod output;
 mod safety;
@@ -44,6 +47,7 @@ mod window;
 
 pub mod file;
 pub use error::{Error, Errors, Place};
+pub use labels::LabelsConfig;
 pub use model::{LayerConfig, ModelConfig};
 pub use output::{OutputConfig, OutputKind};
 pub use reflex_codecs::Format;
@@ -77,9 +81,11 @@ pub struct Config {
     pub safety: SafetyConfig,
     /// `[swap]`.
     pub swap: SwapConfig,
+    /// `[labels]`: activity marks for the recording (not `[output] labels`, the class names).
+    pub labels: Option<LabelsConfig>,
 }
 
-const SECTIONS: [&str; 7] = ["source", "window", "model", "output", "sinks", "safety", "swap"];
+const SECTIONS: [&str; 8] = ["source", "window", "model", "output", "sinks", "safety", "swap", "labels"];
 const ENV_PREFIX: &str = "REFLEX";
 
 /// Problems found so far in one file.
@@ -138,29 +144,28 @@ pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, Str
     let model = section("model", true, &mut found);
     let output = section("output", false, &mut found).map(null_to_empty);
     let sinks = section("sinks", false, &mut found).map(null_to_array);
-    let safety = section("safety", false, &mut found).map(null_to_empty);
-    let swap = section("swap", false, &mut found).map(null_to_empty);
     let source = source.and_then(|v| typed::<SourceConfig>("source", v, &mut found));
     let window = window.and_then(|v| typed::<WindowConfig>("window", v, &mut found));
     let model = model.and_then(|v| model::parse(v, &mut found));
     let output = output.and_then(|v| typed::<OutputConfig>("output", v, &mut found));
     let sinks = sinks.and_then(|v| typed::<Vec<SinkConfig>>("sinks", v, &mut found));
-    let safety = safety.and_then(|v| typed::<SafetyConfig>("safety", v, &mut found));
-    let swap = swap.and_then(|v| typed::<SwapConfig>("swap", v, &mut found));
     validate(&mut found, source.as_ref(), window.as_ref(), output.as_ref(), sinks.as_deref());
-    let settings =
-        [("safety", safety.as_ref().map(SafetyConfig::validate)), ("swap", swap.as_ref().map(SwapConfig::validate))];
-    for (name, problems) in settings {
-        for m in problems.into_iter().flatten() {
-            found.at(Place::Section(name.into()), m);
-        }
-    }
-    match (source, window, model, output, sinks, safety, swap) {
-        (Some(source), Some(window), Some(model), Some(output), Some(sinks), Some(safety), Some(swap))
-            if found.errors.is_empty() =>
-        {
-            let config =
-                Config { path: path.into(), text: text.into(), source, window, model, output, sinks, safety, swap };
+    let safety = setting::<SafetyConfig>("safety", &mut doc, &mut found);
+    let swap = setting::<SwapConfig>("swap", &mut doc, &mut found);
+    let labels = setting::<Option<LabelsConfig>>("labels", &mut doc, &mut found);
+    match (source, window, model, output, sinks, safety, swap, labels) {
+        (
+            Some(source),
+            Some(window),
+            Some(model),
+            Some(output),
+            Some(sinks),
+            Some(safety),
+            Some(swap),
+            Some(labels),
+        ) if found.errors.is_empty() => {
+            let (path, text) = (path.into(), text.into());
+            let config = Config { path, text, source, window, model, output, sinks, safety, swap, labels };
             Ok(config.resolve_paths())
         }
         _ => Err(Errors(found.errors)),
@@ -267,6 +272,37 @@ pub(crate) fn typed<T: DeserializeOwned>(section: &str, v: serde_json::Value, fo
             None
         }
     }
+}
+
+/// An optional section of settings (`[safety]`, `[swap]`, `[labels]`, …): its type, its own
+/// checks, and what it is when the file has none.
+pub(crate) trait Setting: DeserializeOwned {
+    /// The section's own checks: one line per problem.
+    fn validate(&self) -> Vec<String>;
+    /// An absent section reads as an empty table (every key's default)…
+    const ABSENT: fn() -> serde_json::Value = || serde_json::Value::Object(Default::default());
+}
+
+/// …or, for a section that is off unless present, as nothing.
+impl<T: Setting> Setting for Option<T> {
+    fn validate(&self) -> Vec<String> {
+        self.as_ref().map(T::validate).unwrap_or_default()
+    }
+    const ABSENT: fn() -> serde_json::Value = || serde_json::Value::Null;
+}
+
+/// Takes the optional section `name` out of `doc`, typed and checked.
+fn setting<T: Setting>(
+    name: &str,
+    doc: &mut serde_json::Map<String, serde_json::Value>,
+    found: &mut Found,
+) -> Option<T> {
+    let value = doc.remove(name).filter(|v| !v.is_null()).unwrap_or_else(T::ABSENT);
+    let setting = typed::<T>(name, value, found)?;
+    for m in setting.validate() {
+        found.at(Place::Section(name.into()), m);
+    }
+    Some(setting)
 }
 
 pub(crate) fn resolve(base: &Path, p: &mut PathBuf) {

@@ -35,10 +35,9 @@ pub struct SafetyConfig {
     pub deadline_ms: Option<u64>,
 }
 
-impl SafetyConfig {
-    /// The section's own checks: one line per problem. (That `neutral` has one entry per
-    /// output value is checked with the graph.)
-    pub(crate) fn validate(&self) -> Vec<String> {
+/// (That `neutral` has one entry per output value is checked with the graph.)
+impl crate::Setting for SafetyConfig {
+    fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.stale_after_ms == Some(0) {
             p.push("stale_after_ms must be at least 1".to_string());

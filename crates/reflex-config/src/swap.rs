@@ -26,9 +26,8 @@ impl Default for SwapConfig {
     }
 }
 
-impl SwapConfig {
-    /// The section's own checks: one line per problem.
-    pub(crate) fn validate(&self) -> Vec<String> {
+impl crate::Setting for SwapConfig {
+    fn validate(&self) -> Vec<String> {
         if self.shadow_windows > MAX_SHADOW_WINDOWS {
             vec![format!("shadow_windows is {}: at most {MAX_SHADOW_WINDOWS}", self.shadow_windows)]
         } else {

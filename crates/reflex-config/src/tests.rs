@@ -206,3 +206,27 @@ fn swap_shadows_twenty_windows_unless_told() {
     let p = parse_str(&(GOOD.to_string() + "[swap]\nshadow = 3\n")).unwrap_err();
     assert!(p.to_string().contains("shadow"), "{p}");
 }
+
+#[test]
+fn labels_listen_is_an_ip_and_a_port_other_than_0() {
+    assert_eq!(parse_str(GOOD).unwrap().labels, None);
+    let c = parse_str(&(GOOD.to_string() + "[labels]\nlisten = \"127.0.0.1:9100\"\n")).unwrap();
+    assert_eq!(c.labels.unwrap().listen, "127.0.0.1:9100".parse().unwrap());
+    // Not confused with the class names of [output] labels.
+    assert_eq!(c.output.labels, ["a", "b"]);
+    let env = vec![("REFLEX__LABELS__LISTEN".to_string(), "[::1]:9101".to_string())];
+    let c = parse(Path::new("r.toml"), GOOD, env).unwrap();
+    assert_eq!(c.labels.unwrap().listen, "[::1]:9101".parse().unwrap());
+    for (section, want) in [
+        ("[labels]\nlisten = \"localhost:9100\"\n", "[labels] listen: invalid socket address"),
+        ("[labels]\nlisten = \"127.0.0.1\"\n", "[labels] listen: invalid socket address"),
+        ("[labels]\nlisten = \"127.0.0.1:0\"\n", "[labels] listen = \"127.0.0.1:0\": the port must not be 0"),
+        ("[labels]\n", "[labels] missing field `listen`"),
+        ("[labels]\nlisten = \"127.0.0.1:9100\"\nport = 3\n", "[labels] port: unknown field `port`"),
+    ] {
+        let p = parse_str(&(GOOD.to_string() + section)).unwrap_err();
+        assert_eq!(p.0.len(), 1, "{section}: {p}");
+        assert!(p.0[0].to_string().starts_with("/etc/reflex/reflex.toml: "), "{p}");
+        assert!(p.to_string().contains(want), "{section}: {p}");
+    }
+}

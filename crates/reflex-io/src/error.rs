@@ -69,6 +69,14 @@ pub enum Error {
         /// Which thread.
         thread: &'static str,
     },
+    /// `[labels] listen` could not be bound (an address in use, or not this host's).
+    #[error("[labels] listen = \"{addr}\": cannot bind: {source}")]
+    Labels {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
     /// A sink could not be started.
     #[error("[{sink}]: {source}")]
     Sink {

@@ -15,6 +15,7 @@
 //! | [`record`] | the [`Prediction`](record::Prediction) record, its pool and its text forms |
 //! | [`sink`] | [`Sinks`](sink::Sinks): one thread and queue per sink |
 //! | [`recording`] | `run --record`: the [`Recorder`](recording::Recorder) thread |
+//! | [`labels`] | `[labels] listen`: the thread taking activity marks for the recording |
 //! | [`mcap`] | the MCAP writer, and the one MCAP reader (replay and plot) |
 //! | [`stop`] | [`Stop`](stop::Stop): the one stop request |
 //! | [`error`] | [`Error`]: what went wrong, with the file or sink as data |
@@ -35,6 +36,7 @@
 //! ```
 
 pub mod error;
+pub mod labels;
 pub mod mcap;
 pub mod pool;
 pub mod queue;

@@ -6,7 +6,8 @@
 //! `/reflex/predictions` (JSON, with a JSON schema), and `/reflex/events` (JSON: `device_open`,
 //! so a replay restarts its decoder where the live one did; `decode_error`, where malformed
 //! input was skipped; `swap`, with the new generation's
-//! config and hashes, so a replay follows the generations). Metadata `reflex` holds the config
+//! config and hashes, so a replay follows the generations), and `/reflex/labels` (JSON: the
+//! activity marks `reflexd label` sent, each with the sample it applies from). Metadata `reflex` holds the config
 //! text, the wire format, the channel names and units and the SHA-256 of the weights file and of
 //! every plugin library in use. Chunks are zstd-compressed by default.
 //!
@@ -40,6 +41,8 @@ pub const SAMPLES: &str = "/imu/samples";
 pub const PREDICTIONS: &str = "/reflex/predictions";
 /// Device events (`device_open`), as JSON.
 pub const EVENTS: &str = "/reflex/events";
+/// Activity marks (`reflexd label`), as JSON: see [`LabelMark`].
+pub const LABELS: &str = "/reflex/labels";
 /// The metadata record's name.
 pub const METADATA: &str = "reflex";
 
@@ -91,6 +94,23 @@ enum Entry {
         ns: u64,
         json: Vec<u8>,
     },
+    /// An activity mark, as JSON (rare: a person sends it).
+    Label {
+        ns: u64,
+        json: Vec<u8>,
+    },
+}
+
+/// An activity mark, as `/reflex/labels` records it: from sample `sample` on, the wearer does
+/// `label` (`None`: nothing labelled, the end of the previous activity).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LabelMark {
+    /// The first sample the mark applies to: the number of samples decoded when it arrived.
+    pub sample: u64,
+    /// The activity, or `None` (JSON `null`) to end the labelled span.
+    pub label: Option<String>,
+    /// When the daemon received it, in Unix seconds (the message's `log_time` too).
+    pub received: f64,
 }
 
 /// A hot swap, as `/reflex/events` records it.
@@ -164,6 +184,14 @@ impl RecordHandle {
             self.send(Entry::Event { ns, json });
         }
     }
+
+    /// An activity mark received at `ns`. Allocates (the mark's JSON): marks come from a
+    /// person, off the hot path.
+    pub fn label(&self, ns: u64, mark: &LabelMark) {
+        if let Ok(json) = serde_json::to_vec(mark) {
+            self.send(Entry::Label { ns, json });
+        }
+    }
 }
 
 /// How a recording is written.
@@ -213,6 +241,8 @@ pub fn sample_schema(names: &[String], units: &[String]) -> String {
 const PREDICTION_SCHEMA: &str = r#"{"type":"object","title":"reflex.Prediction","properties":{"window":{"type":"integer"},"last_sample":{"type":"integer"},"t":{"type":["number","null"]},"values":{"type":"array","items":{"type":"number"}},"label":{"type":"string"},"index":{"type":"integer"},"latency_us":{"type":"number"},"generation":{"type":"integer"}},"required":["window","last_sample","values","latency_us","generation"]}"#;
 const EVENT_SCHEMA: &str = r#"{"type":"object","title":"reflex.Event","properties":{"event":{"type":"string","enum":["device_open","swap","decode_error"]},"sample":{"type":"integer","description":"decode_error: the number of the next sample decoded"},"generation":{"type":"integer"},"config":{"type":"string"},"weights_sha256":{"type":"string"},"plugin_sha256":{"type":"object","additionalProperties":{"type":"string"}}},"required":["event"]}"#;
 
+const LABEL_SCHEMA: &str = r#"{"type":"object","title":"reflex.Label","properties":{"sample":{"type":"integer","description":"the first sample the mark applies to: samples decoded when it arrived"},"label":{"type":["string","null"],"description":"the activity from this sample on; null ends the labelled span"},"received":{"type":"number","description":"receive time, Unix seconds"}},"required":["sample","label"]}"#;
+
 type Writer = McapWriter<BufWriter<std::fs::File>>;
 
 struct Channels {
@@ -220,6 +250,7 @@ struct Channels {
     samples: u16,
     predictions: u16,
     events: u16,
+    labels: u16,
 }
 
 fn open(path: &Path, metadata: BTreeMap<String, String>, options: &Options) -> Result<(Writer, Channels), Error> {
@@ -231,12 +262,14 @@ fn open(path: &Path, metadata: BTreeMap<String, String>, options: &Options) -> R
     let sample = w.add_schema("reflex.Sample", "jsonschema", schema.as_bytes()).map_err(err)?;
     let prediction = w.add_schema("reflex.Prediction", "jsonschema", PREDICTION_SCHEMA.as_bytes()).map_err(err)?;
     let event = w.add_schema("reflex.Event", "jsonschema", EVENT_SCHEMA.as_bytes()).map_err(err)?;
+    let label = w.add_schema("reflex.Label", "jsonschema", LABEL_SCHEMA.as_bytes()).map_err(err)?;
     let channels = Channels {
         // Raw bytes have no schema; the wire format is in the metadata.
         raw: w.add_channel(0, RAW, "").map_err(err)?,
         samples: w.add_channel(sample, SAMPLES, "json").map_err(err)?,
         predictions: w.add_channel(prediction, PREDICTIONS, "json").map_err(err)?,
         events: w.add_channel(event, EVENTS, "json").map_err(err)?,
+        labels: w.add_channel(label, LABELS, "json").map_err(err)?,
     };
     w.write_metadata(METADATA, &metadata).map_err(err)?;
     // The header, channels and metadata are on disk before the first sample.
@@ -368,6 +401,7 @@ fn write_loop(
                     w.write_message(ch.events, sequence, ns, &json)?;
                 }
                 Entry::Event { ns, json } => w.write_message(ch.events, sequence, ns, &json)?,
+                Entry::Label { ns, json } => w.write_message(ch.labels, sequence, ns, &json)?,
             }
         }
         if last_chunk.elapsed() >= CHUNK_EVERY {
@@ -401,6 +435,8 @@ mod tests {
             plugin_sha256: BTreeMap::from([("conv_standard".to_string(), "cd".to_string())]),
         };
         h.swap(4, &swap);
+        h.label(5, &LabelMark { sample: 2, label: Some("walk".into()), received: 5e-9 });
+        h.label(6, &LabelMark { sample: 2, label: None, received: 6e-9 });
         drop(h);
         assert_eq!(r.finish().unwrap(), 0);
         std::fs::read(&path).unwrap()
@@ -429,6 +465,16 @@ mod tests {
             let swap: SwapEvent = serde_json::from_slice(&swap.data).unwrap();
             assert_eq!((swap.event.as_str(), swap.generation), ("swap", 2));
             assert_eq!(swap.plugin_sha256["conv_standard"], "cd");
+            let labels: Vec<(u64, LabelMark)> = messages
+                .iter()
+                .filter(|m| m.channel.topic == LABELS)
+                .map(|m| (m.log_time, serde_json::from_slice(&m.data).unwrap()))
+                .collect();
+            assert_eq!(labels.len(), 2);
+            assert_eq!((labels[0].0, labels[0].1.sample, labels[0].1.label.as_deref()), (5, 2, Some("walk")));
+            assert_eq!((labels[1].0, &labels[1].1.label), (6, &None));
+            let raw: serde_json::Value = serde_json::from_slice(&messages.last().unwrap().data).unwrap();
+            assert!(raw["label"].is_null(), "{raw}");
             let summary = mcap::Summary::read(&bytes).unwrap().unwrap();
             let chunk = &summary.chunk_indexes[0];
             assert_eq!(chunk.compression, compression.name());

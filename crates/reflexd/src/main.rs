@@ -5,7 +5,7 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | `commands` | one module per subcommand: `run`, `replay`, `inspect`, `check`, `bench` |
+//! | `commands` | one module per subcommand: `run`, `replay`, `info`, `label`, `inspect`, `check`, `bench` |
 //! | `daemon` | `run`/`replay` wiring: `input` (which source), `reader` (its thread), `inference` (its thread), `signals`, `stats`, `provenance` |
 //! | `reload` | hot swap: watching the config, building and warming a new graph |
 //! | `model` | config file → built graph |
@@ -86,7 +86,15 @@ enum Command {
         /// The log: an MCAP recording (`.mcap`) or csv (decoded with the config's [source] settings).
         log: PathBuf,
     },
-    /// Print a recording's metadata, channels, duration, generations and events.
+    /// Mark the wearer's activity in the running daemon's recording, from the next sample on.
+    Label {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The activity (at most 64 bytes, no control characters); `-` ends the labelled span.
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+    },
+    /// Print a recording's metadata, channels, duration, generations, events and label marks.
     Info {
         /// The recording (`.mcap`).
         log: PathBuf,
@@ -135,7 +143,10 @@ fn quiet_on_closed_pipe() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    if matches!(cli.command, Command::Info { .. } | Command::Inspect(_) | Command::Check(_) | Command::Bench { .. }) {
+    if matches!(
+        cli.command,
+        Command::Info { .. } | Command::Label { .. } | Command::Inspect(_) | Command::Check(_) | Command::Bench { .. }
+    ) {
         quiet_on_closed_pipe();
     }
     let result = match cli.command {
@@ -146,6 +157,7 @@ fn main() -> ExitCode {
             commands::replay::run(config.as_deref(), speed, out.as_deref(), plot.as_deref(), &log)
         }
         Command::Info { log } => commands::info::run(&log),
+        Command::Label { config, name } => commands::label::run(&config.config, &name),
         Command::Inspect(c) => commands::inspect::run(&c.config),
         Command::Check(c) => commands::check::run(&c.config),
         Command::Bench { config, json, hop } => commands::bench::run(&config.config, json, hop.map(|h| h as usize)),

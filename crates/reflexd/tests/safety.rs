@@ -3,15 +3,13 @@
 
 mod support;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use serde_json::Value;
-use std::fs::File;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{exe_dir, pty};
+use support::{
+    actuator, exe_dir, one_line_error, output_within, pty, receive, reflexd, spawn, terminate, wait_log, Running,
+};
 
 const CHANNELS: usize = 2;
 const LENGTH: usize = 4;
@@ -35,101 +33,6 @@ fn config_text(device: &Path, udp: u16, keys: &str, time_column: bool) -> String
         device.display(),
         exe_dir().display()
     )
-}
-
-fn reflexd(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_reflexd"));
-    c.args(args).env("RUST_LOG", "info");
-    c
-}
-
-/// A daemon that is killed when the test ends, passed or failed: one left running would hold
-/// its pty (serial ports are opened exclusively) and fail later tests that get the same number.
-struct Running(Child);
-
-impl std::ops::Deref for Running {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(mut c: Command, log: &Path) -> Running {
-    Running(c.stdout(Stdio::null()).stderr(File::create(log).unwrap()).spawn().unwrap())
-}
-
-/// Waits at most `limit` for the child to exit.
-fn wait(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
-}
-
-/// Waits until the log at `path` holds `needle` (the daemon has opened its device).
-fn wait_log(path: &Path, needle: &str) {
-    let start = Instant::now();
-    while !std::fs::read_to_string(path).unwrap_or_default().contains(needle) {
-        assert!(start.elapsed() < Duration::from_secs(20), "no `{needle}`: {}", std::fs::read_to_string(path).unwrap());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// SIGTERM; the exit status, or a panic if it takes more than 2 s.
-fn terminate(child: &mut Child, log: &Path) -> ExitStatus {
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let status = wait(child, Duration::from_secs(2));
-    let _ = child.kill();
-    let _ = child.wait();
-    status.unwrap_or_else(|| panic!("no exit within 2 s of SIGTERM:\n{}", std::fs::read_to_string(log).unwrap()))
-}
-
-/// Runs `c` to its end, or kills it after 5 s (a daemon that should have refused to start).
-fn output_within(mut c: Command) -> Output {
-    let mut child = c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let status = wait(&mut child, Duration::from_secs(5));
-    let _ = child.kill();
-    let o = child.wait_with_output().unwrap();
-    assert!(status.is_some(), "still running after 5 s: {}", String::from_utf8_lossy(&o.stderr));
-    Output { status: status.unwrap(), ..o }
-}
-
-fn one_line_error(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().filter(|l| !l.contains(" INFO ")).count(), 1, "{err}");
-    assert!(err.contains(needle), "no `{needle}` in: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
-
-fn actuator() -> (UdpSocket, u16) {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let port = s.local_addr().unwrap().port();
-    (s, port)
-}
-
-fn receive(sock: &UdpSocket) -> Value {
-    let mut buf = [0u8; 65536];
-    let len = sock.recv(&mut buf).unwrap();
-    serde_json::from_slice(&buf[..len]).unwrap()
 }
 
 /// A live daemon on a pseudo-terminal IMU with a UDP actuator, its config `slow` with `keys`
@@ -439,11 +342,11 @@ fn a_hung_plugin_call_gets_late_then_stale_records() {
     assert!(log.contains("has not returned within deadline_ms") && log.contains("left behind"), "{log}");
 }
 
-/// A plugin that fails only on real (non-zero) data — it passes the warm-up on zeros: every
+/// A plugin that fails only on real data — it passes the plain windows it is loaded with: every
 /// such window gets an `error` record holding the last good values, never a gap or a NaN.
 #[test]
 fn a_plugin_failing_on_real_data_gets_error_records() {
-    let Live { dir: _dir, mut imu, sock, err, mut child, .. } = live("fail_nonzero = true", "");
+    let Live { dir: _dir, mut imu, sock, err, mut child, .. } = live("fail_above = 1.5", "");
     imu.write(b"0,0\n0,0\n0,0\n0,0\n");
     let good = receive(&sock);
     assert_eq!(good["health"], "ok", "{good}");
@@ -526,7 +429,7 @@ fn a_stuck_serial_actuator_loses_exactly_the_records_it_did_not_get() {
 /// line, with the divergence seen so far, and the running graph never stops driving.
 #[test]
 fn a_swap_that_fails_on_live_windows_is_refused_in_shadow() {
-    for (keys, why) in [("fail_nonzero = true", "failed on live window"), ("nan_above = 5.0", "not finite")] {
+    for (keys, why) in [("fail_above = 5.0", "failed on live window"), ("nan_above = 5.0", "not finite")] {
         let shadow = "[swap]\nshadow_windows = 5\n";
         let Live { dir: _dir, mut imu, sock, port, config: c, err, mut child } = live("", shadow);
         imu.write(b"1,2\n1,2\n1,2\n1,2\n");

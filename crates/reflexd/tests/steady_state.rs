@@ -264,8 +264,9 @@ fn wait_for(stderr: &Path, what: &str) {
 }
 
 /// `run` on a live device (a pseudo-terminal streaming binary frames at 500 Hz) with UDP,
-/// file, stdout and serial sinks (another pseudo-terminal), recording; then `replay` of that
-/// recording in real time — which allocates nothing at all.
+/// file, stdout and serial sinks (another pseudo-terminal), recording, its `[labels]` listener
+/// waiting for marks; then `replay` of that recording in real time — which allocates nothing at
+/// all.
 #[test]
 fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
     let t = trial();
@@ -278,10 +279,12 @@ fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
             "[[sinks]]\nkind = \"udp\"\ntarget = \"127.0.0.1:{}\"\n\
              [[sinks]]\nkind = \"file\"\npath = \"{}\"\nformat = \"csv\"\n\
              [[sinks]]\nkind = \"stdout\"\n\
-             [[sinks]]\nkind = \"serial\"\npath = \"{}\"\nformat = \"template\"\ntemplate = \"T {{index}} {{values[0]:.3}}\\n\"\n",
+             [[sinks]]\nkind = \"serial\"\npath = \"{}\"\nformat = \"template\"\ntemplate = \"T {{index}} {{values[0]:.3}}\\n\"\n\
+             [labels]\nlisten = \"127.0.0.1:{}\"\n",
             udp.port,
             t.out.join("records.csv").display(),
-            actuator_line.path.display()
+            actuator_line.path.display(),
+            UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
         ),
     );
     // The actuator controller reads its line.
@@ -293,6 +296,7 @@ fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
         "live",
     );
     wait_for(&stderr, "serial device open");
+    wait_for(&stderr, "labels: taking activity marks");
     let start_at = Instant::now();
     for (i, s) in samples().iter().enumerate() {
         let due = start_at + Duration::from_secs_f64(i as f64 / RATE as f64);

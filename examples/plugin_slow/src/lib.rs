@@ -12,10 +12,10 @@
 //! With `panic_above = x` it also panics on any window holding a value above `x`: a stand-in
 //! for a plugin bug, to watch (and test) that a panicking plugin fails that window only.
 //!
-//! Hostile keys, for the safety tests (each one passes a warm-up window of zeros):
-//! `nan_above = x` outputs NaN for a window holding a value above `x`; `loop_above = x` never
-//! returns from such a window; `fail_nonzero = true` returns an error on any window that is not
-//! all zeros.
+//! Hostile keys, for the safety tests (each one passes the plain windows of zeros, ones and
+//! minus ones a graph is checked with when it is loaded, for `x` ≥ 1): `nan_above = x` outputs
+//! NaN for a window holding a value above `x`; `loop_above = x` never returns from such a window;
+//! `fail_above = x` returns an error for it.
 
 use reflex_plugin_sdk::{export_plugin, Error, Layer, LayerInfo, Shape, TensorSpec};
 use serde::Deserialize;
@@ -36,9 +36,9 @@ pub struct Params {
     /// Never return from a window holding a value above this.
     #[serde(default)]
     pub loop_above: Option<f32>,
-    /// Fail on any window that is not all zeros.
+    /// Return an error for a window holding a value above this.
     #[serde(default)]
-    pub fail_nonzero: bool,
+    pub fail_above: Option<f32>,
 }
 
 /// A configured `slow` layer.
@@ -48,7 +48,7 @@ pub struct Slow {
     panic_above: Option<f32>,
     nan_above: Option<f32>,
     loop_above: Option<f32>,
-    fail_nonzero: bool,
+    fail_above: Option<f32>,
 }
 
 impl Layer for Slow {
@@ -63,7 +63,7 @@ impl Layer for Slow {
             panic_above: p.panic_above,
             nan_above: p.nan_above,
             loop_above: p.loop_above,
-            fail_nonzero: p.fail_nonzero,
+            fail_above: p.fail_above,
         })
     }
     fn info(&self) -> LayerInfo {
@@ -88,8 +88,8 @@ impl Layer for Slow {
                 std::thread::sleep(Duration::from_secs(3600));
             }
         }
-        if self.fail_nonzero && x.iter().any(|&v| v != 0.0) {
-            return Err(Error::runtime("slow: a window that is not all zeros"));
+        if above(self.fail_above) {
+            return Err(Error::runtime("slow: a value above fail_above"));
         }
         if above(self.nan_above) {
             y.fill(f32::NAN);

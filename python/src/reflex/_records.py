@@ -129,13 +129,17 @@ def _channel_names(meta: dict[str, dict[str, str]], width: int) -> list[str]:
 
 
 def read_mcap(path: str | Path) -> dict[str, "pd.DataFrame"]:
-    """Read a `reflexd run --record` MCAP file into `{"samples", "predictions", "events"}` DataFrames.
+    """Read a `reflexd run --record` MCAP file into `{"samples", "predictions", "events", "labels"}` DataFrames.
 
     - `samples`: `sample` (int64), `t` (float64), `log_time` (UTC datetime), then one float64
       column per channel, named by the recording's `channel_names` (else `ch0`, `ch1`, …).
     - `predictions`: `log_time`, then the columns of `read_records`.
     - `events`: `log_time`, `event` (`device_open`, `decode_error`, `swap`), and the event's other
       fields (a swap: `generation`, `config`, `weights_sha256`, `plugin_sha256`).
+    - `labels`: the activity marks of `reflexd label` (`/reflex/labels`), in the order received:
+      `log_time`, `sample` (int64: the first sample the mark applies to), `label` (string; NA
+      for a mark that ends the labelled span), `received` (float64 Unix seconds). Empty when the
+      recording has none.
 
     The recording's metadata (config text, SHA-256 of weights and plugins) is in
     `frames["samples"].attrs["metadata"]`. A recording cut short is read up to its last complete chunk.
@@ -144,7 +148,7 @@ def read_mcap(path: str | Path) -> dict[str, "pd.DataFrame"]:
     import pandas as pd
 
     messages, meta = _messages(Path(path))
-    samples, s_times, preds, p_times, events = [], [], [], [], []
+    samples, s_times, preds, p_times, events, marks = [], [], [], [], [], []
     for topic, log_time, data in messages:
         if topic == "/imu/samples":
             samples.append(json.loads(data))
@@ -154,15 +158,29 @@ def read_mcap(path: str | Path) -> dict[str, "pd.DataFrame"]:
             p_times.append(log_time)
         elif topic == "/reflex/events":
             events.append({"log_time": log_time, **json.loads(data)})
+        elif topic == "/reflex/labels":
+            marks.append({"log_time": log_time, **json.loads(data)})
     samples_df = _samples_frame(samples, s_times, meta)
     predictions = _predictions_frame(preds, {"log_time": pd.to_datetime(np.asarray(p_times, np.int64), utc=True)})
     ev = pd.DataFrame(events) if events else pd.DataFrame({"log_time": pd.Series([], dtype="int64"),
                                                             "event": pd.Series([], dtype="string")})
     ev["log_time"] = pd.to_datetime(ev["log_time"].astype("int64"), utc=True)
-    frames = {"samples": samples_df, "predictions": predictions, "events": ev}
+    frames = {"samples": samples_df, "predictions": predictions, "events": ev, "labels": _labels_frame(marks)}
     for df in frames.values():
         df.attrs["metadata"] = meta
     return frames
+
+
+def _labels_frame(marks: list[dict[str, Any]]) -> "pd.DataFrame":
+    import numpy as np
+    import pandas as pd
+
+    return pd.DataFrame({
+        "log_time": pd.to_datetime(np.asarray([m["log_time"] for m in marks], np.int64), utc=True),
+        "sample": pd.array([m["sample"] for m in marks], dtype="int64"),
+        "label": pd.array([m.get("label") for m in marks], dtype="string"),
+        "received": pd.array([m.get("received", np.nan) for m in marks], dtype="float64"),
+    })
 
 
 def _samples_frame(samples: list[dict[str, Any]], times: list[int], meta: dict[str, dict[str, str]]) -> "pd.DataFrame":

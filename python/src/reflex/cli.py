@@ -1,4 +1,4 @@
-"""The `reflex` command: one subcommand per task (`import-onnx`, `verify`, `compare`).
+"""The `reflex` command: one subcommand per task (`import-onnx`, `verify`, `compare`, `dataset add`).
 
 Each subcommand is a function `cmd_NAME(args) -> int` registered in `_parser()`; errors a user
 can cause print one line per problem to stderr and exit 1.
@@ -56,6 +56,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_add(args: argparse.Namespace) -> int:
+    from .collect import add_recording
+
+    res = add_recording(args.log, args.dataset, subject=args.subject, split=args.split, rate_hz=args.rate_hz)
+    spans = ", ".join(f"{k or 'unlabelled'} {v}" for k, v in res.per_label.items())
+    print(f"added {res.csv} (subject {args.subject}{', ' + args.split if args.split else ''}): "
+          f"{res.samples} samples, {res.marks} marks; samples per label: {spans}")
+    for note in res.notes:
+        print(f"reflex dataset: warning: {note}", file=sys.stderr)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="reflex", description="Reflex models from PyTorch or ONNX (docs/python.md).")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -90,6 +102,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="reflexd bench runs per measurement; the lowest median counts (default 3)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("dataset", help="build a dataset from labelled recordings (docs/compare.md)")
+    dsub = p.add_subparsers(dest="dataset_command", required=True)
+    p = dsub.add_parser("add", help="append a recording labelled with `reflexd label` to a dataset")
+    p.add_argument("log", help="LOG.mcap, recorded by `reflexd run --record` with [labels] listen")
+    p.add_argument("dataset", help="the dataset folder (created when missing)")
+    p.add_argument("--subject", required=True, help="who wore the IMU")
+    p.add_argument("--split", choices=["train", "test"], help="the split column's value for this recording")
+    p.add_argument("--rate-hz", type=float,
+                   help="t = sample / rate, for recordings whose samples' t does not increase")
+    p.set_defaults(func=cmd_dataset_add)
     return ap
 
 

@@ -1,8 +1,8 @@
 //! `reflexd info LOG.mcap`: what a recording holds — its metadata, channels (topics, message
-//! counts), duration, generations and events — without replaying it.
+//! counts), duration, generations, events and label marks — without replaying it.
 
 use reflex_io::mcap::McapFile;
-use reflex_io::recording::{SwapEvent, EVENTS, METADATA};
+use reflex_io::recording::{LabelMark, SwapEvent, EVENTS, LABELS, METADATA};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
@@ -35,13 +35,16 @@ pub fn describe(path: &Path) -> anyhow::Result<String> {
     }
 
     let (mut counts, mut span, mut swaps) = (BTreeMap::<String, u64>::new(), None, Vec::new());
-    let mut events = BTreeMap::<String, u64>::new();
+    let (mut events, mut marks) = (BTreeMap::<String, u64>::new(), Vec::new());
     let mut messages = file.messages();
     while let Some(m) = messages.next() {
         let topic = m.topic.unwrap_or("?");
         *counts.entry(topic.to_string()).or_default() += 1;
         let (first, _) = span.unwrap_or((m.log_time, m.log_time));
         span = Some((first.min(m.log_time), m.log_time));
+        if topic == LABELS {
+            marks.push((m.log_time, serde_json::from_slice::<LabelMark>(m.data).ok()));
+        }
         if topic == EVENTS {
             let kind = match serde_json::from_slice::<SwapEvent>(m.data) {
                 Ok(swap) if swap.event == "swap" => {
@@ -75,11 +78,31 @@ pub fn describe(path: &Path) -> anyhow::Result<String> {
             swap.plugin_sha256.len()
         );
     }
+    list_marks(&mut out, &marks, span.map_or(0, |(a, _)| a));
     if let Some(damage) = messages.damage() {
         let how = if damage.is_cut_short() { "cut short" } else { "damaged" };
         let _ = writeln!(out, "{how}: {damage} (everything before it is listed)");
     }
     Ok(out)
+}
+
+/// At most this many marks are listed one by one.
+const MARKS_LISTED: usize = 50;
+
+/// `labels: 3 marks`, then each: its time from the start, its sample and label (`-`: the end of
+/// a labelled span); `None` for a message that does not parse.
+fn list_marks(out: &mut String, marks: &[(u64, Option<LabelMark>)], start: u64) {
+    let _ = writeln!(out, "labels: {} marks", marks.len());
+    for (ns, mark) in marks.iter().take(MARKS_LISTED) {
+        let at = ns.saturating_sub(start) as f64 / 1e9;
+        let _ = match mark {
+            Some(m) => writeln!(out, "  {at:.3} s: sample {}: {}", m.sample, m.label.as_deref().unwrap_or("-")),
+            None => writeln!(out, "  {at:.3} s: not a label mark"),
+        };
+    }
+    if marks.len() > MARKS_LISTED {
+        let _ = writeln!(out, "  … {} more", marks.len() - MARKS_LISTED);
+    }
 }
 
 pub fn run(path: &Path) -> anyhow::Result<()> {

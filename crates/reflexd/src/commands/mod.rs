@@ -2,6 +2,7 @@ pub mod bench;
 pub mod check;
 pub mod info;
 pub mod inspect;
+pub mod label;
 pub mod replay;
 pub mod run;
 

@@ -14,6 +14,9 @@ pub fn run(config: &Path, record: Option<&Path>, compression: Compression) -> an
     }
     let loaded = crate::model::load(config)?;
     let input = Input::from_config(&loaded)?;
+    // Before anything starts: a port in use is one line, and no recording is created.
+    let labels = loaded.config.labels.as_ref().map(reflex_io::labels::bind).transpose();
+    let labels = labels.map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
     let sinks = daemon::default_sinks(&loaded.config.sinks);
     let sinks = daemon::start_sinks(&sinks, loaded.graph.output_len(), Delivery::DropOldest, config)?;
     tracing::info!(config = %config.display(), layers = loaded.graph.layers().len(), "reflexd running");
@@ -21,7 +24,13 @@ pub fn run(config: &Path, record: Option<&Path>, compression: Compression) -> an
         loaded,
         input,
         sinks,
-        daemon::Options { reload: true, record: record.map(Path::to_path_buf), compression, ..Default::default() },
+        daemon::Options {
+            reload: true,
+            record: record.map(Path::to_path_buf),
+            compression,
+            labels,
+            ..Default::default()
+        },
     )?;
     Ok(())
 }

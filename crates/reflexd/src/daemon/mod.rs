@@ -56,6 +56,8 @@ pub struct Options {
     pub scheduled: Vec<(u64, Swap)>,
     /// Show a progress bar for a log (only on a terminal).
     pub progress: bool,
+    /// `[labels] listen`, bound (`run` only): activity marks for the recording.
+    pub labels: Option<reflex_io::labels::Bound>,
 }
 
 /// Totals at the end of a run.
@@ -83,15 +85,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     let (swaps_tx, swaps) = drop_oldest::<Swap>(1);
     let tap = options.reload.then(|| Arc::new(reload::shadow::Tap::default()));
     let reloader = tap.clone().map(|tap| Reloader::new(&loaded, swaps_tx, tap));
-    let recording_options = reflex_io::recording::Options {
-        compression: options.compression,
-        channel_names: input.names.clone(),
-        units: input.units.clone(),
-    };
-    let recorder = options.record.as_deref().map(|path| {
-        Recorder::start(path, provenance::metadata(&loaded, &input.names, &input.units), &recording_options)
-    });
-    let recorder = recorder.transpose()?;
+    let recorder = start_recorder(&loaded, &input, &options)?;
     let Loaded { config, graph } = loaded;
     reload::log_plugins(&graph, 1);
     let counters = Arc::new(Counters::default());
@@ -107,8 +101,8 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     if let Some(r) = &recording {
         samples.record(r.clone());
     }
+    let marks = options.labels.map(|l| l.start(counters.clone(), recording.clone())).transpose()?;
     let labels = reload::labels(&config);
-    let scheduled = options.scheduled.into();
     let safety = config.safety.clone();
     let watch = Arc::new(supervisor::Watch::default());
     let supervisor = supervisor::spawn(watch.clone(), sinks.clone(), &safety, labels.clone(), graph.output_len())?;
@@ -120,7 +114,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         sinks: sinks.clone(),
         counters: counters.clone(),
         recording,
-        scheduled,
+        scheduled: options.scheduled.into(),
         safety,
         watch: supervisor.is_some().then(|| watch.clone()),
         shadow: tap,
@@ -129,43 +123,89 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     let reader =
         Reader { samples, windower, queue, counters: counters.clone(), progress: Progress::new(options.progress) };
     let (at_last_window, input_error) = signals::serve(move |stop: &Stop| reader.run(stop), Stop::new(), reloader)?;
-
-    // The reader is gone, and with it the window queue's sender: inference drains what is
-    // queued and returns.
-    let finished = finished(inference, &counters, lossless);
-    watch.stop();
-    let supervised = supervisor.filter(|_| finished.is_some()).map_or(0, |s| s.join().unwrap_or(0));
-    let Some(inference) = finished else {
-        // A plugin call that never returns: the thread cannot be cancelled. It is left behind
-        // with the sinks and the recorder it holds; the process exits all the same.
-        tracing::error!(
-            "the inference thread is stuck in a plugin call and is left behind: records still queued for the sinks are lost, the recording ends at its last complete chunk"
-        );
-        let summary = Summary {
-            samples: counters.samples.load(std::sync::atomic::Ordering::Relaxed),
-            decode_errors: counters.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
-            ..Summary::default()
-        };
-        stats::log_stopped(&counters, &summary, at_last_window);
-        std::mem::forget((sinks, recorder));
-        if lossless {
-            anyhow::bail!("a plugin call did not return for {} s: the replay is incomplete", REPLAY_GRACE.as_secs());
-        }
-        return Ok(summary);
-    };
-    let mut summary = inference.join().map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
-    summary.fallbacks += supervised;
-    let (sink_lost, recording_failed) = close(sinks, recorder)?;
-    summary.sink_lost = sink_lost;
-    summary.samples = counters.samples.load(std::sync::atomic::Ordering::Relaxed);
-    summary.decode_errors = counters.decode_errors.load(std::sync::atomic::Ordering::Relaxed);
-    stats::log_stopped(&counters, &summary, at_last_window);
-    // Everything read before it has been predicted and delivered: now the exit status.
-    match (input_error, recording_failed) {
-        (Some(e), _) => Err(e.into()),
-        (None, Some(e)) => Err(anyhow::anyhow!("recording failed: {e}")),
-        (None, None) => Ok(summary),
+    // No mark after the last sample; and the recorder finishes only once every handle is gone.
+    if let Some(marks) = marks {
+        marks.stop();
     }
+    let ending = Ending { inference, supervisor, watch, sinks, recorder, counters, lossless, at_last_window };
+    ending.finish(input_error)
+}
+
+/// `--record`: the recorder, started before anything is read.
+fn start_recorder(loaded: &Loaded, input: &Input, options: &Options) -> anyhow::Result<Option<Recorder>> {
+    let recording_options = reflex_io::recording::Options {
+        compression: options.compression,
+        channel_names: input.names.clone(),
+        units: input.units.clone(),
+    };
+    let Some(path) = options.record.as_deref() else { return Ok(None) };
+    let metadata = provenance::metadata(loaded, &input.names, &input.units);
+    Ok(Some(Recorder::start(path, metadata, &recording_options)?))
+}
+
+/// What is left to wind down once the reader has returned.
+struct Ending {
+    inference: std::thread::JoinHandle<Summary>,
+    supervisor: Option<std::thread::JoinHandle<u64>>,
+    watch: Arc<supervisor::Watch>,
+    sinks: Arc<Sinks>,
+    recorder: Option<Recorder>,
+    counters: Arc<Counters>,
+    lossless: bool,
+    at_last_window: u64,
+}
+
+impl Ending {
+    /// The reader is gone, and with it the window queue's sender: inference drains what is
+    /// queued and returns; then the sinks and the recorder write what they hold. Everything
+    /// read has been predicted and delivered before `input_error` (or a failed recording)
+    /// becomes the exit status.
+    fn finish(self, input_error: Option<reflex_io::Error>) -> anyhow::Result<Summary> {
+        let Ending { inference, supervisor, watch, sinks, recorder, counters, lossless, at_last_window } = self;
+        let finished = finished(inference, &counters, lossless);
+        watch.stop();
+        let supervised = supervisor.filter(|_| finished.is_some()).map_or(0, |s| s.join().unwrap_or(0));
+        let Some(inference) = finished else {
+            return left_behind(&counters, sinks, recorder, lossless, at_last_window);
+        };
+        let mut summary = inference.join().map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
+        summary.fallbacks += supervised;
+        let (sink_lost, recording_failed) = close(sinks, recorder)?;
+        summary.sink_lost = sink_lost;
+        summary.samples = counters.samples.load(std::sync::atomic::Ordering::Relaxed);
+        summary.decode_errors = counters.decode_errors.load(std::sync::atomic::Ordering::Relaxed);
+        stats::log_stopped(&counters, &summary, at_last_window);
+        match (input_error, recording_failed) {
+            (Some(e), _) => Err(e.into()),
+            (None, Some(e)) => Err(anyhow::anyhow!("recording failed: {e}")),
+            (None, None) => Ok(summary),
+        }
+    }
+}
+
+/// A plugin call that never returns: the inference thread cannot be cancelled. It is left
+/// behind with the sinks and the recorder it holds; the process exits all the same.
+fn left_behind(
+    counters: &Counters,
+    sinks: Arc<Sinks>,
+    recorder: Option<Recorder>,
+    lossless: bool,
+    at_last_window: u64,
+) -> anyhow::Result<Summary> {
+    tracing::error!(
+        "the inference thread is stuck in a plugin call and is left behind: records still queued for the sinks are lost, the recording ends at its last complete chunk"
+    );
+    let summary = Summary {
+        samples: counters.samples.load(std::sync::atomic::Ordering::Relaxed),
+        decode_errors: counters.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
+        ..Summary::default()
+    };
+    stats::log_stopped(counters, &summary, at_last_window);
+    std::mem::forget((sinks, recorder));
+    if lossless {
+        anyhow::bail!("a plugin call did not return for {} s: the replay is incomplete", REPLAY_GRACE.as_secs());
+    }
+    Ok(summary)
 }
 
 /// How long a stopping `run` waits for the inference thread to finish one window: within the

@@ -1,5 +1,5 @@
-//! The build thread: loads a changed config's graph, warms it up, checks that nothing fixed
-//! changed, and runs it in shadow on live windows — one job at a time, never on a thread that
+//! The build thread: loads a changed config's graph (which runs it on plain windows), checks
+//! that nothing fixed changed, and runs it in shadow on live windows — one job at a time, never on a thread that
 //! reads the input or handles signals. One thread serves every swap (a fresh thread per swap
 //! left glibc a fresh malloc arena each time); it is replaced only when a plugin call on it does
 //! not return, and is then left behind.
@@ -23,8 +23,6 @@ pub const BUILD_LIMIT: Duration = Duration::from_secs(10);
 pub enum Refused {
     /// The config, a plugin or the weights: every problem.
     Load(model::LoadError),
-    /// The warm-up window failed.
-    WarmUp(String),
     /// Sections a running daemon cannot change.
     Fixed(Vec<&'static str>),
     /// The shadow trial.
@@ -117,9 +115,8 @@ fn build(job: &Job, tap: &Tap, beat: &AtomicU64) -> Outcome {
     if !changed.is_empty() {
         return Err(Refused::Fixed(changed));
     }
+    // Loading ran the graph on plain windows (`model::load`): it is warm.
     let Loaded { config, mut graph } = loaded;
-    let zeros = vec![0.0; graph.input_len()];
-    graph.run(&zeros).map_err(|e| Refused::WarmUp(e.to_string()))?;
     let windows = config.swap.shadow_windows;
     if windows == 0 {
         return Ok(Ready { loaded: Loaded { config, graph }, divergence: None });

@@ -6,18 +6,18 @@
 //! debounced), a poll of their size/mtime/inode every 2 s for file systems without events, and
 //! SIGHUP. A trigger has the build thread ([`build`]) load the config, load plugins (private
 //! copies by content hash, so a rebuilt library runs), read the weights, check every shape, run
-//! one warm-up window and then run the new graph in shadow beside the running one on live
+//! the plain windows every loaded graph is checked with, and then run the new graph in shadow beside the running one on live
 //! windows ([`shadow`], `[swap] shadow_windows`); only a graph that passed all of it is handed
 //! over. Anything wrong is one log line and the running graph keeps going. `[source]`,
-//! `[window]`, `[[sinks]]` and `[safety]` cannot change under a running daemon: an edit to them
-//! is refused with a message asking for a restart.
+//! `[window]`, `[[sinks]]`, `[safety]` and `[labels]` cannot change under a running daemon: an
+//! edit to them is refused with a message asking for a restart.
 
 mod build;
 pub mod shadow;
 
 use crate::model::Loaded;
 use build::{Outcome, Pending, Refused, Worker};
-use reflex_config::{Config, OutputKind, SafetyConfig, SinkConfig, SourceConfig, WindowConfig};
+use reflex_config::{Config, LabelsConfig, OutputKind, SafetyConfig, SinkConfig, SourceConfig, WindowConfig};
 use reflex_graph::{Graph, Origin};
 use reflex_io::queue::DropOldest;
 use shadow::Tap;
@@ -65,11 +65,18 @@ struct Fixed {
     window: WindowConfig,
     sinks: Vec<SinkConfig>,
     safety: SafetyConfig,
+    labels: Option<LabelsConfig>,
 }
 
 impl Fixed {
     fn of(c: &Config) -> Fixed {
-        Fixed { source: c.source.clone(), window: c.window.clone(), sinks: c.sinks.clone(), safety: c.safety.clone() }
+        Fixed {
+            source: c.source.clone(),
+            window: c.window.clone(),
+            sinks: c.sinks.clone(),
+            safety: c.safety.clone(),
+            labels: c.labels.clone(),
+        }
     }
 
     fn differences(&self, other: &Fixed) -> Vec<&'static str> {
@@ -85,6 +92,9 @@ impl Fixed {
         }
         if self.safety != other.safety {
             v.push("[safety]");
+        }
+        if self.labels != other.labels {
+            v.push("[labels]");
         }
         v
     }
@@ -310,7 +320,6 @@ fn refused(r: Refused) {
             let more = if n > 1 { format!(" (and {} more: run `reflexd check`)", n - 1) } else { String::new() };
             format!("{first}{more}")
         }
-        Refused::WarmUp(e) => format!("warm-up window failed: {e}"),
         Refused::Fixed(changed) => format!("{} changed, which needs a restart of reflexd", changed.join(", ")),
         Refused::Shadow(shadow::Failed::Cancelled) => return,
         Refused::Shadow(failed) => failed.to_string(),
