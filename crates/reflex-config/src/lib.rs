@@ -39,6 +39,7 @@ mod error;
 mod labels;
 mod model;
 mod output;
+mod runtime;
 mod safety;
 mod sink;
 mod source;
@@ -51,6 +52,7 @@ pub use labels::LabelsConfig;
 pub use model::{LayerConfig, ModelConfig};
 pub use output::{OutputConfig, OutputKind};
 pub use reflex_codecs::Format;
+pub use runtime::RuntimeConfig;
 pub use safety::{Fallback, SafetyConfig};
 pub use sink::{RecordFormat, SinkConfig, SinkKind};
 pub use source::{check_channel_names, SourceConfig, SourceKind, Speed, RESERVED_NAMES};
@@ -83,9 +85,11 @@ pub struct Config {
     pub swap: SwapConfig,
     /// `[labels]`: activity marks for the recording (not `[output] labels`, the class names).
     pub labels: Option<LabelsConfig>,
+    /// `[runtime]`.
+    pub runtime: RuntimeConfig,
 }
 
-const SECTIONS: [&str; 8] = ["source", "window", "model", "output", "sinks", "safety", "swap", "labels"];
+const SECTIONS: [&str; 9] = ["source", "window", "model", "output", "sinks", "safety", "swap", "labels", "runtime"];
 const ENV_PREFIX: &str = "REFLEX";
 
 /// Problems found so far in one file.
@@ -153,21 +157,16 @@ pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, Str
     let safety = setting::<SafetyConfig>("safety", &mut doc, &mut found);
     let swap = setting::<SwapConfig>("swap", &mut doc, &mut found);
     let labels = setting::<Option<LabelsConfig>>("labels", &mut doc, &mut found);
-    match (source, window, model, output, sinks, safety, swap, labels) {
-        (
-            Some(source),
-            Some(window),
-            Some(model),
-            Some(output),
-            Some(sinks),
-            Some(safety),
-            Some(swap),
-            Some(labels),
-        ) if found.errors.is_empty() => {
-            let (path, text) = (path.into(), text.into());
-            let config = Config { path, text, source, window, model, output, sinks, safety, swap, labels };
-            Ok(config.resolve_paths())
-        }
+    let runtime = setting::<RuntimeConfig>("runtime", &mut doc, &mut found);
+    // Every section typed: a config, unless a problem was found on the way.
+    let config = (|| {
+        let (path, text) = (path.into(), text.into());
+        let (source, window, model, output, sinks) = (source?, window?, model?, output?, sinks?);
+        let (safety, swap, labels, runtime) = (safety?, swap?, labels?, runtime?);
+        Some(Config { path, text, source, window, model, output, sinks, safety, swap, labels, runtime })
+    })();
+    match config {
+        Some(config) if found.errors.is_empty() => Ok(config.resolve_paths()),
         _ => Err(Errors(found.errors)),
     }
 }

@@ -263,9 +263,10 @@ fn wait_for(stderr: &Path, what: &str) {
     }
 }
 
-/// `run` on a live device (a pseudo-terminal streaming binary frames at 500 Hz) with UDP,
-/// file, stdout and serial sinks (another pseudo-terminal), recording, its `[labels]` listener
-/// waiting for marks; then `replay` of that recording in real time — which allocates nothing at
+/// `run` on a live device (a pseudo-terminal streaming binary frames at 500 Hz) with UDP (written
+/// directly by the inference thread), file, stdout and serial sinks (another pseudo-terminal),
+/// recording, its `[labels]` listener waiting for marks, and `[runtime]` pinning the reader and
+/// the spinning inference thread to CPUs of their own, SCHED_FIFO, memory locked; then `replay` of that recording in real time — which allocates nothing at
 /// all.
 #[test]
 fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
@@ -280,7 +281,8 @@ fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
              [[sinks]]\nkind = \"file\"\npath = \"{}\"\nformat = \"csv\"\n\
              [[sinks]]\nkind = \"stdout\"\n\
              [[sinks]]\nkind = \"serial\"\npath = \"{}\"\nformat = \"template\"\ntemplate = \"T {{index}} {{values[0]:.3}}\\n\"\n\
-             [labels]\nlisten = \"127.0.0.1:{}\"\n",
+             [labels]\nlisten = \"127.0.0.1:{}\"\n\
+             [runtime]\nreader_cpu = 0\ninference_cpu = 1\nrealtime_priority = 10\nlock_memory = true\n",
             udp.port,
             t.out.join("records.csv").display(),
             actuator_line.path.display(),

@@ -2,7 +2,8 @@
 //! windows, a new graph when the reloader has built one. Never on a tokio worker: a slow model
 //! delays windows, never the reader.
 
-use super::stats::{Report, REPORT_EVERY};
+use super::runtime::{Role, Runtime};
+use super::stats::{Breakdown, Report, REPORT_EVERY};
 use super::supervisor::Watch;
 use super::Summary;
 use crate::reload::shadow::Tap;
@@ -40,6 +41,8 @@ pub struct Inference {
     pub watch: Option<Arc<Watch>>,
     /// Where a new graph in shadow gets its live windows; `None` without hot swaps.
     pub shadow: Option<Arc<Tap>>,
+    /// `[runtime]`: this thread's CPU and priority, and whether it spins before it parks.
+    pub runtime: Arc<Runtime>,
 }
 
 /// The last window cut: what a stale record says it follows.
@@ -65,6 +68,8 @@ struct State {
     last: Option<Last>,
     /// When the last stale record was due, in `mono_ns` (0: none since the last sample).
     last_stale_ns: u64,
+    /// Where the windows' time goes.
+    breakdown: Breakdown,
 }
 
 impl State {
@@ -96,12 +101,29 @@ impl Inference {
         let report = Report::new(&self.counters);
         let good = Vec::with_capacity(self.graph.output_len());
         let summary = Summary::default();
-        let mut state =
-            State { generation: 1, summary, report, records, last_error: None, good, last: None, last_stale_ns: 0 };
+        let breakdown = Breakdown::new();
+        let mut state = State {
+            generation: 1,
+            summary,
+            report,
+            records,
+            last_error: None,
+            good,
+            last: None,
+            last_stale_ns: 0,
+            breakdown,
+        };
         let stale_after = self.safety.stale_after_ms.map(|ms| ms.saturating_mul(1_000_000));
         let never = crossbeam_channel::never();
         let mut reloading = true;
+        self.runtime.enter(Role::Inference);
+        let spin = self.runtime.spin();
         loop {
+            if let Some(w) = spin_for_window(&self.windows, spin) {
+                self.predict(&w, &mut state);
+                Counters::add(&self.counters.inferred, 1);
+                continue;
+            }
             let swaps = if reloading { &self.swaps } else { &never };
             crossbeam_channel::select! {
                 recv(self.windows) -> w => match w {
@@ -125,6 +147,7 @@ impl Inference {
             state.report.maybe_log(&self.counters, &self.sinks);
         }
         state.summary.steady_from = state.report.steady_from;
+        state.summary.breakdown = Some(state.breakdown);
         state.summary
     }
 
@@ -165,7 +188,9 @@ impl Inference {
         if let Some(watch) = &self.watch {
             watch.begin((w.index, w.last_sample, w.t), state.generation);
         }
+        let began = Instant::now();
         let result = self.graph.run(&w.data);
+        let ran = Instant::now();
         let finite = matches!(&result, Ok(v) if v.iter().all(|x| x.is_finite()));
         let good = result.as_ref().ok().filter(|_| finite).copied();
         if let Some(watch) = &self.watch {
@@ -196,6 +221,7 @@ impl Inference {
         if self.publish(state, health, last, latency) && health == Health::Ok {
             state.summary.predictions += 1;
         }
+        state.breakdown.record([w.arrival, w.cut, began, ran, Instant::now()]);
         state.report.latency(latency);
     }
 
@@ -254,5 +280,21 @@ impl Inference {
             stall_us = format_args!("{:.1}", stall.as_secs_f64() * 1e6),
             "graph swapped"
         );
+    }
+}
+
+/// The next window if it comes within `spin` (a busy wait: no wake-up to pay), else `None` and
+/// the caller parks in `select!`, which also serves swaps and stale records.
+fn spin_for_window(windows: &Receiver<SampleWindow>, spin: Duration) -> Option<SampleWindow> {
+    if spin.is_zero() {
+        return None;
+    }
+    let start = Instant::now();
+    loop {
+        match windows.try_recv() {
+            Ok(w) => return Some(w),
+            Err(crossbeam_channel::TryRecvError::Empty) if start.elapsed() < spin => std::hint::spin_loop(),
+            Err(_) => return None,
+        }
     }
 }

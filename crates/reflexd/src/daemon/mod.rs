@@ -20,6 +20,7 @@ pub mod inference;
 pub mod input;
 pub mod provenance;
 pub mod reader;
+pub mod runtime;
 pub mod signals;
 pub mod stats;
 pub mod supervisor;
@@ -77,6 +78,8 @@ pub struct Summary {
     /// When the steady state began (see [`stats::Report`]): the allocation count and the
     /// windows cut then.
     pub steady_from: Option<(u64, u64)>,
+    /// Where the windows' time went (the inference thread's, when it finished).
+    pub breakdown: Option<stats::Breakdown>,
 }
 
 /// Runs the pipeline until the input ends (a log) or SIGINT/SIGTERM; then finishes the queued
@@ -104,6 +107,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     let marks = options.labels.map(|l| l.start(counters.clone(), recording.clone())).transpose()?;
     let labels = reload::labels(&config);
     let safety = config.safety.clone();
+    let runtime = Arc::new(runtime::Runtime::new(config.runtime.clone()));
     let watch = Arc::new(supervisor::Watch::default());
     let supervisor = supervisor::spawn(watch.clone(), sinks.clone(), &safety, labels.clone(), graph.output_len())?;
     let inference = Inference {
@@ -118,10 +122,12 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         safety,
         watch: supervisor.is_some().then(|| watch.clone()),
         shadow: tap,
+        runtime: runtime.clone(),
     };
     let inference = inference.spawn()?;
-    let reader =
-        Reader { samples, windower, queue, counters: counters.clone(), progress: Progress::new(options.progress) };
+    let progress = Progress::new(options.progress);
+    let reader = Reader { samples, windower, queue, counters: counters.clone(), progress, runtime: runtime.clone() };
+    runtime.lock_memory();
     let (at_last_window, input_error) = signals::serve(move |stop: &Stop| reader.run(stop), Stop::new(), reloader)?;
     // No mark after the last sample; and the recorder finishes only once every handle is gone.
     if let Some(marks) = marks {

@@ -121,10 +121,6 @@ fn build(job: &Job, tap: &Tap, beat: &AtomicU64) -> Outcome {
     if windows == 0 {
         return Ok(Ready { loaded: Loaded { config, graph }, divergence: None });
     }
-    tracing::info!(
-        windows,
-        "new graph built and warmed up: running it in shadow on live windows before it drives the actuators"
-    );
     let classify = config.output.kind == OutputKind::Classify;
     let carry_on = || {
         beat.store(mono_ns(), Ordering::Relaxed);

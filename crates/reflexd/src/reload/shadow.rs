@@ -153,6 +153,8 @@ pub fn trial(
     carry_on: &dyn Fn() -> bool,
 ) -> Result<Divergence, Failed> {
     let (from_inference, give_back) = tap.open(graph.input_len(), graph.output_len());
+    // Said once the tap is open: every window cut from now on is offered to the new graph.
+    tracing::info!(windows, "new graph built: running it in shadow on live windows before it drives the actuators");
     let result = run_trial(graph, &from_inference, &give_back, windows, classify, carry_on);
     tap.close();
     result
