@@ -12,6 +12,8 @@
 //! | `model` | `[model]` and `[[model.layers]]` |
 //! | `output` | `[output]`: regress or classify |
 //! | `sink` | `[[sinks]]` |
+//! | `safety` | `[safety]`: fallback records |
+//! | `live` | `[live]`: the Foxglove live view |
 //! | `error` | [`Error`], [`Place`], [`Errors`] |
 //!
 //! ```
@@ -34,6 +36,7 @@
 //! ```
 
 mod error;
+mod live;
 mod model;
 mod output;
 mod safety;
@@ -43,6 +46,7 @@ mod window;
 
 pub mod file;
 pub use error::{Error, Errors, Place};
+pub use live::LiveConfig;
 pub use model::{LayerConfig, ModelConfig};
 pub use output::{OutputConfig, OutputKind};
 pub use reflex_codecs::Format;
@@ -73,9 +77,11 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     /// `[safety]`.
     pub safety: SafetyConfig,
+    /// `[live]`, when the daemon serves a live view.
+    pub live: Option<LiveConfig>,
 }
 
-const SECTIONS: [&str; 6] = ["source", "window", "model", "output", "sinks", "safety"];
+const SECTIONS: [&str; 7] = ["source", "window", "model", "output", "sinks", "safety", "live"];
 const ENV_PREFIX: &str = "REFLEX";
 
 /// Problems found so far in one file.
@@ -135,23 +141,26 @@ pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, Str
     let output = section("output", false, &mut found).map(null_to_empty);
     let sinks = section("sinks", false, &mut found).map(null_to_array);
     let safety = section("safety", false, &mut found).map(null_to_empty);
+    let live = section("live", false, &mut found);
     let source = source.and_then(|v| typed::<SourceConfig>("source", v, &mut found));
     let window = window.and_then(|v| typed::<WindowConfig>("window", v, &mut found));
     let model = model.and_then(|v| model::parse(v, &mut found));
     let output = output.and_then(|v| typed::<OutputConfig>("output", v, &mut found));
     let sinks = sinks.and_then(|v| typed::<Vec<SinkConfig>>("sinks", v, &mut found));
     let safety = safety.and_then(|v| typed::<SafetyConfig>("safety", v, &mut found));
+    let live = live.and_then(|v| typed::<Option<LiveConfig>>("live", v, &mut found));
     validate(&mut found, source.as_ref(), window.as_ref(), output.as_ref(), sinks.as_deref());
     if let Some(s) = &safety {
         for m in s.validate() {
             found.at(Place::Section("safety".into()), m);
         }
     }
-    match (source, window, model, output, sinks, safety) {
-        (Some(source), Some(window), Some(model), Some(output), Some(sinks), Some(safety))
+    match (source, window, model, output, sinks, safety, live) {
+        (Some(source), Some(window), Some(model), Some(output), Some(sinks), Some(safety), Some(live))
             if found.errors.is_empty() =>
         {
-            let config = Config { path: path.into(), text: text.into(), source, window, model, output, sinks, safety };
+            let config =
+                Config { path: path.into(), text: text.into(), source, window, model, output, sinks, safety, live };
             Ok(config.resolve_paths())
         }
         _ => Err(Errors(found.errors)),
