@@ -7,8 +7,9 @@
 //! SIGHUP. A trigger loads the config, loads plugins (private copies by content hash, so a
 //! rebuilt library runs), reads the weights, checks every shape and runs one warm-up window;
 //! only a graph that passed all of it is handed over. Anything wrong is one log line and the
-//! running graph keeps going. `[source]`, `[window]` and `[[sinks]]` cannot change under a
-//! running daemon: an edit to them is refused with a message asking for a restart.
+//! running graph keeps going. `[source]`, `[window]`, `[[sinks]]`, `[safety]` and `[live]` cannot
+//! change under a running daemon: an edit to them is refused with a message asking for a
+//! restart.
 
 use crate::model::{self, Loaded};
 use reflex_config::{Config, OutputKind, SafetyConfig, SinkConfig, SourceConfig, WindowConfig};
@@ -58,11 +59,18 @@ struct Fixed {
     window: WindowConfig,
     sinks: Vec<SinkConfig>,
     safety: SafetyConfig,
+    live: Option<reflex_config::LiveConfig>,
 }
 
 impl Fixed {
     fn of(c: &Config) -> Fixed {
-        Fixed { source: c.source.clone(), window: c.window.clone(), sinks: c.sinks.clone(), safety: c.safety.clone() }
+        Fixed {
+            source: c.source.clone(),
+            window: c.window.clone(),
+            sinks: c.sinks.clone(),
+            safety: c.safety.clone(),
+            live: c.live.clone(),
+        }
     }
 
     fn differences(&self, other: &Fixed) -> Vec<&'static str> {
@@ -78,6 +86,9 @@ impl Fixed {
         }
         if self.safety != other.safety {
             v.push("[safety]");
+        }
+        if self.live != other.live {
+            v.push("[live]");
         }
         v
     }

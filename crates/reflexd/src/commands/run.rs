@@ -16,12 +16,19 @@ pub fn run(config: &Path, record: Option<&Path>, compression: Compression) -> an
     let input = Input::from_config(&loaded)?;
     let sinks = daemon::default_sinks(&loaded.config.sinks);
     let sinks = daemon::start_sinks(&sinks, loaded.graph.output_len(), Delivery::DropOldest, config)?;
+    let live = loaded.config.live.clone();
     tracing::info!(config = %config.display(), layers = loaded.graph.layers().len(), "reflexd running");
     daemon::run(
         loaded,
         input,
         sinks,
-        daemon::Options { reload: true, record: record.map(Path::to_path_buf), compression, ..Default::default() },
+        daemon::Options {
+            reload: true,
+            record: record.map(Path::to_path_buf),
+            compression,
+            live,
+            ..Default::default()
+        },
     )?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! The inference thread: window → graph → record → sinks (and the recorder), and between two
+//! The inference thread: window → graph → record → sinks (and the tap), and between two
 //! windows, a new graph when the reloader has built one. Never on a tokio worker: a slow model
 //! delays windows, never the reader.
 
@@ -10,15 +10,17 @@ use crossbeam_channel::Receiver;
 use reflex_config::{Fallback, SafetyConfig};
 use reflex_graph::Graph;
 use reflex_io::record::{argmax, latency_us, Health, RecordPool};
-use reflex_io::recording::{unix_ns, RecordHandle};
+use reflex_io::recording::unix_ns;
 use reflex_io::sink::Sinks;
 use reflex_io::source::{mono_ns, Counters};
+use reflex_io::tap::Tap;
 use reflex_io::window::SampleWindow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Records the pool may hold beyond what the sinks' queues can: the recorder's backlog.
+/// Records the pool may hold beyond what the sinks' queues can: the recorder's backlog and the
+/// live view's queue.
 const RECORDS_SPARE: usize = 4096;
 
 /// What the inference thread owns.
@@ -29,7 +31,8 @@ pub struct Inference {
     pub swaps: Receiver<Swap>,
     pub sinks: Arc<Sinks>,
     pub counters: Arc<Counters>,
-    pub recording: Option<RecordHandle>,
+    /// To the recorder and the live view.
+    pub tap: Tap,
     /// A replay's recorded generations: (first window, its graph), in window order.
     pub scheduled: std::collections::VecDeque<(u64, Swap)>,
     /// `[safety]`.
@@ -219,9 +222,7 @@ impl Inference {
             r.health = health;
         });
         self.sinks.send(&record);
-        if let Some(r) = &self.recording {
-            r.prediction(unix_ns(), record);
-        }
+        self.tap.prediction(unix_ns(), &record);
         true
     }
 
@@ -236,9 +237,7 @@ impl Inference {
             state.good.reserve(self.graph.output_len());
         }
         drop(old);
-        if let Some(r) = &self.recording {
-            r.swap(unix_ns(), &reflex_io::recording::SwapEvent { generation: state.generation, ..swap.event });
-        }
+        self.tap.swap(unix_ns(), &reflex_io::recording::SwapEvent { generation: state.generation, ..swap.event });
         let stall = start.elapsed();
         reload::log_plugins(&self.graph, state.generation);
         tracing::info!(

@@ -3,9 +3,12 @@
 //! ```text
 //! reader thread                                    inference thread            sink threads
 //! Samples::next ─▶ Windower::cut ─▶ WindowQueue ─▶ Graph::run ─▶ RecordPool ─▶ Sinks::send
-//! (source, decoder)  (window pool)   drop-oldest live,            (recorder)    one queue each
-//!                                    lossless replay
+//! (source, decoder)  (window pool)   drop-oldest live,            (tap)         one queue each
+//!  (tap)                             lossless replay
 //! ```
+//!
+//! The tap hands samples, records and events to the recorder (`--record`) and the live view
+//! (`[live]`), each on threads of their own.
 //!
 //! | module | owns |
 //! | --- | --- |
@@ -15,9 +18,11 @@
 //! | [`signals`] | the tokio thread: SIGINT/SIGTERM → stop, SIGHUP → reloader |
 //! | [`stats`] | the `stats` and `stopped` lines, the steady state |
 //! | [`provenance`] | what a recording remembers, and the replay's check of it |
+//! | [`live`] | `[live]`: the live view, started with the daemon's totals |
 
 pub mod inference;
 pub mod input;
+pub mod live;
 pub mod provenance;
 pub mod reader;
 pub mod signals;
@@ -35,6 +40,7 @@ use reflex_io::recording::Recorder;
 use reflex_io::sink::{Delivery, Sinks};
 use reflex_io::source::Counters;
 use reflex_io::stop::Stop;
+use reflex_io::tap::Tap;
 use reflex_io::window::Windower;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +62,8 @@ pub struct Options {
     pub scheduled: Vec<(u64, Swap)>,
     /// Show a progress bar for a log (only on a terminal).
     pub progress: bool,
+    /// Serve the live view (`run` with `[live]`).
+    pub live: Option<reflex_config::LiveConfig>,
 }
 
 /// Totals at the end of a run.
@@ -82,19 +90,14 @@ pub struct Summary {
 pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyhow::Result<Summary> {
     let (swaps_tx, swaps) = drop_oldest::<Swap>(1);
     let reloader = options.reload.then(|| Reloader::new(&loaded, swaps_tx));
-    let recording_options = reflex_io::recording::Options {
-        compression: options.compression,
-        channel_names: input.names.clone(),
-        units: input.units.clone(),
-    };
-    let recorder = options.record.as_deref().map(|path| {
-        Recorder::start(path, provenance::metadata(&loaded, &input.names, &input.units), &recording_options)
-    });
-    let recorder = recorder.transpose()?;
-    let Loaded { config, graph } = loaded;
-    reload::log_plugins(&graph, 1);
     let counters = Arc::new(Counters::default());
     let sinks = Arc::new(sinks);
+    let live = options.live.as_ref().map(|l| live::start(l, &loaded.config.path, &input, &counters, &sinks));
+    let live = live.transpose()?;
+    let recorder = start_recorder(&options, &loaded, &input)?;
+    let Loaded { config, graph } = loaded;
+    reload::log_plugins(&graph, 1);
+    let tap = Tap::new(recorder.as_ref(), live.as_ref());
 
     // source → decoder → windower → queue → graph → sinks
     let lossless = input.lossless;
@@ -102,10 +105,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     let pool = WindowPool::new(config.window.queue, graph.input_len());
     let (queue, windows) = WindowQueue::new(config.window.queue, lossless, &pool);
     let windower = Windower::from_config(&config.window, config.source.channels, pool);
-    let recording = recorder.as_ref().map(Recorder::handle);
-    if let Some(r) = &recording {
-        samples.record(r.clone());
-    }
+    samples.tap(tap.clone());
     let labels = reload::labels(&config);
     let scheduled = options.scheduled.into();
     let safety = config.safety.clone();
@@ -118,7 +118,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         swaps,
         sinks: sinks.clone(),
         counters: counters.clone(),
-        recording,
+        tap,
         scheduled,
         safety,
         watch: supervisor.is_some().then(|| watch.clone()),
@@ -144,6 +144,9 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
             decode_errors: counters.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
             ..Summary::default()
         };
+        if let Some(l) = live {
+            l.stop();
+        }
         stats::log_stopped(&counters, &summary, at_last_window);
         std::mem::forget((sinks, recorder));
         if lossless {
@@ -153,11 +156,25 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     };
     let mut summary = inference.join().map_err(|_| anyhow::anyhow!("the inference thread failed"))?;
     summary.fallbacks += supervised;
+    if let Some(l) = live {
+        l.stop();
+    }
     summary.sink_lost = close(sinks, recorder)?;
     summary.samples = counters.samples.load(std::sync::atomic::Ordering::Relaxed);
     summary.decode_errors = counters.decode_errors.load(std::sync::atomic::Ordering::Relaxed);
     stats::log_stopped(&counters, &summary, at_last_window);
     Ok(summary)
+}
+
+/// The recorder, when `--record` asks for one.
+fn start_recorder(options: &Options, loaded: &Loaded, input: &Input) -> anyhow::Result<Option<Recorder>> {
+    let Some(path) = options.record.as_deref() else { return Ok(None) };
+    let recording = reflex_io::recording::Options {
+        compression: options.compression,
+        channel_names: input.names.clone(),
+        units: input.units.clone(),
+    };
+    Ok(Some(Recorder::start(path, provenance::metadata(loaded, &input.names, &input.units), &recording)?))
 }
 
 /// How long a stopping `run` waits for the inference thread to finish one window: within the
