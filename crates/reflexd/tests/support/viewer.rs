@@ -87,7 +87,7 @@ impl Viewer {
         let deadline = Instant::now() + Duration::from_secs(10);
         while v.server_info.is_null() || TOPICS.iter().any(|t| !v.channels.contains_key(*t)) {
             assert!(Instant::now() < deadline, "not every topic advertised: {:?}", v.channels.keys());
-            v.next_frame();
+            v.next_frame().unwrap();
         }
         v
     }
@@ -115,17 +115,29 @@ impl Viewer {
     pub fn next(&mut self, limit: Duration) -> Option<Received> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if let Some(r) = self.next_frame() {
+            let frame = self.next_frame().unwrap_or_else(|e| panic!("the live view's connection failed: {e}"));
+            if let Some(r) = frame {
                 return Some(r);
             }
         }
         None
     }
 
+    /// Reads until the server closes the connection; the messages received per topic.
+    pub fn count_until_closed(mut self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        while let Ok(frame) = self.next_frame() {
+            if let Some(r) = frame {
+                *counts.entry(r.topic).or_default() += 1;
+            }
+        }
+        counts
+    }
+
     /// Reads one frame: a text message updates the server info or the channels; a binary
     /// `messageData` is returned.
-    fn next_frame(&mut self) -> Option<Received> {
-        match self.ws.read() {
+    fn next_frame(&mut self) -> Result<Option<Received>, tungstenite::Error> {
+        Ok(match self.ws.read() {
             Ok(Message::Text(t)) => {
                 let v: Value = serde_json::from_str(t.as_str()).unwrap();
                 match v["op"].as_str() {
@@ -144,8 +156,8 @@ impl Viewer {
             }
             Ok(_) => None,
             Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-            Err(e) => panic!("the live view's connection failed: {e}"),
-        }
+            Err(e) => return Err(e),
+        })
     }
 
     fn advertised(&mut self, v: &Value) {
