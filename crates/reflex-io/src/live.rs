@@ -323,3 +323,66 @@ impl Stats {
         message
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(listen: SocketAddr) -> Options {
+        Options {
+            listen,
+            channel_names: vec!["acc_x".into()],
+            units: vec![String::new()],
+            on_thread_start: || {},
+            totals: Box::new(Totals::default),
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    #[test]
+    fn an_address_in_use_is_an_error_naming_it() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let Err(e) = LiveView::start(options(addr)) else { panic!("bound {addr} twice") };
+        assert!(matches!(e, Error::Listen { addr: a, .. } if a == addr), "{e:?}");
+        assert!(e.to_string().starts_with(&format!("[live] listen = \"{addr}\": cannot listen there: ")), "{e}");
+    }
+
+    #[test]
+    fn port_0_takes_a_free_port_and_says_which() {
+        let view = LiveView::start(options("127.0.0.1:0".parse().unwrap())).unwrap();
+        assert_ne!(view.addr().port(), 0);
+        assert!(std::net::TcpStream::connect(view.addr()).is_ok());
+        view.stop();
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_entry_and_counts_it() {
+        let counters = Arc::new(Counters::default());
+        let (queue, rx) = drop_oldest(2);
+        let feed = LiveFeed { queue, counters: counters.clone() };
+        for n in 0..5 {
+            feed.send(Entry::DecodeError { ns: 0, next: n });
+        }
+        assert_eq!(counters.live_dropped.load(Ordering::Relaxed), 3);
+        let left: Vec<u64> =
+            rx.try_iter().map(|e| if let Entry::DecodeError { next, .. } = e { next } else { 99 }).collect();
+        assert_eq!(left, [3, 4], "the newest are kept");
+    }
+
+    #[test]
+    fn stats_are_rates_and_percentiles_over_the_period() {
+        let mut stats = Stats::new(Totals { samples: 100, windows: 10, allocs: 7, ..Totals::default() });
+        for us in [30.0, 10.0, 20.0] {
+            stats.latency(us);
+        }
+        stats.since -= Duration::from_secs(2);
+        let now = Totals { samples: 500, windows: 14, allocs: 7, dropped_windows: 2, ..Totals::default() };
+        let m = stats.next(now, 5);
+        assert!((m.samples_per_s - 200.0).abs() < 1.0 && (m.windows_per_s - 2.0).abs() < 0.1, "{m:?}");
+        assert_eq!((m.latency_p50_us, m.latency_p99_us, m.allocs_per_window), (Some(20.0), Some(30.0), Some(0.0)));
+        assert_eq!((m.dropped_windows, m.live_dropped), (2, 5));
+        let quiet = stats.next(now, 5);
+        assert_eq!((quiet.latency_p50_us, quiet.allocs_per_window), (None, None), "no window: no figure");
+    }
+}
