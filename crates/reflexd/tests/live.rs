@@ -267,6 +267,34 @@ fn a_viewer_sees_named_samples_and_the_actuators_records() {
     }
     assert!(got["/reflex/stats"].iter().any(|s| s.json()["samples_per_s"].as_f64() > Some(0.0)));
     same_as_the_recording(&rec, &viewer, &got);
+    let labels = got["/reflex/predictions"].iter().map(|r| r.json()["label"].as_str().unwrap().to_string()).collect();
+    the_layout_shows_these(&viewer, &labels);
+}
+
+/// examples/foxglove/reflex-layout.json plots fields the live view's schemas have, and its
+/// label indicator has a colour for every label the model gave.
+fn the_layout_shows_these(viewer: &Viewer, labels: &std::collections::BTreeSet<String>) {
+    let layout: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("examples/foxglove/reflex-layout.json")).unwrap())
+            .unwrap();
+    let mut paths = Vec::new();
+    for (id, panel) in layout["configById"].as_object().unwrap() {
+        let listed = panel["paths"].as_array().into_iter().flatten().map(|p| &p["value"]);
+        paths.extend(listed.chain([&panel["path"], &panel["topicPath"]]).filter_map(Value::as_str).map(|p| (id, p)));
+        let rules = panel["rules"].as_array().into_iter().flatten();
+        let colours: std::collections::BTreeSet<String> =
+            rules.map(|r| r["rawValue"].as_str().unwrap().into()).collect();
+        assert!(id != "Indicator!label" || labels.is_subset(&colours), "{labels:?} vs {colours:?}");
+    }
+    assert!(paths.len() >= 12, "{paths:?}");
+    for (id, path) in paths {
+        let (topic, field) = path.find('.').map_or((path, None), |at| (&path[..at], Some(&path[at + 1..])));
+        let channel = viewer.channels.get(topic).unwrap_or_else(|| panic!("{id}: no topic {topic}"));
+        if let Some(field) = field {
+            let field = field.split('[').next().unwrap();
+            assert!(channel.schema["properties"].get(field).is_some(), "{id}: {topic} has no field {field}");
+        }
+    }
 }
 
 /// The recording of the same run: the viewer's samples and records are its messages, byte for
