@@ -41,7 +41,7 @@ const JSON_CAPACITY: usize = 64 * 1024;
 /// Latencies kept per stats period (past that, the percentiles use the first ones).
 const LATENCIES: usize = 1 << 14;
 /// How long the server's tasks get to end when the daemon stops.
-const SHUTDOWN: Duration = Duration::from_millis(300);
+const SHUTDOWN: Duration = Duration::from_millis(200);
 
 const STATS_SCHEMA: &str = r#"{"type":"object","title":"reflex.Stats","properties":{"samples_per_s":{"type":"number"},"windows_per_s":{"type":"number"},"decode_errors":{"type":"integer"},"lost_samples":{"type":"integer"},"dropped_windows":{"type":"integer"},"sink_lost":{"type":"integer"},"latency_p50_us":{"type":["number","null"]},"latency_p99_us":{"type":["number","null"]},"allocs_per_window":{"type":["number","null"]},"live_dropped":{"type":"integer"}},"required":["samples_per_s","windows_per_s","live_dropped"]}"#;
 
