@@ -14,6 +14,7 @@
 //! | `sink` | `[[sinks]]` |
 //! | `safety` | `[safety]`: fallback records |
 //! | `labels` | `[labels]`: where the daemon takes activity marks for its recording |
+//! | `live` | `[live]`: the Foxglove live view |
 //! | `error` | [`Error`], [`Place`], [`Errors`] |
 //!
 //! ```
@@ -37,6 +38,7 @@
 
 mod error;
 mod labels;
+mod live;
 mod model;
 mod output;
 mod runtime;
@@ -49,6 +51,7 @@ mod window;
 pub mod file;
 pub use error::{Error, Errors, Place};
 pub use labels::LabelsConfig;
+pub use live::LiveConfig;
 pub use model::{LayerConfig, ModelConfig};
 pub use output::{OutputConfig, OutputKind};
 pub use reflex_codecs::Format;
@@ -87,9 +90,12 @@ pub struct Config {
     pub labels: Option<LabelsConfig>,
     /// `[runtime]`.
     pub runtime: RuntimeConfig,
+    /// `[live]`, when the daemon serves a live view.
+    pub live: Option<LiveConfig>,
 }
 
-const SECTIONS: [&str; 9] = ["source", "window", "model", "output", "sinks", "safety", "swap", "labels", "runtime"];
+const SECTIONS: [&str; 10] =
+    ["source", "window", "model", "output", "sinks", "safety", "swap", "labels", "runtime", "live"];
 const ENV_PREFIX: &str = "REFLEX";
 
 /// Problems found so far in one file.
@@ -158,12 +164,13 @@ pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, Str
     let swap = setting::<SwapConfig>("swap", &mut doc, &mut found);
     let labels = setting::<Option<LabelsConfig>>("labels", &mut doc, &mut found);
     let runtime = setting::<RuntimeConfig>("runtime", &mut doc, &mut found);
+    let live = setting::<Option<LiveConfig>>("live", &mut doc, &mut found);
     // Every section typed: a config, unless a problem was found on the way.
     let config = (|| {
         let (path, text) = (path.into(), text.into());
         let (source, window, model, output, sinks) = (source?, window?, model?, output?, sinks?);
-        let (safety, swap, labels, runtime) = (safety?, swap?, labels?, runtime?);
-        Some(Config { path, text, source, window, model, output, sinks, safety, swap, labels, runtime })
+        let (safety, swap, labels, runtime, live) = (safety?, swap?, labels?, runtime?, live?);
+        Some(Config { path, text, source, window, model, output, sinks, safety, swap, labels, runtime, live })
     })();
     match config {
         Some(config) if found.errors.is_empty() => Ok(config.resolve_paths()),

@@ -5,10 +5,11 @@
 //! ```sh
 //! cargo build --release --workspace
 //! cargo bench -p reflexd --bench loop_latency -- [--model examples/bench/standard] [--rate 1000] \
-//!     [--hop 1] [--seconds 20] [--find-max 60]
+//!     [--hop 1] [--seconds 20] [--find-max 60] [--stalled-viewer]
 //! ```
 //! `--find-max S` then searches the highest sample rate sustained for S seconds with no
-//! dropped window and no datagram missing.
+//! dropped window and no datagram missing. `--stalled-viewer` serves the live view (`[live]`)
+//! to a Foxglove viewer that subscribes to every topic and never reads again.
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -28,12 +29,19 @@ struct Args {
     hop: usize,
     seconds: f64,
     find_max: Option<f64>,
+    stalled_viewer: bool,
 }
 
 fn args() -> Args {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut a =
-        Args { model: repo.join("examples/bench/standard"), rate: 1000.0, hop: 1, seconds: 20.0, find_max: None };
+    let mut a = Args {
+        model: repo.join("examples/bench/standard"),
+        rate: 1000.0,
+        hop: 1,
+        seconds: 20.0,
+        find_max: None,
+        stalled_viewer: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().unwrap_or_default();
@@ -43,6 +51,7 @@ fn args() -> Args {
             "--hop" => a.hop = v().parse().expect("--hop N"),
             "--seconds" => a.seconds = v().parse().expect("--seconds S"),
             "--find-max" => a.find_max = Some(v().parse().expect("--find-max S")),
+            "--stalled-viewer" => a.stalled_viewer = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -56,7 +65,7 @@ struct Outcome {
     latencies_us: Vec<f64>,
 }
 
-fn config(dir: &Path, model: &Path, pty: &Path, port: u16, hop: usize) -> PathBuf {
+fn config(dir: &Path, model: &Path, pty: &Path, port: u16, hop: usize, live: bool) -> PathBuf {
     let text = std::fs::read_to_string(model.join("reflex.toml")).expect("model reflex.toml");
     let weights = model.join("weights.safetensors").canonicalize().unwrap();
     let plugins = Path::new(env!("CARGO_BIN_EXE_reflexd")).parent().unwrap();
@@ -78,6 +87,9 @@ fn config(dir: &Path, model: &Path, pty: &Path, port: u16, hop: usize) -> PathBu
         }
     }
     out.push_str(&format!("[[sinks]]\nkind = \"udp\"\ntarget = \"127.0.0.1:{port}\"\n"));
+    if live {
+        out.push_str("[live]\nlisten = \"127.0.0.1:0\"\n");
+    }
     let p = dir.join("loop.toml");
     std::fs::write(&p, out).unwrap();
     p
@@ -131,9 +143,15 @@ fn run(a: &Args, rate: f64, seconds: f64) -> Outcome {
     let path = imu.path.clone();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sock.local_addr().unwrap().port();
-    let cfg = config(dir.path(), &a.model, &path, port, a.hop);
+    let cfg = config(dir.path(), &a.model, &path, port, a.hop, a.stalled_viewer);
     let log = dir.path().join("log");
     let child = start(&cfg, &log);
+    // Subscribed to everything, then never read: a 4 KiB receive buffer stalls it quickly.
+    let _stalled = a.stalled_viewer.then(|| {
+        let mut v = support::viewer::Viewer::connect_small(support::viewer::address(&log), 4096);
+        v.subscribe(&support::viewer::TOPICS);
+        v
+    });
     let length = std::fs::read_to_string(&cfg)
         .unwrap()
         .lines()
@@ -211,7 +229,8 @@ fn report(rate: f64, o: &Outcome) {
 
 fn main() {
     let a = args();
-    println!("model {} hop {}: pty → reflexd run → UDP", a.model.display(), a.hop);
+    let viewer = if a.stalled_viewer { ", a stalled live viewer" } else { "" };
+    println!("model {} hop {}{viewer}: pty → reflexd run → UDP", a.model.display(), a.hop);
     let o = run(&a, a.rate, a.seconds);
     report(a.rate, &o);
     if let Some(seconds) = a.find_max {

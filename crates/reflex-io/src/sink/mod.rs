@@ -67,10 +67,26 @@ pub enum Delivery {
 }
 
 impl SinkStats {
+    /// Dropped or failed so far.
+    fn lost(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
+
     /// Dropped, failed, or accepted but never written.
     fn lost_at_close(&self) -> u64 {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         load(&self.dropped) + load(&self.accepted).saturating_sub(load(&self.written))
+    }
+}
+
+/// Every sink's counters; see [`Sinks::loss`].
+#[derive(Clone, Debug)]
+pub struct SinkLoss(Vec<Arc<SinkStats>>);
+
+impl SinkLoss {
+    /// Records dropped or failed, over all sinks.
+    pub fn lost(&self) -> u64 {
+        self.0.iter().map(|s| s.lost()).sum()
     }
 }
 
@@ -173,10 +189,13 @@ impl Sinks {
 
     /// Records dropped or failed, over all sinks.
     pub fn lost(&self) -> u64 {
-        self.handles
-            .iter()
-            .map(|h| h.stats.dropped.load(Ordering::Relaxed) + h.stats.failed.load(Ordering::Relaxed))
-            .sum()
+        // Not through `loss()`: the stats line reads this, and must not allocate.
+        self.handles.iter().map(|h| h.stats.lost()).sum()
+    }
+
+    /// The sinks' counters, to be read on another thread while they run.
+    pub fn loss(&self) -> SinkLoss {
+        SinkLoss(self.handles.iter().map(|h| h.stats.clone()).collect())
     }
 
     /// Lets every sink write what it has queued and flush, waiting until `deadline` at most

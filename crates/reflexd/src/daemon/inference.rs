@@ -1,4 +1,4 @@
-//! The inference thread: window → graph → record → sinks (and the recorder), and between two
+//! The inference thread: window → graph → record → sinks (and the tap), and between two
 //! windows, a new graph when the reloader has built one. Never on a tokio worker: a slow model
 //! delays windows, never the reader.
 
@@ -6,21 +6,23 @@ use super::runtime::{Role, Runtime};
 use super::stats::{Breakdown, Report, REPORT_EVERY};
 use super::supervisor::Watch;
 use super::Summary;
-use crate::reload::shadow::Tap;
+use crate::reload::shadow::ShadowFeed;
 use crate::reload::{self, Swap};
 use crossbeam_channel::Receiver;
 use reflex_config::{Fallback, SafetyConfig};
 use reflex_graph::Graph;
 use reflex_io::record::{argmax, latency_us, Health, RecordPool};
-use reflex_io::recording::{unix_ns, RecordHandle};
+use reflex_io::recording::unix_ns;
 use reflex_io::sink::Sinks;
 use reflex_io::source::{mono_ns, Counters};
+use reflex_io::tap::Tap;
 use reflex_io::window::SampleWindow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Records the pool may hold beyond what the sinks' queues can: the recorder's backlog.
+/// Records the pool may hold beyond what the sinks' queues can: the recorder's backlog and the
+/// live view's queue.
 const RECORDS_SPARE: usize = 4096;
 
 /// What the inference thread owns.
@@ -31,7 +33,8 @@ pub struct Inference {
     pub swaps: Receiver<Swap>,
     pub sinks: Arc<Sinks>,
     pub counters: Arc<Counters>,
-    pub recording: Option<RecordHandle>,
+    /// To the recorder and the live view.
+    pub tap: Tap,
     /// A replay's recorded generations: (first window, its graph), in window order.
     pub scheduled: std::collections::VecDeque<(u64, Swap)>,
     /// `[safety]`.
@@ -40,7 +43,7 @@ pub struct Inference {
     /// unsupervised window takes no lock and copies its values once.
     pub watch: Option<Arc<Watch>>,
     /// Where a new graph in shadow gets its live windows; `None` without hot swaps.
-    pub shadow: Option<Arc<Tap>>,
+    pub shadow: Option<Arc<ShadowFeed>>,
     /// `[runtime]`: this thread's CPU and priority, and whether it spins before it parks.
     pub runtime: Arc<Runtime>,
 }
@@ -196,8 +199,8 @@ impl Inference {
         if let Some(watch) = &self.watch {
             watch.end(good);
         }
-        if let Some(tap) = &self.shadow {
-            tap.offer(w.index, &w.data, good);
+        if let Some(shadow) = &self.shadow {
+            shadow.offer(w.index, &w.data, good);
         }
         let health = match result {
             Ok(values) if finite => {
@@ -252,9 +255,7 @@ impl Inference {
             r.health = health;
         });
         self.sinks.send(&record);
-        if let Some(r) = &self.recording {
-            r.prediction(unix_ns(), record);
-        }
+        self.tap.prediction(unix_ns(), &record);
         true
     }
 
@@ -269,9 +270,7 @@ impl Inference {
             state.good.reserve(self.graph.output_len());
         }
         drop(old);
-        if let Some(r) = &self.recording {
-            r.swap(unix_ns(), &reflex_io::recording::SwapEvent { generation: state.generation, ..swap.event });
-        }
+        self.tap.swap(unix_ns(), &reflex_io::recording::SwapEvent { generation: state.generation, ..swap.event });
         let stall = start.elapsed();
         reload::log_plugins(&self.graph, state.generation);
         tracing::info!(

@@ -16,7 +16,8 @@ const WARMUP_WINDOWS: u64 = 1000;
 /// The periodic stats line, and where the steady state begins.
 ///
 /// `allocs_per_window` in the stats line is every allocation in the process during the period
-/// (all threads: reader, inference, sinks, recorder, logging; plugins included) divided by the
+/// (all threads: reader, inference, sinks, recorder, logging; plugins included; the live
+/// view's threads are counted apart, `live_allocs` in the `stopped` line) divided by the
 /// windows predicted in it; the first period includes start-up. The steady state begins right
 /// after the first stats line (~10 s) that follows the first [`WARMUP_WINDOWS`] windows, and
 /// ends with the last window cut; the `stopped` line reports its windows, its allocations and
@@ -81,6 +82,7 @@ impl Report {
             lost_samples = c.lost_samples.load(Ordering::Relaxed),
             dropped_windows = c.dropped_windows.load(Ordering::Relaxed),
             sink_lost = sinks.lost(),
+            live_dropped = c.live_dropped.load(Ordering::Relaxed),
             latency_p50_us = format_args!("{:.1}", pct(0.5)),
             latency_p99_us = format_args!("{:.1}", pct(0.99)),
             allocs_per_window = %PerWindow(allocs - self.allocs, self.windows),
@@ -186,6 +188,8 @@ pub fn log_stopped(c: &Counters, summary: &Summary, at_last_window: u64) {
         inference_errors = summary.inference_errors,
         fallback_records = summary.fallbacks,
         sink_lost = summary.sink_lost,
+        live_dropped = c.live_dropped.load(Ordering::Relaxed),
+        live_allocs = crate::allocs::apart(),
         steady_windows,
         steady_allocs,
         allocs_per_window = %PerWindow(steady_allocs, steady_windows),
