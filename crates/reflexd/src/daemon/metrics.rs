@@ -247,10 +247,12 @@ fn answer(server: &tiny_http::Server, registry: &Registry, stopping: &AtomicBool
         let request = match server.recv() {
             Ok(r) => r,
             Err(_) if stopping.load(Ordering::Relaxed) => return,
-            // An accept that failed (out of file descriptors, …): said once, then retried.
+            // tiny_http's accept thread ends at the first failed accept (out of file
+            // descriptors, …) and hands the error over once: the endpoint is gone, the
+            // pipeline is not. Said once; the loop then waits for the shutdown.
             Err(e) => {
                 if !std::mem::replace(&mut warned, true) {
-                    tracing::warn!(error = %e, "metrics: cannot accept a connection");
+                    tracing::error!(error = %e, "metrics: the endpoint stopped accepting connections; /metrics is unavailable until reflexd restarts");
                 }
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
