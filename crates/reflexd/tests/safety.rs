@@ -678,13 +678,14 @@ fn pings(messages: &[(Instant, String)]) -> Vec<Instant> {
 #[test]
 fn systemd_hears_ready_watchdog_status_reloading_and_stopping() {
     let sd = systemd();
-    let watchdog = Duration::from_millis(600);
+    // Pings every 750 ms; a gap is a failure only past the whole 1.5 s systemd would allow.
+    let watchdog = Duration::from_millis(1500);
     let env = sd.env(watchdog);
     let shadow = "[swap]\nshadow_windows = 3\n";
     let Live { dir: _dir, mut imu, sock, err, mut child, .. } = live_env("", shadow, &env);
     sd.until("READY=1");
     let mut seen = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..16 {
         imu.write(b"1,2\n1,2\n1,2\n1,2\n");
         assert_eq!(receive(&sock)["health"], "ok");
         seen.extend(sd.during(Duration::from_millis(250)));
@@ -692,7 +693,7 @@ fn systemd_hears_ready_watchdog_status_reloading_and_stopping() {
     let status = seen.iter().find(|(_, m)| m.contains("STATUS=") && m.contains("samples/s")).map(|(_, m)| m);
     assert!(status.is_some_and(|m| m.contains("windows/s")), "{seen:?}");
     let pinged = pings(&seen);
-    assert!(pinged.len() >= 6, "{seen:?}");
+    assert!(pinged.len() >= 4, "{seen:?}");
     for pair in pinged.windows(2) {
         assert!(pair[1] - pair[0] < watchdog, "a ping {:?} after the one before: {seen:?}", pair[1] - pair[0]);
     }
