@@ -77,3 +77,21 @@ fn the_unit_waits_for_ready_and_keeps_a_watchdog() {
     let watchdog = keys.iter().find_map(|l| l.strip_prefix("WatchdogSec=")).expect("WatchdogSec=");
     assert!(watchdog.trim_end_matches('s').parse::<u32>().is_ok_and(|s| s >= 1), "WatchdogSec={watchdog}");
 }
+
+/// `[runtime]` on the robot: the unit grants what SCHED_FIFO and locked memory need, and no
+/// other capability.
+#[test]
+fn the_unit_grants_what_runtime_needs_and_nothing_else() {
+    let unit = std::fs::read_to_string(crate_dir().join("../../examples/systemd/reflexd.service")).unwrap();
+    let keys: Vec<&str> = unit.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
+    for key in [
+        "AmbientCapabilities=CAP_SYS_NICE CAP_IPC_LOCK",
+        "CapabilityBoundingSet=CAP_SYS_NICE CAP_IPC_LOCK",
+        "LimitRTPRIO=99",
+        "LimitMEMLOCK=infinity",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(keys.contains(&key), "{key} missing:\n{unit}");
+    }
+    assert_eq!(keys.iter().filter(|k| k.starts_with("CapabilityBoundingSet=")).count(), 1, "{unit}");
+}
