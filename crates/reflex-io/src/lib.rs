@@ -16,6 +16,7 @@
 //! | [`sink`] | [`Sinks`](sink::Sinks): one thread and queue per sink |
 //! | [`recording`] | `run --record`: the [`Recorder`](recording::Recorder) thread |
 //! | [`mcap`] | the MCAP writer, and the one MCAP reader (replay and plot) |
+//! | [`info`] | what a recording holds, as `reflexd info` prints it |
 //! | [`stop`] | [`Stop`](stop::Stop): the one stop request |
 //! | [`error`] | [`Error`]: what went wrong, with the file or sink as data |
 //!
@@ -35,6 +36,7 @@
 //! ```
 
 pub mod error;
+pub mod info;
 pub mod mcap;
 pub mod pool;
 pub mod queue;

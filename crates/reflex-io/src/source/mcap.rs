@@ -26,8 +26,12 @@ pub struct McapRecording {
 impl McapRecording {
     /// Reads the recording at `path`.
     pub fn open(path: &Path) -> Result<McapRecording, Error> {
-        let file = McapFile::open(path)?;
-        Ok(McapRecording { file, cursor: Cursor::default(), raw_messages: 0, span: None, fed: 0 })
+        Ok(Self::from_file(McapFile::open(path)?))
+    }
+
+    /// A recording already read.
+    pub fn from_file(file: McapFile) -> McapRecording {
+        McapRecording { file, cursor: Cursor::default(), raw_messages: 0, span: None, fed: 0 }
     }
 
     /// The `reflex` metadata record: the config text, the wire format, the hashes.

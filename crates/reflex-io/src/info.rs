@@ -1,0 +1,85 @@
+//! `reflexd info LOG.mcap`: what a recording holds — its metadata, channels (topics, message
+//! counts), duration, generations and events — without replaying it. Here rather than in the
+//! binary so that the MCAP fuzz target reads every recording the way `info` does.
+
+use crate::mcap::McapFile;
+use crate::recording::{SwapEvent, EVENTS, METADATA};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// What `info` prints about `file`.
+pub fn describe(file: &McapFile) -> String {
+    let metadata = file.metadata(METADATA);
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: {} bytes", file.path().display(), file.bytes().len());
+    let list = |key: &str| metadata.get(key).and_then(|v| serde_json::from_str::<Vec<String>>(v).ok());
+    let names = list("channel_names");
+    let units = list("units");
+    for (key, value) in &metadata {
+        if matches!(key.as_str(), "config" | "channel_names" | "units") {
+            continue;
+        }
+        let _ = writeln!(out, "{key}: {value}");
+    }
+    if let Some(names) = &names {
+        let shown: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match units.as_ref().and_then(|u| u.get(i)).filter(|u| !u.is_empty()) {
+                Some(u) => format!("{n} [{u}]"),
+                None => n.clone(),
+            })
+            .collect();
+        let _ = writeln!(out, "channel names: {}", shown.join(", "));
+    }
+    messages(file, &mut out);
+    out
+}
+
+/// The messages' part: counts per topic, duration, generations and events.
+fn messages(file: &McapFile, out: &mut String) {
+    let (mut counts, mut span, mut swaps) = (BTreeMap::<String, u64>::new(), None, Vec::new());
+    let mut events = BTreeMap::<String, u64>::new();
+    let mut messages = file.messages();
+    while let Some(m) = messages.next() {
+        let topic = m.topic.unwrap_or("?");
+        *counts.entry(topic.to_string()).or_default() += 1;
+        let (first, _) = span.unwrap_or((m.log_time, m.log_time));
+        span = Some((first.min(m.log_time), m.log_time));
+        if topic == EVENTS {
+            let kind = match serde_json::from_slice::<SwapEvent>(m.data) {
+                Ok(swap) if swap.event == "swap" => {
+                    swaps.push((m.log_time, swap));
+                    "swap".to_string()
+                }
+                _ => serde_json::from_slice::<serde_json::Value>(m.data)
+                    .ok()
+                    .and_then(|e| e["event"].as_str().map(String::from))
+                    .unwrap_or_else(|| "unknown".into()),
+            };
+            *events.entry(kind).or_default() += 1;
+        }
+    }
+    let seconds = span.map_or(0.0, |(a, b)| b.saturating_sub(a) as f64 / 1e9);
+    let _ = writeln!(out, "duration: {seconds:.3} s");
+    let _ = writeln!(out, "topics:");
+    for (topic, n) in &counts {
+        let _ = writeln!(out, "  {topic}: {n} messages");
+    }
+    let _ = writeln!(out, "generations: {}", 1 + swaps.len());
+    let listed: Vec<String> = events.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let _ = writeln!(out, "events: {}", if listed.is_empty() { "none".to_string() } else { listed.join(", ") });
+    for (ns, swap) in &swaps {
+        let at = span.map_or(0.0, |(a, _)| ns.saturating_sub(a) as f64 / 1e9);
+        let weights = swap.weights_sha256.as_deref().map_or("-", |w| &w[..w.len().min(12)]);
+        let _ = writeln!(
+            out,
+            "  {at:.3} s: swap to generation {} (weights sha256 {weights}…, {} plugin libraries)",
+            swap.generation,
+            swap.plugin_sha256.len()
+        );
+    }
+    if let Some(damage) = messages.damage() {
+        let _ = writeln!(out, "cut short: {damage} (everything before it is listed)");
+    }
+}
