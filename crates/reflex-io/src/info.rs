@@ -71,7 +71,9 @@ fn messages(file: &McapFile, out: &mut String) {
     let _ = writeln!(out, "events: {}", if listed.is_empty() { "none".to_string() } else { listed.join(", ") });
     for (ns, swap) in &swaps {
         let at = span.map_or(0.0, |(a, _)| ns.saturating_sub(a) as f64 / 1e9);
-        let weights = swap.weights_sha256.as_deref().map_or("-", |w| &w[..w.len().min(12)]);
+        // The first 12 characters: the hash is the file's word, and may not be hex.
+        let weights =
+            swap.weights_sha256.as_deref().map_or("-", |w| w.char_indices().nth(12).map_or(w, |(i, _)| &w[..i]));
         let _ = writeln!(
             out,
             "  {at:.3} s: swap to generation {} (weights sha256 {weights}…, {} plugin libraries)",
@@ -81,5 +83,37 @@ fn messages(file: &McapFile, out: &mut String) {
     }
     if let Some(damage) = messages.damage() {
         let _ = writeln!(out, "cut short: {damage} (everything before it is listed)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mcap::{Compression, McapWriter};
+    use std::path::Path;
+
+    /// A recording with one swap event whose weights hash is `hash`.
+    fn with_swap(hash: &str) -> McapFile {
+        let mut w = McapWriter::new(Vec::new(), "", "test", 1 << 20, Compression::None).unwrap();
+        let events = w.add_channel(0, EVENTS, "json").unwrap();
+        let event = serde_json::json!({"event": "swap", "generation": 2, "config": "", "weights_sha256": hash});
+        w.write_message(events, 0, 1_000, event.to_string().as_bytes()).unwrap();
+        McapFile::from_bytes(Path::new("swap.mcap"), w.finish().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_swap_lists_the_start_of_its_weights_hash() {
+        let text = describe(&with_swap(&"ab".repeat(32)));
+        assert!(text.contains("generations: 2\nevents: 1 swap\n"), "{text}");
+        assert!(text.contains("swap to generation 2 (weights sha256 abababababab…, 0 plugin libraries)"), "{text}");
+    }
+
+    /// Found while writing the mcap fuzz target (its input: fuzz/corpus/mcap/
+    /// regression-swap-hash-not-ascii): the hash was cut at byte 12, inside a character, and
+    /// `reflexd info` panicked. It is the file's word: cut after 12 characters.
+    #[test]
+    fn a_weights_hash_that_is_not_hex_is_cut_between_characters() {
+        let text = describe(&with_swap(&format!("a{}", "é".repeat(14))));
+        assert!(text.contains(&format!("weights sha256 a{}…", "é".repeat(11))), "{text}");
     }
 }
