@@ -377,3 +377,29 @@ fn a_report_whose_reader_goes_away_does_not_panic() {
         assert!(!err.contains("panicked") && !err.contains("error"), "{args:?}: {err}");
     }
 }
+
+/// Every recording of the fuzz corpus (seeds made by reflexd, and the inputs that once failed:
+/// fuzz/README.md) through the binary as a user runs it: `info`, and `replay` with the
+/// recording's own config — a result or exit 1 with error lines, never a panic.
+#[test]
+fn every_recording_of_the_fuzz_corpus_is_read_without_a_panic() {
+    exe_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("out.jsonl");
+    let corpus = repo().join("fuzz/corpus/mcap");
+    let mut read = 0;
+    for entry in std::fs::read_dir(&corpus).unwrap() {
+        // The command line wants `.mcap` for a recording.
+        let rec = dir.path().join("recording.mcap");
+        std::fs::copy(entry.unwrap().path(), &rec).unwrap();
+        for args in [vec!["info"], vec!["replay", "--out", out_file.to_str().unwrap()]] {
+            let out = reflexd(&[&args[..], &[rec.to_str().unwrap()]].concat());
+            let err = text(&out.stderr);
+            let shown = format!("{args:?} {}: {err}", rec.display());
+            assert!(matches!(out.status.code(), Some(0 | 1)), "{shown}");
+            assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{shown}");
+        }
+        read += 1;
+    }
+    assert!(read >= 6, "{} holds {read} recordings", corpus.display());
+}
