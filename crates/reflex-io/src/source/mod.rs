@@ -270,14 +270,18 @@ impl<S: Source> Samples<S> {
 
     /// Input that does not fit the config is said once, not left to silence: 4 KiB read and
     /// not one sample decoded (a wrong format, channel count or time column; witmotion without
-    /// `0x52` packets). Reading goes on.
+    /// `0x52` packets). Reading goes on. Called with the `n` bytes just read: they are counted
+    /// for the next call, and the bytes read before them are judged — those have all been
+    /// decoded (the decoder asked for more), these not yet (a log's first 16 KiB read was
+    /// said not to fit before a line of it was decoded).
     fn check_fit(&mut self, n: u64) {
         let Some(read) = self.unfit.as_mut() else { return };
+        let judged = *read;
         *read += n;
-        if *read >= UNFIT_AFTER {
+        if judged >= UNFIT_AFTER {
             let d = self.decoding;
             tracing::error!(
-                bytes = *read,
+                bytes = judged,
                 decode_errors = self.counters.decode_errors.load(Ordering::Relaxed),
                 "the input does not fit the config: not one sample decoded; the config expects {} with {} channels{}",
                 d.format.name(),
