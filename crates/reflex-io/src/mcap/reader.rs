@@ -196,6 +196,14 @@ impl Unpacker {
                     Some(z) => z,
                     None => self.zstd.insert(zstd::bulk::Decompressor::new().map_err(bad)?),
                 };
+                // The frame says what it holds: a chunk claiming more than that is damage before
+                // anything is reserved for it (room is reserved, not filled: the rest is the
+                // decompressor's to check).
+                match zstd::zstd_safe::get_frame_content_size(packed) {
+                    Ok(Some(n)) if n != size as u64 => return Err(ChunkDamage::Crc),
+                    Err(_) => return Err(ChunkDamage::Decompress("not a zstd frame".into())),
+                    _ => {}
+                }
                 self.records.reserve(size);
                 z.decompress_to_buffer(packed, &mut self.records).map_err(bad)?;
             }
@@ -207,10 +215,11 @@ impl Unpacker {
                 input.get_mut().clear();
                 input.get_mut().extend_from_slice(packed);
                 input.set_position(0);
-                self.records.resize(size, 0);
-                d.read_exact(&mut self.records).map_err(bad)?;
-                // The frame's end mark: the next chunk starts a fresh frame.
-                if d.read(&mut [0u8; 1]).map_err(bad)? != 0 {
+                // Grown as the data decompresses, never sized by the chunk's own claim: 147
+                // bytes claiming 1 GiB zero-filled a gigabyte before they were found damaged.
+                // One byte more than claimed, or fewer (the frame ended early), is damage.
+                d.by_ref().take(size as u64 + 1).read_to_end(&mut self.records).map_err(bad)?;
+                if self.records.len() != size {
                     return Err(ChunkDamage::Crc);
                 }
             }
