@@ -123,7 +123,8 @@ impl Setup {
             if out.status.success() {
                 continue;
             }
-            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let why = stderr.trim().trim_start_matches("error: ").to_string();
             if c == Contender::DaemonRt && !explicit && why.contains("runtime") {
                 self.notes.push(format!("daemon-rt skipped: this reflexd does not take [runtime] yet ({why})"));
                 self.contenders.retain(|x| *x != c);
