@@ -14,6 +14,7 @@
 //! | `sink` | `[[sinks]]` |
 //! | `safety` | `[safety]`: fallback records |
 //! | `labels` | `[labels]`: where the daemon takes activity marks for its recording |
+//! | `live` | `[live]`: the Foxglove live view |
 //! | `error` | [`Error`], [`Place`], [`Errors`] |
 //!
 //! ```
@@ -37,8 +38,10 @@
 
 mod error;
 mod labels;
+mod live;
 mod model;
 mod output;
+mod runtime;
 mod safety;
 mod sink;
 mod source;
@@ -48,9 +51,11 @@ mod window;
 pub mod file;
 pub use error::{Error, Errors, Place};
 pub use labels::LabelsConfig;
+pub use live::LiveConfig;
 pub use model::{LayerConfig, ModelConfig};
 pub use output::{OutputConfig, OutputKind};
 pub use reflex_codecs::Format;
+pub use runtime::RuntimeConfig;
 pub use safety::{Fallback, SafetyConfig};
 pub use sink::{RecordFormat, SinkConfig, SinkKind};
 pub use source::{check_channel_names, SourceConfig, SourceKind, Speed, RESERVED_NAMES};
@@ -83,9 +88,14 @@ pub struct Config {
     pub swap: SwapConfig,
     /// `[labels]`: activity marks for the recording (not `[output] labels`, the class names).
     pub labels: Option<LabelsConfig>,
+    /// `[runtime]`.
+    pub runtime: RuntimeConfig,
+    /// `[live]`, when the daemon serves a live view.
+    pub live: Option<LiveConfig>,
 }
 
-const SECTIONS: [&str; 8] = ["source", "window", "model", "output", "sinks", "safety", "swap", "labels"];
+const SECTIONS: [&str; 10] =
+    ["source", "window", "model", "output", "sinks", "safety", "swap", "labels", "runtime", "live"];
 const ENV_PREFIX: &str = "REFLEX";
 
 /// Problems found so far in one file.
@@ -153,21 +163,17 @@ pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, Str
     let safety = setting::<SafetyConfig>("safety", &mut doc, &mut found);
     let swap = setting::<SwapConfig>("swap", &mut doc, &mut found);
     let labels = setting::<Option<LabelsConfig>>("labels", &mut doc, &mut found);
-    match (source, window, model, output, sinks, safety, swap, labels) {
-        (
-            Some(source),
-            Some(window),
-            Some(model),
-            Some(output),
-            Some(sinks),
-            Some(safety),
-            Some(swap),
-            Some(labels),
-        ) if found.errors.is_empty() => {
-            let (path, text) = (path.into(), text.into());
-            let config = Config { path, text, source, window, model, output, sinks, safety, swap, labels };
-            Ok(config.resolve_paths())
-        }
+    let runtime = setting::<RuntimeConfig>("runtime", &mut doc, &mut found);
+    let live = setting::<Option<LiveConfig>>("live", &mut doc, &mut found);
+    // Every section typed: a config, unless a problem was found on the way.
+    let config = (|| {
+        let (path, text) = (path.into(), text.into());
+        let (source, window, model, output, sinks) = (source?, window?, model?, output?, sinks?);
+        let (safety, swap, labels, runtime, live) = (safety?, swap?, labels?, runtime?, live?);
+        Some(Config { path, text, source, window, model, output, sinks, safety, swap, labels, runtime, live })
+    })();
+    match config {
+        Some(config) if found.errors.is_empty() => Ok(config.resolve_paths()),
         _ => Err(Errors(found.errors)),
     }
 }

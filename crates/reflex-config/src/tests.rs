@@ -230,3 +230,42 @@ fn labels_listen_is_an_ip_and_a_port_other_than_0() {
         assert!(p.to_string().contains(want), "{section}: {p}");
     }
 }
+
+#[test]
+fn runtime_pins_threads_and_checks_its_priority() {
+    assert_eq!(parse_str(GOOD).unwrap().runtime, RuntimeConfig::default());
+    let text = "[runtime]\nreader_cpu = 1\ninference_cpu = 1\nrealtime_priority = 80\nlock_memory = true\n";
+    let c = parse_str(&(GOOD.to_string() + text)).unwrap();
+    let want =
+        RuntimeConfig { reader_cpu: Some(1), inference_cpu: Some(1), realtime_priority: Some(80), lock_memory: true };
+    assert_eq!(c.runtime, want);
+    for (section, message) in [
+        ("[runtime]\nrealtime_priority = 0\n", "[runtime] realtime_priority = 0: SCHED_FIFO priorities are 1 to 99"),
+        ("[runtime]\nrealtime_priority = 100\n", "SCHED_FIFO priorities are 1 to 99"),
+        ("[runtime]\nreader_cpu = 5000\n", "reader_cpu = 5000: at most 1023"),
+        ("[runtime]\npriority = 5\n", "unknown field `priority`"),
+    ] {
+        let p = parse_str(&(GOOD.to_string() + section)).unwrap_err();
+        assert!(p.to_string().contains(message), "{section}: {p}");
+    }
+}
+
+#[test]
+fn live_takes_an_address_and_port_and_names_the_key_when_wrong() {
+    assert_eq!(parse_str(GOOD).unwrap().live, None);
+    let c = parse_str(&(GOOD.to_string() + "[live]\nlisten = \"127.0.0.1:8765\"\n")).unwrap();
+    assert_eq!(c.live.map(|l| l.listen), Some("127.0.0.1:8765".parse().unwrap()));
+    let env = vec![("REFLEX__LIVE__LISTEN".to_string(), "[::1]:0".to_string())];
+    let c = parse(Path::new("/r.toml"), &(GOOD.to_string() + "[live]\nlisten = \"127.0.0.1:8765\"\n"), env).unwrap();
+    assert_eq!(c.live.map(|l| l.listen), Some("[::1]:0".parse().unwrap()));
+    for (text, says) in [
+        ("[live]\nlisten = \"localhost:8765\"\n", "[live] listen: \"localhost:8765\" is not an IP address and port"),
+        ("[live]\nlisten = \"127.0.0.1\"\n", "[live] listen: \"127.0.0.1\" is not"),
+        ("[live]\nlisten = \"127.0.0.1:8765\"\nport = 1\n", "unknown field `port`"),
+        ("[live]\n", "missing field `listen`"),
+    ] {
+        let p = parse_str(&(GOOD.to_string() + text)).unwrap_err();
+        assert_eq!(p.0.len(), 1, "{p}");
+        assert!(p.to_string().contains(says), "{text}: {p}");
+    }
+}

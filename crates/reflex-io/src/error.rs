@@ -5,7 +5,7 @@
 use std::io;
 use std::path::PathBuf;
 
-/// An input, a recording or a sink could not be used.
+/// An input, a recording, the live view or a sink could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be opened or read.
@@ -76,6 +76,20 @@ pub enum Error {
         addr: std::net::SocketAddr,
         /// Why.
         source: io::Error,
+    },
+    /// The live view cannot listen on its address (in use, not this machine's, not permitted).
+    #[error("[live] listen = \"{addr}\": cannot listen there: {source}")]
+    Listen {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The live view's server could not be set up.
+    #[error("[live]: {source}")]
+    Live {
+        /// What the Foxglove SDK said.
+        source: foxglove::FoxgloveError,
     },
     /// A sink could not be started.
     #[error("[{sink}]: {source}")]

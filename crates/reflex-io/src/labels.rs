@@ -13,9 +13,10 @@
 //! the mark to the recorder's queue, so the hot path never sees it.
 
 use crate::error::Error;
-use crate::recording::{unix_ns, LabelMark, RecordHandle};
+use crate::recording::{unix_ns, LabelMark};
 use crate::source::Counters;
 use crate::stop::Stop;
+use crate::tap::Tap;
 use reflex_config::LabelsConfig;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
@@ -80,12 +81,12 @@ pub struct Listener {
 }
 
 impl Bound {
-    /// Starts the listener thread: `counters.samples` numbers each mark, `recording` (when the
-    /// daemon records) keeps it.
-    pub fn start(self, counters: Arc<Counters>, recording: Option<RecordHandle>) -> Result<Listener, Error> {
+    /// Starts the listener thread: `counters.samples` numbers each mark, `tap` hands it to the
+    /// recording (when `recording`) and the live view.
+    pub fn start(self, counters: Arc<Counters>, tap: Tap, recording: bool) -> Result<Listener, Error> {
         tracing::info!(listen = %self.addr, "labels: taking activity marks (reflexd label NAME)");
         let stop = Stop::new();
-        let serve = Serve { socket: self.socket, counters, recording, refused: 0, warned_unrecorded: false };
+        let serve = Serve { socket: self.socket, counters, tap, recording, refused: 0, warned_unrecorded: false };
         let seen = stop.clone();
         let thread = std::thread::Builder::new()
             .name("labels".into())
@@ -107,7 +108,8 @@ impl Listener {
 struct Serve {
     socket: UdpSocket,
     counters: Arc<Counters>,
-    recording: Option<RecordHandle>,
+    tap: Tap,
+    recording: bool,
     refused: u64,
     warned_unrecorded: bool,
 }
@@ -154,15 +156,12 @@ impl Serve {
             Some(label) => tracing::info!(sample, label, "labels: mark"),
             None => tracing::info!(sample, "labels: mark, end of the labelled span"),
         }
-        match &self.recording {
-            Some(r) => r.label(ns, &LabelMark { sample, label: label.map(String::from), received: ns as f64 / 1e9 }),
-            None if !self.warned_unrecorded => {
-                self.warned_unrecorded = true;
-                tracing::warn!("labels: not recording (run --record LOG.mcap): marks are only logged");
-            }
-            None => {}
+        self.tap.label(ns, &LabelMark { sample, label: label.map(String::from), received: ns as f64 / 1e9 });
+        if !self.recording && !self.warned_unrecorded {
+            self.warned_unrecorded = true;
+            tracing::warn!("labels: not recording (run --record LOG.mcap): marks are only logged");
         }
-        serde_json::json!({ "sample": sample, "label": label, "recording": self.recording.is_some() })
+        serde_json::json!({ "sample": sample, "label": label, "recording": self.recording })
     }
 }
 
@@ -201,7 +200,7 @@ mod tests {
         let addr = bound.socket.local_addr().unwrap();
         let counters = Arc::new(Counters::default());
         counters.samples.store(400, Ordering::Relaxed);
-        let listener = bound.start(counters.clone(), None).unwrap();
+        let listener = bound.start(counters.clone(), Tap::default(), false).unwrap();
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         sock.connect(addr).unwrap();

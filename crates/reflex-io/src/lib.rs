@@ -14,8 +14,10 @@
 //! | [`queue`] | the [`WindowQueue`](queue::WindowQueue) to inference, and the generic drop-oldest queue |
 //! | [`record`] | the [`Prediction`](record::Prediction) record, its pool and its text forms |
 //! | [`sink`] | [`Sinks`](sink::Sinks): one thread and queue per sink |
+//! | [`tap`] | the [`Tap`](tap::Tap): samples, records and events handed to the recorder and the live view |
 //! | [`recording`] | `run --record`: the [`Recorder`](recording::Recorder) thread |
 //! | [`labels`] | `[labels] listen`: the thread taking activity marks for the recording |
+//! | [`live`] | `[live]`: the Foxglove WebSocket server, the [`LiveView`](live::LiveView) |
 //! | [`mcap`] | the MCAP writer, and the one MCAP reader (replay and plot) |
 //! | [`stop`] | [`Stop`](stop::Stop): the one stop request |
 //! | [`error`] | [`Error`]: what went wrong, with the file or sink as data |
@@ -37,6 +39,7 @@
 
 pub mod error;
 pub mod labels;
+pub mod live;
 pub mod mcap;
 pub mod pool;
 pub mod queue;
@@ -45,6 +48,7 @@ pub mod recording;
 pub mod sink;
 pub mod source;
 pub mod stop;
+pub mod tap;
 pub mod window;
 
 pub use error::Error;

@@ -102,8 +102,8 @@ impl WindowQueue {
 /// senders). A lossless reader waits whenever inference falls behind, and the first time may
 /// come long after the start: it is done now instead.
 fn warm_full_queue(tx: &Sender<SampleWindow>, rx: &Receiver<SampleWindow>, pool: &WindowPool) {
-    let empty =
-        || SampleWindow { index: 0, last_sample: 0, t: None, arrival: std::time::Instant::now(), data: pool.take() };
+    let now = std::time::Instant::now();
+    let empty = || SampleWindow { index: 0, last_sample: 0, t: None, arrival: now, cut: now, data: pool.take() };
     while tx.try_send(empty()).is_ok() {}
     let _ = tx.send_timeout(empty(), Duration::from_millis(1));
     while rx.try_recv().is_ok() {}

@@ -7,24 +7,23 @@
 //! so a replay restarts its decoder where the live one did; `decode_error`, where malformed
 //! input was skipped; `swap`, with the new generation's
 //! config and hashes, so a replay follows the generations), and `/reflex/labels` (JSON: the
-//! activity marks `reflexd label` sent, each with the sample it applies from). Metadata `reflex` holds the config
+//! activity marks `reflexd label` sent, each with the sample it applies from). Metadata
+//! `reflex` holds the config
 //! text, the wire format, the channel names and units and the SHA-256 of the weights file and of
 //! every plugin library in use. Chunks are zstd-compressed by default.
 //!
-//! The writer runs on its own thread behind a bounded queue: recording never slows the reader
-//! or inference (if the disk cannot keep up, entries are dropped and counted). A chunk is
-//! closed at least every second, so a recording cut by power loss or `kill -9` still replays
-//! up to its last completed chunk.
+//! The writer runs on its own thread behind a bounded queue, fed by the
+//! [`Tap`](crate::tap::Tap): recording never slows the reader or inference (if the disk
+//! cannot keep up, entries are dropped and counted). A chunk is closed at least every second,
+//! so a recording cut by power loss or `kill -9` still replays up to its last completed chunk.
 //!
-//! Once warm, recording allocates nothing: the raw bytes travel in buffers the writer hands
-//! back to the reader, samples in inline arrays (up to 16 channels), predictions as the very
-//! records the sinks got, and the MCAP writer reuses its chunk and index buffers.
+//! Once warm, recording allocates nothing: the tap hands over without allocating, and the
+//! MCAP writer reuses its chunk and index buffers.
 
 use crate::error::Error;
 use crate::mcap::{Compression, McapWriter};
-use crate::record::Prediction;
+use crate::tap::{Entry, SampleKeys, Topic};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::io::BufWriter;
 use std::path::Path;
@@ -64,55 +63,6 @@ pub fn unix_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// What the reader and the inference thread hand over; JSON is written on the recorder's own
-/// thread, not on theirs.
-enum Entry {
-    Raw {
-        ns: u64,
-        bytes: Vec<u8>,
-    },
-    Sample {
-        ns: u64,
-        n: u64,
-        t: Option<f64>,
-        values: SmallVec<[f32; 16]>,
-    },
-    Prediction {
-        ns: u64,
-        record: Arc<Prediction>,
-    },
-    DeviceOpen {
-        ns: u64,
-    },
-    /// A malformed line or frame was skipped before sample `next`.
-    DecodeError {
-        ns: u64,
-        next: u64,
-    },
-    /// A whole event, as JSON (rare: a hot swap).
-    Event {
-        ns: u64,
-        json: Vec<u8>,
-    },
-    /// An activity mark, as JSON (rare: a person sends it).
-    Label {
-        ns: u64,
-        json: Vec<u8>,
-    },
-}
-
-/// An activity mark, as `/reflex/labels` records it: from sample `sample` on, the wearer does
-/// `label` (`None`: nothing labelled, the end of the previous activity).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LabelMark {
-    /// The first sample the mark applies to: the number of samples decoded when it arrived.
-    pub sample: u64,
-    /// The activity, or `None` (JSON `null`) to end the labelled span.
-    pub label: Option<String>,
-    /// When the daemon received it, in Unix seconds (the message's `log_time` too).
-    pub received: f64,
-}
-
 /// A hot swap, as `/reflex/events` records it.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SwapEvent {
@@ -130,67 +80,32 @@ pub struct SwapEvent {
     pub plugin_sha256: BTreeMap<String, String>,
 }
 
-/// The sending side, cloned into the reader and the inference thread.
+/// The recorder's end of the [`Tap`](crate::tap::Tap). Its queue keeps the file's order: when
+/// it is full, the newest entry is dropped and counted.
 #[derive(Clone)]
-pub struct RecordHandle {
+pub(crate) struct RecorderFeed {
     tx: Sender<Entry>,
     dropped: Arc<AtomicU64>,
     /// Raw buffers the writer is done with.
     spare: Receiver<Vec<u8>>,
 }
 
-impl RecordHandle {
-    fn send(&self, e: Entry) {
+impl RecorderFeed {
+    pub(crate) fn send(&self, e: Entry) {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(e) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Bytes as read, received at `ns` (Unix nanoseconds).
-    pub fn raw(&self, ns: u64, bytes: &[u8]) {
+    /// `bytes` in a buffer the writer handed back (a new one only when none is spare).
+    pub(crate) fn buffer(&self, bytes: &[u8]) -> Vec<u8> {
         let mut buf = match self.spare.try_recv() {
             Ok(b) if b.capacity() >= bytes.len() => b,
             _ => Vec::with_capacity(RAW_CAPACITY.max(bytes.len())),
         };
         buf.clear();
         buf.extend_from_slice(bytes);
-        self.send(Entry::Raw { ns, bytes: buf });
-    }
-
-    /// Sample number `n`, its time and values.
-    pub fn sample(&self, ns: u64, n: u64, t: Option<f64>, values: &[f32]) {
-        self.send(Entry::Sample { ns, n, t, values: SmallVec::from_slice(values) });
-    }
-
-    /// A prediction record, as the sinks got it.
-    pub fn prediction(&self, ns: u64, record: Arc<Prediction>) {
-        self.send(Entry::Prediction { ns, record });
-    }
-
-    /// The device was (re)opened: a replay starts a fresh decoder here.
-    pub fn device_open(&self, ns: u64) {
-        self.send(Entry::DeviceOpen { ns });
-    }
-
-    /// A malformed line or frame, skipped before sample number `next` was decoded.
-    pub fn decode_error(&self, ns: u64, next: u64) {
-        self.send(Entry::DecodeError { ns, next });
-    }
-
-    /// A hot swap: the windows from now on are computed by `swap.generation`. Allocates (the
-    /// event's JSON): a swap is no steady-state event.
-    pub fn swap(&self, ns: u64, swap: &SwapEvent) {
-        if let Ok(json) = serde_json::to_vec(swap) {
-            self.send(Entry::Event { ns, json });
-        }
-    }
-
-    /// An activity mark received at `ns`. Allocates (the mark's JSON): marks come from a
-    /// person, off the hot path.
-    pub fn label(&self, ns: u64, mark: &LabelMark) {
-        if let Ok(json) = serde_json::to_vec(mark) {
-            self.send(Entry::Label { ns, json });
-        }
+        buf
     }
 }
 
@@ -210,9 +125,9 @@ pub fn default_names(channels: usize) -> Vec<String> {
     (0..channels).map(|i| format!("ch{i}")).collect()
 }
 
-/// A recording in progress.
+/// A recording in progress; [`Tap::new`](crate::tap::Tap::new) feeds it.
 pub struct Recorder {
-    handle: RecordHandle,
+    feed: RecorderFeed,
     thread: JoinHandle<Result<(), Error>>,
 }
 
@@ -238,10 +153,25 @@ pub fn sample_schema(names: &[String], units: &[String]) -> String {
     serde_json::json!({"type": "object", "title": "reflex.Sample", "properties": properties, "required": required})
         .to_string()
 }
-const PREDICTION_SCHEMA: &str = r#"{"type":"object","title":"reflex.Prediction","properties":{"window":{"type":"integer"},"last_sample":{"type":"integer"},"t":{"type":["number","null"]},"values":{"type":"array","items":{"type":"number"}},"label":{"type":"string"},"index":{"type":"integer"},"latency_us":{"type":"number"},"generation":{"type":"integer"}},"required":["window","last_sample","values","latency_us","generation"]}"#;
-const EVENT_SCHEMA: &str = r#"{"type":"object","title":"reflex.Event","properties":{"event":{"type":"string","enum":["device_open","swap","decode_error"]},"sample":{"type":"integer","description":"decode_error: the number of the next sample decoded"},"generation":{"type":"integer"},"config":{"type":"string"},"weights_sha256":{"type":"string"},"plugin_sha256":{"type":"object","additionalProperties":{"type":"string"}}},"required":["event"]}"#;
+/// The JSON schema of `/reflex/predictions`.
+pub const PREDICTION_SCHEMA: &str = r#"{"type":"object","title":"reflex.Prediction","properties":{"window":{"type":"integer"},"last_sample":{"type":"integer"},"t":{"type":["number","null"]},"values":{"type":"array","items":{"type":"number"}},"label":{"type":"string"},"index":{"type":"integer"},"latency_us":{"type":"number"},"generation":{"type":"integer"}},"required":["window","last_sample","values","latency_us","generation"]}"#;
+/// The JSON schema of `/reflex/events`.
+pub const EVENT_SCHEMA: &str = r#"{"type":"object","title":"reflex.Event","properties":{"event":{"type":"string","enum":["device_open","swap","decode_error"]},"sample":{"type":"integer","description":"decode_error: the number of the next sample decoded"},"generation":{"type":"integer"},"config":{"type":"string"},"weights_sha256":{"type":"string"},"plugin_sha256":{"type":"object","additionalProperties":{"type":"string"}}},"required":["event"]}"#;
 
-const LABEL_SCHEMA: &str = r#"{"type":"object","title":"reflex.Label","properties":{"sample":{"type":"integer","description":"the first sample the mark applies to: samples decoded when it arrived"},"label":{"type":["string","null"],"description":"the activity from this sample on; null ends the labelled span"},"received":{"type":"number","description":"receive time, Unix seconds"}},"required":["sample","label"]}"#;
+/// The JSON schema of `/reflex/labels`.
+pub const LABEL_SCHEMA: &str = r#"{"type":"object","title":"reflex.Label","properties":{"sample":{"type":"integer","description":"the first sample the mark applies to: samples decoded when it arrived"},"label":{"type":["string","null"],"description":"the activity from this sample on; null ends the labelled span"},"received":{"type":"number","description":"receive time, Unix seconds"}},"required":["sample","label"]}"#;
+
+/// An activity mark, as `/reflex/labels` records it: from sample `sample` on, the wearer does
+/// `label` (`None`: nothing labelled, the end of the previous activity).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LabelMark {
+    /// The first sample the mark applies to: the number of samples decoded when it arrived.
+    pub sample: u64,
+    /// The activity, or `None` (JSON `null`) to end the labelled span.
+    pub label: Option<String>,
+    /// When the daemon received it, in Unix seconds (the message's `log_time` too).
+    pub received: f64,
+}
 
 type Writer = McapWriter<BufWriter<std::fs::File>>;
 
@@ -305,58 +235,24 @@ impl Recorder {
                 written
             })
             .map_err(|source| Error::Thread { thread: "recorder", source })?;
-        Ok(Recorder { handle: RecordHandle { tx, dropped, spare }, thread })
+        Ok(Recorder { feed: RecorderFeed { tx, dropped, spare }, thread })
     }
 
-    /// A handle for the reader or the inference thread.
-    pub fn handle(&self) -> RecordHandle {
-        self.handle.clone()
+    pub(crate) fn feed(&self) -> RecorderFeed {
+        self.feed.clone()
     }
 
     /// Entries dropped because the writer fell behind.
     pub fn dropped(&self) -> u64 {
-        self.handle.dropped.load(Ordering::Relaxed)
+        self.feed.dropped.load(Ordering::Relaxed)
     }
 
-    /// Writes what is queued, the summary and the footer. Every handle must be gone.
+    /// Writes what is queued, the summary and the footer. Every tap must be gone.
     pub fn finish(self) -> Result<u64, Error> {
         let dropped = self.dropped();
-        drop(self.handle);
+        drop(self.feed);
         self.thread.join().map_err(|_| Error::Panicked { thread: "recorder" })??;
         Ok(dropped)
-    }
-}
-
-/// `,"acc_x":` for each channel, made once: a sample's JSON is written without allocating.
-struct SampleKeys(Vec<Vec<u8>>);
-
-impl SampleKeys {
-    fn new(names: &[String]) -> SampleKeys {
-        let key = |n: &String| {
-            let mut k = b",".to_vec();
-            let _ = serde_json::to_writer(&mut k, n);
-            k.push(b':');
-            k
-        };
-        SampleKeys(names.iter().map(key).collect())
-    }
-
-    /// `{"sample":12,"t":0.05,"acc_x":0.1,…}`; a value that is not finite is `null`; a value
-    /// past the names gets `chN`.
-    fn write(&self, json: &mut Vec<u8>, n: u64, t: Option<f64>, values: &[f32]) {
-        use std::io::Write;
-        let _ = write!(json, "{{\"sample\":{n},\"t\":");
-        let _ = serde_json::to_writer(&mut *json, &t);
-        for (i, v) in values.iter().enumerate() {
-            match self.0.get(i) {
-                Some(k) => json.extend_from_slice(k),
-                None => {
-                    let _ = write!(json, ",\"ch{i}\":");
-                }
-            }
-            let _ = serde_json::to_writer(&mut *json, v);
-        }
-        json.push(b'}');
     }
 }
 
@@ -377,31 +273,20 @@ fn write_loop(
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         };
         if let Some(e) = entry {
-            json.clear();
             sequence = sequence.wrapping_add(1);
-            // Serializing numbers and strings into a Vec cannot fail.
-            match e {
-                Entry::Raw { ns, bytes } => {
-                    w.write_message(ch.raw, sequence, ns, &bytes)?;
-                    // Back to the reader, to be filled again.
-                    let _ = spare.try_send(bytes);
-                }
-                Entry::Sample { ns, n, t, values } => {
-                    keys.write(&mut json, n, t, &values);
-                    w.write_message(ch.samples, sequence, ns, &json)?;
-                }
-                Entry::Prediction { ns, record } => {
-                    let _ = serde_json::to_writer(&mut json, &*record);
-                    w.write_message(ch.predictions, sequence, ns, &json)?;
-                }
-                Entry::DeviceOpen { ns } => w.write_message(ch.events, sequence, ns, br#"{"event":"device_open"}"#)?,
-                Entry::DecodeError { ns, next } => {
-                    use std::io::Write;
-                    let _ = write!(json, "{{\"event\":\"decode_error\",\"sample\":{next}}}");
-                    w.write_message(ch.events, sequence, ns, &json)?;
-                }
-                Entry::Event { ns, json } => w.write_message(ch.events, sequence, ns, &json)?,
-                Entry::Label { ns, json } => w.write_message(ch.labels, sequence, ns, &json)?,
+            let channel = match e.json(keys, &mut json) {
+                Some(Topic::Samples) => ch.samples,
+                Some(Topic::Predictions) => ch.predictions,
+                Some(Topic::Events) => ch.events,
+                Some(Topic::Labels) => ch.labels,
+                None => ch.raw,
+            };
+            if let Entry::Raw { ns, bytes } = e {
+                w.write_message(channel, sequence, ns, &bytes)?;
+                // Back to the reader, to be filled again.
+                let _ = spare.try_send(bytes);
+            } else {
+                w.write_message(channel, sequence, e.ns(), &json)?;
             }
         }
         if last_chunk.elapsed() >= CHUNK_EVERY {
@@ -423,7 +308,7 @@ mod tests {
         let mut metadata = BTreeMap::new();
         metadata.insert("format".to_string(), "csv".to_string());
         let r = Recorder::start(&path, metadata, &options).unwrap();
-        let h = r.handle();
+        let h = crate::tap::Tap::new(Some(&r), None);
         h.raw(1, b"1,2\n");
         h.sample(2, 0, Some(0.5), &[1.0, f32::NAN]);
         h.sample(3, 1, None, &[2.5, 3.0, 4.0]);

@@ -20,6 +20,8 @@ pub struct SampleWindow {
     pub t: Option<f64>,
     /// When the last sample arrived: latency is measured from here.
     pub arrival: Instant,
+    /// When the window was cut (its samples decoded): the queue wait is measured from here.
+    pub cut: Instant,
     /// `[channels, length]`, row-major, normalised.
     pub data: WindowBuf,
 }
@@ -108,7 +110,8 @@ impl Windower {
             buf.extend_from_slice(&row[start..]);
             buf.extend_from_slice(&row[..start]);
         }
-        Ok(Some(SampleWindow { index: (n + 1 - len) / self.hop, last_sample: n, t, arrival, data: buf }))
+        let cut = Instant::now();
+        Ok(Some(SampleWindow { index: (n + 1 - len) / self.hop, last_sample: n, t, arrival, cut, data: buf }))
     }
 }
 

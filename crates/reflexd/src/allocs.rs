@@ -12,19 +12,44 @@
 //!
 //! A steady state that allocates nothing never touches the counter, so counting costs nothing
 //! there; elsewhere it costs one uncontended atomic add per allocation.
+//!
+//! One exception: the threads of the live view (`[live]`) call [`count_apart`] first. The
+//! Foxglove SDK allocates for every message it sends a viewer; those threads only take
+//! entries from a queue the hot path fills without allocating, so what they allocate says
+//! nothing about the hot path and is counted apart, in [`apart`].
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static APART: AtomicU64 = AtomicU64::new(0);
 
-/// Allocations and reallocations so far, by every thread of the process.
+thread_local! {
+    /// Whether this thread's allocations are counted apart. A constant-initialised `Cell` of a
+    /// type without drop: a plain thread-local load, which never allocates itself (this runs
+    /// inside `malloc`).
+    static COUNTED_APART: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Allocations and reallocations so far, by every thread of the process but the live view's.
 pub fn count() -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed)
 }
 
+/// Allocations so far by the live view's threads.
+pub fn apart() -> u64 {
+    APART.load(Ordering::Relaxed)
+}
+
+/// Counts the calling thread's allocations from now on in [`apart`] instead of [`count`].
+pub fn count_apart() {
+    COUNTED_APART.with(|c| c.set(true));
+}
+
 #[inline(always)]
 fn counted() {
-    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    let counter = if COUNTED_APART.with(Cell::get) { &APART } else { &ALLOCATIONS };
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -6,7 +6,9 @@
 //! 1000 windows, to the last window cut — as `steady_windows`, `steady_allocs` and
 //! `allocs_per_window`. These tests run the whole pipeline at 500 samples/s with hop 1 (a
 //! window per sample) for 14 s: live over a pseudo-terminal and replaying logs, through UDP,
-//! file, stdout and serial sinks, recording to MCAP — and read the count.
+//! file, stdout and serial sinks, recording to MCAP, serving a Foxglove viewer — and read the
+//! count. The live view's own threads are counted apart (`live_allocs`): the Foxglove SDK
+//! allocates for every message it sends, off the hot path, which only fills a queue.
 //!
 //! Both `reflexd run` (which also polls its config every 2 s) and `reflexd replay` must
 //! allocate nothing at all in the steady state.
@@ -24,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::viewer::{address, Viewer, TOPICS};
 use support::{exe_dir, noise, pty, write_weights};
 
 const CHANNELS: usize = 6;
@@ -263,10 +266,12 @@ fn wait_for(stderr: &Path, what: &str) {
     }
 }
 
-/// `run` on a live device (a pseudo-terminal streaming binary frames at 500 Hz) with UDP,
-/// file, stdout and serial sinks (another pseudo-terminal), recording, its `[labels]` listener
-/// waiting for marks; then `replay` of that recording in real time — which allocates nothing at
-/// all.
+/// `run` on a live device (a pseudo-terminal streaming binary frames at 500 Hz) with UDP (written
+/// directly by the inference thread), file, stdout and serial sinks (another pseudo-terminal),
+/// recording, its `[labels]` listener waiting for marks, a Foxglove viewer subscribed to every
+/// topic of the live view, and `[runtime]` pinning the reader and the spinning inference thread
+/// to CPUs of their own, SCHED_FIFO, memory locked; then `replay` of that recording in real
+/// time — which allocates nothing at all.
 #[test]
 fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
     let t = trial();
@@ -280,7 +285,9 @@ fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
              [[sinks]]\nkind = \"file\"\npath = \"{}\"\nformat = \"csv\"\n\
              [[sinks]]\nkind = \"stdout\"\n\
              [[sinks]]\nkind = \"serial\"\npath = \"{}\"\nformat = \"template\"\ntemplate = \"T {{index}} {{values[0]:.3}}\\n\"\n\
-             [labels]\nlisten = \"127.0.0.1:{}\"\n",
+             [labels]\nlisten = \"127.0.0.1:{}\"\n\
+             [live]\nlisten = \"127.0.0.1:0\"\n\
+             [runtime]\nreader_cpu = 0\ninference_cpu = 1\nrealtime_priority = 10\nlock_memory = true\n",
             udp.port,
             t.out.join("records.csv").display(),
             actuator_line.path.display(),
@@ -297,6 +304,7 @@ fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
     );
     wait_for(&stderr, "serial device open");
     wait_for(&stderr, "labels: taking activity marks");
+    let viewing = view(&stderr);
     let start_at = Instant::now();
     for (i, s) in samples().iter().enumerate() {
         let due = start_at + Duration::from_secs_f64(i as f64 / RATE as f64);
@@ -322,6 +330,11 @@ fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
     assert_eq!(delivered + stopped(&text, "sink_lost") as usize, 4 * predictions, "{text}");
     let (windows, allocs) = steady(&text);
     assert_eq!(allocs, 0, "{allocs} allocations in a steady state of {windows} windows:\n{text}");
+    // The viewer saw it all, and what its threads allocated was counted, apart.
+    let seen = viewing.join().unwrap();
+    assert_eq!(seen.get("/imu/samples").copied(), Some(SAMPLES), "{seen:?}");
+    assert_eq!(seen.get("/reflex/predictions").copied(), Some(predictions), "{seen:?}");
+    assert!(stopped(&text, "live_allocs") > 0, "{text}");
 
     // The recording, replayed in real time: no config watcher, so nothing at all.
     let replayed = t.out.join("replayed.jsonl");
@@ -345,6 +358,16 @@ fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
     let (windows, allocs) = steady(&text);
     assert_eq!(allocs, 0, "{allocs} allocations in a steady state of {windows} windows:\n{text}");
     assert!(text.contains(" allocs_per_window=0 ") || text.contains(" allocs_per_window=0\n"), "{text}");
+}
+
+/// A viewer of the live view whose log is at `stderr`, subscribed (its first `/reflex/stats`
+/// shows the subscription has taken effect), counting what it receives until the daemon
+/// closes the connection.
+fn view(stderr: &Path) -> JoinHandle<std::collections::HashMap<String, usize>> {
+    let mut viewer = Viewer::connect(address(stderr));
+    viewer.subscribe(&TOPICS);
+    while viewer.next(Duration::from_secs(5)).expect("nothing within 5 s of subscribing").topic != "/reflex/stats" {}
+    std::thread::spawn(move || viewer.count_until_closed())
 }
 
 /// `replay` of a csv log in real time, records on stdout: nothing allocated in the steady state.

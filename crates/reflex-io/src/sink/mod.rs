@@ -1,7 +1,10 @@
-//! Sinks: where prediction records go. Each sink has its own thread and its own bounded
-//! drop-oldest queue, so a slow, failing or absent actuator never stalls the graph or the
-//! other sinks; what a sink drops or fails to write is counted. A replay's output is
-//! [`Delivery::Lossless`] instead: inference waits for the sink, and closing waits for it to
+//! Sinks: where prediction records go. A sink that may block (a file, stdout, a serial line)
+//! has its own thread and its own bounded drop-oldest queue, so a slow, failing or absent
+//! actuator never stalls the graph or the other sinks. A sink that never blocks — a UDP socket
+//! in non-blocking mode — is written directly by the thread that sends the record (the
+//! inference thread): no hand-off and no wake-up between a prediction and its datagram. What a
+//! sink drops or fails to write is counted. A replay's output is [`Delivery::Lossless`]
+//! instead: every sink has a thread, inference waits for it, and closing waits for it to
 //! finish, so every record reaches the file or pipe.
 
 mod file;
@@ -34,6 +37,11 @@ trait Output: Send {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// Makes every write return at once (full buffers fail the write instead of waiting);
+    /// whether this output can: then it is written directly, without a thread.
+    fn never_block(&mut self) -> bool {
+        false
+    }
 }
 
 /// Per-sink counters.
@@ -59,6 +67,11 @@ pub enum Delivery {
 }
 
 impl SinkStats {
+    /// Dropped or failed so far.
+    fn lost(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
+
     /// Dropped, failed, or accepted but never written.
     fn lost_at_close(&self) -> u64 {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -66,10 +79,61 @@ impl SinkStats {
     }
 }
 
+/// Every sink's counters; see [`Sinks::loss`].
+#[derive(Clone, Debug)]
+pub struct SinkLoss(Vec<Arc<SinkStats>>);
+
+impl SinkLoss {
+    /// Records dropped or failed, over all sinks.
+    pub fn lost(&self) -> u64 {
+        self.0.iter().map(|s| s.lost()).sum()
+    }
+}
+
 struct Handle {
-    queue: DropOldest<Arc<Prediction>>,
-    thread: JoinHandle<()>,
+    route: Route,
     stats: Arc<SinkStats>,
+}
+
+/// How records reach a sink's output.
+enum Route {
+    /// Through a queue to the sink's own thread.
+    Queued { queue: DropOldest<Arc<Prediction>>, thread: JoinHandle<()> },
+    /// Written by the sender itself. The lock is the inference thread's alone but for the
+    /// supervisor's rare fallback records: uncontended, it costs no wake-up.
+    Direct(std::sync::Mutex<Writer>),
+}
+
+/// A sink's output, its formatter and buffer, and when it last complained.
+struct Writer {
+    name: String,
+    formatter: Formatter,
+    output: Box<dyn Output>,
+    buf: Vec<u8>,
+    last_warning: Option<Instant>,
+}
+
+impl Writer {
+    /// Formats and writes one record, flushing when `flush`; counts it written or failed.
+    fn write(&mut self, record: &Prediction, flush: bool, stats: &SinkStats) {
+        self.buf.clear();
+        self.formatter.write(record, &mut self.buf, self.output.lines());
+        let mut result = self.output.write(&self.buf);
+        if result.is_ok() && flush {
+            result = self.output.flush();
+        }
+        match result {
+            Ok(()) => stats.written.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                // One warning per 10 s: an absent actuator must not flood the log.
+                if self.last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(sink = %self.name, error = %e, "sink cannot write; records are counted as failed");
+                    self.last_warning = Some(Instant::now());
+                }
+                stats.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
 }
 
 /// Every configured sink, running.
@@ -86,7 +150,9 @@ impl Sinks {
         let mut handles = Vec::new();
         for (index, cfg) in configs.iter().enumerate() {
             let sink = SinkName { index, what: describe(&cfg.kind) };
-            match open(cfg, outputs).and_then(|(formatter, output)| spawn(sink.to_string(), formatter, output)) {
+            match open(cfg, outputs)
+                .and_then(|(formatter, output)| route(sink.to_string(), formatter, output, delivery))
+            {
                 Ok(h) => handles.push(h),
                 Err(source) => problems.push(Error::Sink { sink, source }),
             }
@@ -98,12 +164,18 @@ impl Sinks {
         }
     }
 
-    /// Hands a record to every sink; blocks only for [`Delivery::Lossless`] sinks.
+    /// Hands a record to every sink: written at once to a direct one, queued for the others;
+    /// blocks only for [`Delivery::Lossless`] sinks.
     pub fn send(&self, record: &Arc<Prediction>) {
         for h in &self.handles {
-            let delivered = match self.delivery {
-                Delivery::DropOldest => matches!(h.queue.send(record.clone()), Ok(None)),
-                Delivery::Lossless => h.queue.send_all(record.clone()).is_ok(),
+            let delivered = match (&h.route, self.delivery) {
+                (Route::Direct(writer), _) => {
+                    h.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    writer.lock().unwrap_or_else(|e| e.into_inner()).write(record, false, &h.stats);
+                    continue;
+                }
+                (Route::Queued { queue, .. }, Delivery::DropOldest) => matches!(queue.send(record.clone()), Ok(None)),
+                (Route::Queued { queue, .. }, Delivery::Lossless) => queue.send_all(record.clone()).is_ok(),
             };
             let counter = if delivered { &h.stats.accepted } else { &h.stats.dropped };
             counter.fetch_add(1, Ordering::Relaxed);
@@ -112,15 +184,18 @@ impl Sinks {
 
     /// The most records the sinks can hold at once: their queues, and one being written each.
     pub fn capacity(&self) -> usize {
-        self.handles.len() * (QUEUE + 1)
+        self.handles.iter().filter(|h| matches!(h.route, Route::Queued { .. })).count() * (QUEUE + 1)
     }
 
     /// Records dropped or failed, over all sinks.
     pub fn lost(&self) -> u64 {
-        self.handles
-            .iter()
-            .map(|h| h.stats.dropped.load(Ordering::Relaxed) + h.stats.failed.load(Ordering::Relaxed))
-            .sum()
+        // Not through `loss()`: the stats line reads this, and must not allocate.
+        self.handles.iter().map(|h| h.stats.lost()).sum()
+    }
+
+    /// The sinks' counters, to be read on another thread while they run.
+    pub fn loss(&self) -> SinkLoss {
+        SinkLoss(self.handles.iter().map(|h| h.stats.clone()).collect())
     }
 
     /// Lets every sink write what it has queued and flush, waiting until `deadline` at most
@@ -129,8 +204,23 @@ impl Sinks {
     /// at the deadline counts as lost), and whether all finished in time.
     pub fn close(self, deadline: Instant) -> (u64, bool) {
         let lossless = self.delivery == Delivery::Lossless;
-        let (threads, stats): (Vec<JoinHandle<()>>, Vec<Arc<SinkStats>>) =
-            self.handles.into_iter().map(|h| (h.thread, h.stats)).unzip();
+        let mut threads = Vec::new();
+        let mut stats = Vec::new();
+        for h in self.handles {
+            match h.route {
+                Route::Queued { queue, thread } => {
+                    drop(queue);
+                    threads.push(thread);
+                }
+                Route::Direct(writer) => {
+                    let mut w = writer.into_inner().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = w.output.flush() {
+                        tracing::warn!(sink = %w.name, error = %e, "sink cannot flush at shutdown");
+                    }
+                }
+            }
+            stats.push(h.stats);
+        }
         let finished = loop {
             if threads.iter().all(JoinHandle::is_finished) {
                 break true;
@@ -165,40 +255,32 @@ fn open(cfg: &SinkConfig, outputs: usize) -> Result<(Formatter, Box<dyn Output>)
     Ok((formatter, output))
 }
 
-fn spawn(name: String, formatter: Formatter, mut output: Box<dyn Output>) -> Result<Handle, SinkError> {
-    let (queue, rx) = drop_oldest::<Arc<Prediction>>(QUEUE);
+/// A direct route for an output that can be made never to block (live only: a replay waits
+/// for its sinks instead), else a thread of its own behind a queue.
+fn route(
+    name: String,
+    formatter: Formatter,
+    mut output: Box<dyn Output>,
+    delivery: Delivery,
+) -> Result<Handle, SinkError> {
     let stats = Arc::new(SinkStats::default());
+    let direct = delivery == Delivery::DropOldest && output.never_block();
+    let mut writer = Writer { name, formatter, output, buf: Vec::with_capacity(BUFFER), last_warning: None };
+    if direct {
+        return Ok(Handle { route: Route::Direct(std::sync::Mutex::new(writer)), stats });
+    }
+    let (queue, rx) = drop_oldest::<Arc<Prediction>>(QUEUE);
     let counters = stats.clone();
-    let thread = std::thread::Builder::new().name(format!("sink {name}")).spawn(move || {
-        let mut buf = Vec::with_capacity(BUFFER);
-        let mut last_warning: Option<Instant> = None;
+    let thread = std::thread::Builder::new().name(format!("sink {}", writer.name)).spawn(move || {
         for record in rx.iter() {
-            buf.clear();
-            formatter.write(&record, &mut buf, output.lines());
-            let mut result = output.write(&buf);
             // Flush when nothing else waits: records reach the actuator or the disk now,
             // and bursts are still written together.
-            if result.is_ok() && rx.is_empty() {
-                result = output.flush();
-            }
-            match result {
-                Ok(()) => {
-                    counters.written.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    // One warning per 10 s: an absent actuator must not flood the log.
-                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                        tracing::warn!(sink = %name, error = %e, "sink cannot write; records are counted as failed");
-                        last_warning = Some(Instant::now());
-                    }
-                }
-            }
+            writer.write(&record, rx.is_empty(), &counters);
         }
-        if let Err(e) = output.flush() {
-            tracing::warn!(sink = %name, error = %e, "sink cannot flush at shutdown");
+        if let Err(e) = writer.output.flush() {
+            tracing::warn!(sink = %writer.name, error = %e, "sink cannot flush at shutdown");
         }
     });
     let thread = thread.map_err(SinkError::Thread)?;
-    Ok(Handle { queue, thread, stats })
+    Ok(Handle { route: Route::Queued { queue, thread }, stats })
 }

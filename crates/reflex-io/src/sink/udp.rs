@@ -32,4 +32,9 @@ impl super::Output for Udp {
         // like any other failure, and the next record is tried all the same.
         self.socket.send_to(bytes, self.target).map(|_| ())
     }
+    fn never_block(&mut self) -> bool {
+        // A full socket buffer (the receiver far behind) then fails the datagram, counted,
+        // instead of stalling inference.
+        self.socket.set_nonblocking(true).is_ok()
+    }
 }

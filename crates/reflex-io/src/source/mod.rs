@@ -11,8 +11,9 @@ pub mod mcap;
 pub mod serial;
 
 use crate::error::Error;
-use crate::recording::{unix_ns, RecordHandle};
+use crate::recording::unix_ns;
 use crate::stop::Stop;
+use crate::tap::Tap;
 use bytes::BytesMut;
 use reflex_codecs::{AnyDecoder, Format, Frame};
 use reflex_config::{SourceConfig, Speed};
@@ -107,7 +108,7 @@ impl Decoding {
     }
 }
 
-/// Counters the reader updates and the reporter reads.
+/// Counters the pipeline's threads update and the reporter reads.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Samples decoded (and numbered).
@@ -126,6 +127,8 @@ pub struct Counters {
     pub last_sample_ns: AtomicU64,
     /// csv time column jumps: backwards, or forwards by more than [`JUMP_PERIODS`] periods.
     pub time_jumps: AtomicU64,
+    /// Entries the live view dropped, oldest first, because its viewers fell behind.
+    pub live_dropped: AtomicU64,
 }
 
 /// A csv time that moves on by more than this many sample periods is a jump.
@@ -170,7 +173,8 @@ pub struct Samples<S> {
     pace: Option<Pace>,
     next: u64,
     counters: Arc<Counters>,
-    recorder: Option<RecordHandle>,
+    /// To the recorder and the live view.
+    tap: Tap,
     /// The csv time column: the last time and the sample period seen so far.
     clock: Clock,
     /// Bytes read while no sample has decoded yet; `None` once a sample has, or the warning
@@ -199,16 +203,16 @@ impl<S: Source> Samples<S> {
             pace: Pace::new(speed),
             next: 0,
             counters,
-            recorder: None,
+            tap: Tap::default(),
             unfit: Some(0),
             last_read: 0,
             clock: Clock::default(),
         }
     }
 
-    /// Records raw bytes, samples and device events from now on.
-    pub fn record(&mut self, recorder: RecordHandle) {
-        self.recorder = Some(recorder);
+    /// Hands raw bytes, samples and device events to `tap` from now on.
+    pub fn tap(&mut self, tap: Tap) {
+        self.tap = tap;
     }
 
     /// See [`Source::progress`].
@@ -236,9 +240,7 @@ impl<S: Source> Samples<S> {
                 }
                 Some(Frame::Sample(_) | Frame::Malformed(_)) => {
                     Counters::add(&self.counters.decode_errors, 1);
-                    if let Some(r) = &self.recorder {
-                        r.decode_error(unix_ns(), self.next);
-                    }
+                    self.tap.decode_error(unix_ns(), self.next);
                 }
                 Some(Frame::Lost(n)) => Counters::add(&self.counters.lost_samples, n),
                 None if self.ended.is_some() => self.ended = Some(false),
@@ -265,9 +267,7 @@ impl<S: Source> Samples<S> {
         self.unfit = None;
         Counters::add(&self.counters.samples, 1);
         self.counters.last_sample_ns.store(mono_ns(), Ordering::Relaxed);
-        if let Some(r) = &self.recorder {
-            r.sample(ns, number, t, &values);
-        }
+        self.tap.sample(ns, number, t, &values);
         TimedSample { number, values, t, arrival }
     }
 
@@ -309,18 +309,14 @@ impl<S: Source> Samples<S> {
                     pace.until(ns as f64 / 1e9, stop);
                 }
                 // A recording of a replay holds the replayed bytes, so it replays in turn.
-                if let Some(r) = &self.recorder {
-                    r.raw(ns, &self.buf[before..]);
-                }
+                self.tap.raw(ns, &self.buf[before..]);
             }
             Chunk::Restart => {
                 self.decoder = self.decoding.decoder();
                 // A device plugged back in starts its own clock: no jump.
                 self.clock.last = None;
                 self.buf.clear();
-                if let Some(r) = &self.recorder {
-                    r.device_open(unix_ns());
-                }
+                self.tap.device_open(unix_ns());
             }
             Chunk::End => self.ended = Some(true),
             Chunk::Stopped => self.ended = Some(false),

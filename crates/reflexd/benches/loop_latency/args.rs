@@ -21,6 +21,9 @@ pub struct Args {
     /// A datagram later than this (ms) after its window's last sample, or a writer further
     /// behind its schedule, means the contender did not keep up.
     pub late_ms: f64,
+    /// Serve the daemons' live view (`[live]`) to a Foxglove viewer that subscribes to every
+    /// topic and never reads again.
+    pub stalled_viewer: bool,
     pub json: bool,
 }
 
@@ -44,6 +47,7 @@ pub fn parse() -> anyhow::Result<Args> {
         driver_cpu: 0,
         contender_cpu: 1,
         late_ms: 100.0,
+        stalled_viewer: false,
         json: false,
     };
     let mut it = std::env::args().skip(1);
@@ -66,6 +70,7 @@ pub fn parse() -> anyhow::Result<Args> {
             "--contender-cpu" => a.contender_cpu = value(key, it.next())?,
             "--late-ms" => a.late_ms = value(key, it.next())?,
             "--json" => a.json = true,
+            "--stalled-viewer" => a.stalled_viewer = true,
             "--bench" => {} // cargo bench passes it
             _ => bail!("unknown option `{key}` (the options are in crates/reflexd/benches/loop_latency/main.rs)"),
         }

@@ -71,6 +71,8 @@ pub struct Setup {
     pub python: String,
     pub onnx: PathBuf,
     pub cpu: usize,
+    /// `--stalled-viewer`: the daemons serve `[live]` to a viewer that never reads.
+    pub stalled_viewer: bool,
     /// Said once at the start: a skipped contender and why.
     pub notes: Vec<String>,
 }
@@ -101,6 +103,7 @@ impl Setup {
             python: a.python.clone(),
             onnx: PathBuf::new(),
             cpu: a.contender_cpu,
+            stalled_viewer: a.stalled_viewer,
             notes: Vec::new(),
         };
         s.check_daemon(a.contenders.is_some())?;
@@ -183,6 +186,9 @@ impl Setup {
             }
         }
         out.push_str(&format!("\n[[sinks]]\nkind = \"udp\"\ntarget = \"127.0.0.1:{port}\"\n"));
+        if self.stalled_viewer {
+            out.push_str("\n[live]\nlisten = \"127.0.0.1:0\"\n");
+        }
         if c == Contender::DaemonRt {
             out.push_str(&format!(
                 "\n[runtime]\nreader_cpu = {cpu}\ninference_cpu = {cpu}\nrealtime_priority = {REALTIME_PRIORITY}\n\

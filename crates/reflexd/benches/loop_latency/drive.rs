@@ -85,6 +85,12 @@ pub fn run(setup: &Setup, c: Contender, rate: f64, seconds: f64, keep_values: bo
     let port = sock.local_addr()?.port();
     let log = setup.dir.path().join(format!("{}.log", c.name()));
     let child = setup.start(c, &imu.path, port, &log)?;
+    // Subscribed to everything, then never read: a 4 KiB receive buffer stalls it quickly.
+    let _stalled = (setup.stalled_viewer && c != Contender::Python).then(|| {
+        let mut v = support::viewer::Viewer::connect_small(support::viewer::address(&log), 4096);
+        v.subscribe(&support::viewer::TOPICS);
+        v
+    });
 
     let done = Arc::new(AtomicBool::new(false));
     let receiver = receive(sock, windows, Arc::clone(&done));

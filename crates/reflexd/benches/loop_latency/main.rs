@@ -9,7 +9,7 @@
 //!     [--rate 1000] [--hop 1] [--seconds 20] [--rounds 2] [--find-max 60] [--json]
 //!     [--contenders daemon,daemon-rt,python] [--model examples/bench/standard]
 //!     [--recording examples/data/gaitmap/healthy_2x20m_left.csv]
-//!     [--driver-cpu 0] [--contender-cpu 1] [--late-ms 100]
+//!     [--driver-cpu 0] [--contender-cpu 1] [--late-ms 100] [--stalled-viewer]
 //! ```
 //!
 //! The driver — this process: the writer (main thread) and the receiver thread — runs on
@@ -33,6 +33,9 @@
 //! far behind its schedule. The daemon drops windows when it falls behind; the Python loop
 //! never drops, its backlog grows instead (first in the pty's buffer, up to about 2000 frames,
 //! then by holding the writer up, where a real serial port would lose the bytes).
+//!
+//! `--stalled-viewer` has the daemons serve the live view (`[live]`) to a Foxglove viewer that
+//! subscribes to every topic and never reads again (the Python loop has no live view).
 
 mod args;
 mod contender;
@@ -149,7 +152,7 @@ fn run_json(runs: &[Outcome], rate: f64, late_us: f64) -> Vec<Value> {
                 "missing": o.missing(), "late": o.late(late_us), "p50_us": report::pct(&o.latencies_us, 0.5),
                 "p99_us": report::pct(&o.latencies_us, 0.99), "max_us": o.latencies_us.last(),
                 "writer_lag_ms": o.lag_max_us / 1000.0,
-                "breakdown": o.stopped.breakdown().into_iter().collect::<HashMap<_, _>>(),
+                "breakdown": o.stopped.breakdown_json(),
                 "warnings": o.warnings, "stopped": o.stopped.all(),
             })
         })

@@ -5,44 +5,64 @@ use crate::contender::Contender;
 use crate::drive::Outcome;
 use serde_json::{json, Value};
 
+/// Stage names a breakdown may carry.
+const STAGES: [&str; 6] = ["read", "decode", "queue", "inference", "sink", "total"];
+
 /// The `key=value` fields of the last `stopped` line of a log (the daemon's tracing line or the
 /// Python loop's), read tolerantly: values may be quoted, unknown keys are kept.
 #[derive(Default)]
-pub struct Stopped(Vec<(String, String)>);
+pub struct Stopped {
+    fields: Vec<(String, String)>,
+    /// `breakdown…` fields, each a list of `stage=µs`: the daemon writes them unquoted
+    /// (`breakdown_p50_us=decode=1.2 queue=3.4 …`), so the stages after the first come as
+    /// fields of their own and are gathered back here.
+    breakdown: Vec<(String, Vec<(String, String)>)>,
+}
 
 impl Stopped {
     pub fn find(log: &str) -> Stopped {
+        let mut s = Stopped::default();
         let Some(line) = log.lines().rev().find(|l| l.contains("stopped ")) else {
-            return Stopped::default();
+            return s;
         };
         let rest = &line[line.find("stopped ").map_or(0, |i| i + "stopped ".len())..];
-        Stopped(fields(rest))
+        for (k, v) in fields(rest) {
+            if k.starts_with("breakdown") {
+                let stages = v.split_whitespace().filter_map(|p| p.split_once('='));
+                s.breakdown.push((k, stages.map(|(a, b)| (a.to_string(), b.to_string())).collect()));
+            } else if let Some(last) = s.breakdown.last_mut().filter(|_| STAGES.contains(&k.as_str())) {
+                last.1.push((k, v));
+            } else {
+                s.fields.push((k, v));
+            }
+        }
+        s
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// Every field, for the JSON output.
     pub fn all(&self) -> serde_json::Map<String, Value> {
-        self.0.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()
+        self.fields.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()
     }
 
     pub fn number(&self, key: &str) -> Option<u64> {
         self.get(key).and_then(|v| v.parse().ok())
     }
 
-    /// The per-stage latency breakdown, when the daemon reports one: `breakdown…` fields, or
-    /// fields named after a stage (`read_…`, `decode_…`, `queue_…`, `inference_…`, `sink_…`).
-    pub fn breakdown(&self) -> Vec<(&str, &str)> {
-        const STAGES: [&str; 5] = ["read_", "decode_", "queue_", "inference_", "sink_"];
-        self.0
-            .iter()
-            .filter(|(k, _)| {
-                k.starts_with("breakdown") || (STAGES.iter().any(|s| k.starts_with(s)) && k.ends_with("_us"))
-            })
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
+    /// The per-stage latency breakdown, when the daemon reports one: `(field, [(stage, µs)])`.
+    pub fn breakdown(&self) -> impl Iterator<Item = &(String, Vec<(String, String)>)> {
+        self.breakdown.iter().filter(|(_, stages)| !stages.is_empty())
+    }
+
+    pub fn breakdown_json(&self) -> Value {
+        let number = |v: &str| v.parse::<f64>().map_or_else(|_| Value::String(v.to_string()), Value::from);
+        let all = self.breakdown().map(|(k, stages)| {
+            (k.clone(), Value::Object(stages.iter().map(|(s, v)| (s.clone(), number(v))).collect()))
+        });
+        Value::Object(all.collect())
     }
 }
 
@@ -122,10 +142,9 @@ impl Out {
                 self.say(&format!("            {k}={v}"));
             }
         }
-        let b = o.stopped.breakdown();
-        if !b.is_empty() {
-            let text: Vec<String> = b.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            self.say(&format!("            {}", text.join("  ")));
+        for (k, stages) in o.stopped.breakdown() {
+            let text: Vec<String> = stages.iter().map(|(s, v)| format!("{s} {v}")).collect();
+            self.say(&format!("            {k}: {}", text.join("  ")));
         }
     }
 }

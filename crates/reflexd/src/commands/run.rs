@@ -19,6 +19,7 @@ pub fn run(config: &Path, record: Option<&Path>, compression: Compression) -> an
     let labels = labels.map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
     let sinks = daemon::default_sinks(&loaded.config.sinks);
     let sinks = daemon::start_sinks(&sinks, loaded.graph.output_len(), Delivery::DropOldest, config)?;
+    let live = loaded.config.live.clone();
     tracing::info!(config = %config.display(), layers = loaded.graph.layers().len(), "reflexd running");
     daemon::run(
         loaded,
@@ -29,6 +30,7 @@ pub fn run(config: &Path, record: Option<&Path>, compression: Compression) -> an
             record: record.map(Path::to_path_buf),
             compression,
             labels,
+            live,
             ..Default::default()
         },
     )?;

@@ -1,25 +1,28 @@
-//! The inference thread: window → graph → record → sinks (and the recorder), and between two
+//! The inference thread: window → graph → record → sinks (and the tap), and between two
 //! windows, a new graph when the reloader has built one. Never on a tokio worker: a slow model
 //! delays windows, never the reader.
 
-use super::stats::{Report, REPORT_EVERY};
+use super::runtime::{Role, Runtime};
+use super::stats::{Breakdown, Report, REPORT_EVERY};
 use super::supervisor::Watch;
 use super::Summary;
-use crate::reload::shadow::Tap;
+use crate::reload::shadow::ShadowFeed;
 use crate::reload::{self, Swap};
 use crossbeam_channel::Receiver;
 use reflex_config::{Fallback, SafetyConfig};
 use reflex_graph::Graph;
 use reflex_io::record::{argmax, latency_us, Health, RecordPool};
-use reflex_io::recording::{unix_ns, RecordHandle};
+use reflex_io::recording::unix_ns;
 use reflex_io::sink::Sinks;
 use reflex_io::source::{mono_ns, Counters};
+use reflex_io::tap::Tap;
 use reflex_io::window::SampleWindow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Records the pool may hold beyond what the sinks' queues can: the recorder's backlog.
+/// Records the pool may hold beyond what the sinks' queues can: the recorder's backlog and the
+/// live view's queue.
 const RECORDS_SPARE: usize = 4096;
 
 /// What the inference thread owns.
@@ -30,7 +33,8 @@ pub struct Inference {
     pub swaps: Receiver<Swap>,
     pub sinks: Arc<Sinks>,
     pub counters: Arc<Counters>,
-    pub recording: Option<RecordHandle>,
+    /// To the recorder and the live view.
+    pub tap: Tap,
     /// A replay's recorded generations: (first window, its graph), in window order.
     pub scheduled: std::collections::VecDeque<(u64, Swap)>,
     /// `[safety]`.
@@ -39,7 +43,9 @@ pub struct Inference {
     /// unsupervised window takes no lock and copies its values once.
     pub watch: Option<Arc<Watch>>,
     /// Where a new graph in shadow gets its live windows; `None` without hot swaps.
-    pub shadow: Option<Arc<Tap>>,
+    pub shadow: Option<Arc<ShadowFeed>>,
+    /// `[runtime]`: this thread's CPU and priority, and whether it spins before it parks.
+    pub runtime: Arc<Runtime>,
 }
 
 /// The last window cut: what a stale record says it follows.
@@ -65,6 +71,8 @@ struct State {
     last: Option<Last>,
     /// When the last stale record was due, in `mono_ns` (0: none since the last sample).
     last_stale_ns: u64,
+    /// Where the windows' time goes.
+    breakdown: Breakdown,
 }
 
 impl State {
@@ -96,12 +104,29 @@ impl Inference {
         let report = Report::new(&self.counters);
         let good = Vec::with_capacity(self.graph.output_len());
         let summary = Summary::default();
-        let mut state =
-            State { generation: 1, summary, report, records, last_error: None, good, last: None, last_stale_ns: 0 };
+        let breakdown = Breakdown::new();
+        let mut state = State {
+            generation: 1,
+            summary,
+            report,
+            records,
+            last_error: None,
+            good,
+            last: None,
+            last_stale_ns: 0,
+            breakdown,
+        };
         let stale_after = self.safety.stale_after_ms.map(|ms| ms.saturating_mul(1_000_000));
         let never = crossbeam_channel::never();
         let mut reloading = true;
+        self.runtime.enter(Role::Inference);
+        let spin = self.runtime.spin();
         loop {
+            if let Some(w) = spin_for_window(&self.windows, spin) {
+                self.predict(&w, &mut state);
+                Counters::add(&self.counters.inferred, 1);
+                continue;
+            }
             let swaps = if reloading { &self.swaps } else { &never };
             crossbeam_channel::select! {
                 recv(self.windows) -> w => match w {
@@ -125,6 +150,7 @@ impl Inference {
             state.report.maybe_log(&self.counters, &self.sinks);
         }
         state.summary.steady_from = state.report.steady_from;
+        state.summary.breakdown = Some(state.breakdown);
         state.summary
     }
 
@@ -165,14 +191,16 @@ impl Inference {
         if let Some(watch) = &self.watch {
             watch.begin((w.index, w.last_sample, w.t), state.generation);
         }
+        let began = Instant::now();
         let result = self.graph.run(&w.data);
+        let ran = Instant::now();
         let finite = matches!(&result, Ok(v) if v.iter().all(|x| x.is_finite()));
         let good = result.as_ref().ok().filter(|_| finite).copied();
         if let Some(watch) = &self.watch {
             watch.end(good);
         }
-        if let Some(tap) = &self.shadow {
-            tap.offer(w.index, &w.data, good);
+        if let Some(shadow) = &self.shadow {
+            shadow.offer(w.index, &w.data, good);
         }
         let health = match result {
             Ok(values) if finite => {
@@ -196,6 +224,7 @@ impl Inference {
         if self.publish(state, health, last, latency) && health == Health::Ok {
             state.summary.predictions += 1;
         }
+        state.breakdown.record([w.arrival, w.cut, began, ran, Instant::now()]);
         state.report.latency(latency);
     }
 
@@ -226,9 +255,7 @@ impl Inference {
             r.health = health;
         });
         self.sinks.send(&record);
-        if let Some(r) = &self.recording {
-            r.prediction(unix_ns(), record);
-        }
+        self.tap.prediction(unix_ns(), &record);
         true
     }
 
@@ -243,9 +270,7 @@ impl Inference {
             state.good.reserve(self.graph.output_len());
         }
         drop(old);
-        if let Some(r) = &self.recording {
-            r.swap(unix_ns(), &reflex_io::recording::SwapEvent { generation: state.generation, ..swap.event });
-        }
+        self.tap.swap(unix_ns(), &reflex_io::recording::SwapEvent { generation: state.generation, ..swap.event });
         let stall = start.elapsed();
         reload::log_plugins(&self.graph, state.generation);
         tracing::info!(
@@ -254,5 +279,21 @@ impl Inference {
             stall_us = format_args!("{:.1}", stall.as_secs_f64() * 1e6),
             "graph swapped"
         );
+    }
+}
+
+/// The next window if it comes within `spin` (a busy wait: no wake-up to pay), else `None` and
+/// the caller parks in `select!`, which also serves swaps and stale records.
+fn spin_for_window(windows: &Receiver<SampleWindow>, spin: Duration) -> Option<SampleWindow> {
+    if spin.is_zero() {
+        return None;
+    }
+    let start = Instant::now();
+    loop {
+        match windows.try_recv() {
+            Ok(w) => return Some(w),
+            Err(crossbeam_channel::TryRecvError::Empty) if start.elapsed() < spin => std::hint::spin_loop(),
+            Err(_) => return None,
+        }
     }
 }

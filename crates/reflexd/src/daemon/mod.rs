@@ -3,9 +3,12 @@
 //! ```text
 //! reader thread                                    inference thread            sink threads
 //! Samples::next ─▶ Windower::cut ─▶ WindowQueue ─▶ Graph::run ─▶ RecordPool ─▶ Sinks::send
-//! (source, decoder)  (window pool)   drop-oldest live,            (recorder)    one queue each
-//!                                    lossless replay
+//! (source, decoder)  (window pool)   drop-oldest live,            (tap)         one queue each
+//!  (tap)                             lossless replay
 //! ```
+//!
+//! The tap hands samples, records and events to the recorder (`--record`) and the live view
+//! (`[live]`), each on threads of their own.
 //!
 //! | module | owns |
 //! | --- | --- |
@@ -15,11 +18,14 @@
 //! | [`signals`] | the tokio thread: SIGINT/SIGTERM → stop, SIGHUP → reloader |
 //! | [`stats`] | the `stats` and `stopped` lines, the steady state |
 //! | [`provenance`] | what a recording remembers, and the replay's check of it |
+//! | [`live`] | `[live]`: the live view, started with the daemon's totals |
 
 pub mod inference;
 pub mod input;
+pub mod live;
 pub mod provenance;
 pub mod reader;
+pub mod runtime;
 pub mod signals;
 pub mod stats;
 pub mod supervisor;
@@ -35,6 +41,7 @@ use reflex_io::recording::Recorder;
 use reflex_io::sink::{Delivery, Sinks};
 use reflex_io::source::Counters;
 use reflex_io::stop::Stop;
+use reflex_io::tap::Tap;
 use reflex_io::window::Windower;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,6 +65,8 @@ pub struct Options {
     pub progress: bool,
     /// `[labels] listen`, bound (`run` only): activity marks for the recording.
     pub labels: Option<reflex_io::labels::Bound>,
+    /// Serve the live view (`run` with `[live]`).
+    pub live: Option<reflex_config::LiveConfig>,
 }
 
 /// Totals at the end of a run.
@@ -77,19 +86,24 @@ pub struct Summary {
     /// When the steady state began (see [`stats::Report`]): the allocation count and the
     /// windows cut then.
     pub steady_from: Option<(u64, u64)>,
+    /// Where the windows' time went (the inference thread's, when it finished).
+    pub breakdown: Option<stats::Breakdown>,
 }
 
 /// Runs the pipeline until the input ends (a log) or SIGINT/SIGTERM; then finishes the queued
 /// windows, flushes the sinks and returns.
 pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyhow::Result<Summary> {
     let (swaps_tx, swaps) = drop_oldest::<Swap>(1);
-    let tap = options.reload.then(|| Arc::new(reload::shadow::Tap::default()));
-    let reloader = tap.clone().map(|tap| Reloader::new(&loaded, swaps_tx, tap));
+    let shadow = options.reload.then(|| Arc::new(reload::shadow::ShadowFeed::default()));
+    let reloader = shadow.clone().map(|shadow| Reloader::new(&loaded, swaps_tx, shadow));
+    let counters = Arc::new(Counters::default());
+    let sinks = Arc::new(sinks);
+    let live = options.live.as_ref().map(|l| live::start(l, &loaded.config.path, &input, &counters, &sinks));
+    let live = live.transpose()?;
     let recorder = start_recorder(&loaded, &input, &options)?;
     let Loaded { config, graph } = loaded;
     reload::log_plugins(&graph, 1);
-    let counters = Arc::new(Counters::default());
-    let sinks = Arc::new(sinks);
+    let tap = Tap::new(recorder.as_ref(), live.as_ref());
 
     // source → decoder → windower → queue → graph → sinks
     let lossless = input.lossless;
@@ -97,13 +111,12 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     let pool = WindowPool::new(config.window.queue, graph.input_len());
     let (queue, windows) = WindowQueue::new(config.window.queue, lossless, &pool);
     let windower = Windower::from_config(&config.window, config.source.channels, pool);
-    let recording = recorder.as_ref().map(Recorder::handle);
-    if let Some(r) = &recording {
-        samples.record(r.clone());
-    }
-    let marks = options.labels.map(|l| l.start(counters.clone(), recording.clone())).transpose()?;
+    samples.tap(tap.clone());
+    let recording = recorder.is_some();
+    let marks = options.labels.map(|l| l.start(counters.clone(), tap.clone(), recording)).transpose()?;
     let labels = reload::labels(&config);
     let safety = config.safety.clone();
+    let runtime = Arc::new(runtime::Runtime::new(config.runtime.clone()));
     let watch = Arc::new(supervisor::Watch::default());
     let supervisor = supervisor::spawn(watch.clone(), sinks.clone(), &safety, labels.clone(), graph.output_len())?;
     let inference = Inference {
@@ -113,21 +126,23 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         swaps,
         sinks: sinks.clone(),
         counters: counters.clone(),
-        recording,
+        tap,
         scheduled: options.scheduled.into(),
         safety,
         watch: supervisor.is_some().then(|| watch.clone()),
-        shadow: tap,
+        shadow,
+        runtime: runtime.clone(),
     };
     let inference = inference.spawn()?;
-    let reader =
-        Reader { samples, windower, queue, counters: counters.clone(), progress: Progress::new(options.progress) };
+    let progress = Progress::new(options.progress);
+    let reader = Reader { samples, windower, queue, counters: counters.clone(), progress, runtime: runtime.clone() };
+    runtime.lock_memory();
     let (at_last_window, input_error) = signals::serve(move |stop: &Stop| reader.run(stop), Stop::new(), reloader)?;
     // No mark after the last sample; and the recorder finishes only once every handle is gone.
     if let Some(marks) = marks {
         marks.stop();
     }
-    let ending = Ending { inference, supervisor, watch, sinks, recorder, counters, lossless, at_last_window };
+    let ending = Ending { inference, supervisor, watch, sinks, recorder, live, counters, lossless, at_last_window };
     ending.finish(input_error)
 }
 
@@ -150,6 +165,7 @@ struct Ending {
     watch: Arc<supervisor::Watch>,
     sinks: Arc<Sinks>,
     recorder: Option<Recorder>,
+    live: Option<reflex_io::live::LiveView>,
     counters: Arc<Counters>,
     lossless: bool,
     at_last_window: u64,
@@ -161,9 +177,13 @@ impl Ending {
     /// read has been predicted and delivered before `input_error` (or a failed recording)
     /// becomes the exit status.
     fn finish(self, input_error: Option<reflex_io::Error>) -> anyhow::Result<Summary> {
-        let Ending { inference, supervisor, watch, sinks, recorder, counters, lossless, at_last_window } = self;
+        let Ending { inference, supervisor, watch, sinks, recorder, live, counters, lossless, at_last_window } = self;
         let finished = finished(inference, &counters, lossless);
         watch.stop();
+        // Inference has stopped or is stuck: nothing more to show.
+        if let Some(l) = live {
+            l.stop();
+        }
         let supervised = supervisor.filter(|_| finished.is_some()).map_or(0, |s| s.join().unwrap_or(0));
         let Some(inference) = finished else {
             return left_behind(&counters, sinks, recorder, lossless, at_last_window);

@@ -14,6 +14,8 @@ pub struct Reader {
     pub queue: WindowQueue,
     pub counters: Arc<Counters>,
     pub progress: Progress,
+    /// `[runtime]`: this thread's CPU and priority.
+    pub runtime: Arc<super::runtime::Runtime>,
 }
 
 /// Samples between two updates of the progress bar.
@@ -27,6 +29,7 @@ impl Reader {
     /// once everything read before it has been predicted and delivered.
     pub fn run(mut self, stop: &Stop) -> (u64, Option<reflex_io::Error>) {
         warm_thread();
+        self.runtime.enter(super::runtime::Role::Reader);
         let mut at_last_window = crate::allocs::count();
         loop {
             let sample = match self.samples.next(stop) {

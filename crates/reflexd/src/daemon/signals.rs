@@ -14,8 +14,12 @@ pub fn serve<T: Send + 'static>(
     stop: Stop,
     reloader: Option<Reloader>,
 ) -> anyhow::Result<T> {
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
+    // Its one blocking thread is the reader: named so in `top -H` and /proc.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("reader")
+        .build()
+        .context("cannot start the runtime")?;
     runtime.block_on(async move {
         let (hup_tx, hup) = tokio::sync::mpsc::unbounded_channel();
         let signals = tokio::spawn(wait_for_signal(stop.clone(), hup_tx));

@@ -4,7 +4,7 @@
 //! left glibc a fresh malloc arena each time); it is replaced only when a plugin call on it does
 //! not return, and is then left behind.
 
-use super::shadow::{self, Divergence, Failed, Tap};
+use super::shadow::{self, Divergence, Failed, ShadowFeed};
 use super::Fixed;
 use crate::model::{self, Loaded};
 use crossbeam_channel::Sender;
@@ -77,7 +77,7 @@ impl Drop for Pending {
 }
 
 impl Worker {
-    pub fn spawn(tap: Arc<Tap>) -> std::io::Result<Worker> {
+    pub fn spawn(shadow: Arc<ShadowFeed>) -> std::io::Result<Worker> {
         let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
         let beat = Arc::new(AtomicU64::new(mono_ns()));
         let busy = Arc::new(AtomicBool::new(false));
@@ -85,7 +85,7 @@ impl Worker {
         std::thread::Builder::new().name("graph-build".into()).spawn(move || {
             for job in rx {
                 y.store(true, Ordering::Relaxed);
-                let outcome = build(&job, &tap, &b);
+                let outcome = build(&job, &shadow, &b);
                 y.store(false, Ordering::Relaxed);
                 let _ = job.done.send(outcome);
             }
@@ -108,7 +108,7 @@ impl Worker {
     }
 }
 
-fn build(job: &Job, tap: &Tap, beat: &AtomicU64) -> Outcome {
+fn build(job: &Job, shadow: &ShadowFeed, beat: &AtomicU64) -> Outcome {
     beat.store(mono_ns(), Ordering::Relaxed);
     let loaded = model::load(&job.path).map_err(Refused::Load)?;
     let changed = job.fixed.differences(&Fixed::of(&loaded.config));
@@ -121,15 +121,11 @@ fn build(job: &Job, tap: &Tap, beat: &AtomicU64) -> Outcome {
     if windows == 0 {
         return Ok(Ready { loaded: Loaded { config, graph }, divergence: None });
     }
-    tracing::info!(
-        windows,
-        "new graph built and warmed up: running it in shadow on live windows before it drives the actuators"
-    );
     let classify = config.output.kind == OutputKind::Classify;
     let carry_on = || {
         beat.store(mono_ns(), Ordering::Relaxed);
         !job.cancel.load(Ordering::Relaxed)
     };
-    let divergence = shadow::trial(&mut graph, tap, windows, classify, &carry_on).map_err(Refused::Shadow)?;
+    let divergence = shadow::trial(&mut graph, shadow, windows, classify, &carry_on).map_err(Refused::Shadow)?;
     Ok(Ready { loaded: Loaded { config, graph }, divergence: Some(divergence) })
 }

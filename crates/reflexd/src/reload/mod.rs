@@ -9,18 +9,20 @@
 //! the plain windows every loaded graph is checked with, and then run the new graph in shadow beside the running one on live
 //! windows ([`shadow`], `[swap] shadow_windows`); only a graph that passed all of it is handed
 //! over. Anything wrong is one log line and the running graph keeps going. `[source]`,
-//! `[window]`, `[[sinks]]`, `[safety]` and `[labels]` cannot change under a running daemon: an
-//! edit to them is refused with a message asking for a restart.
+//! `[window]`, `[[sinks]]`, `[safety]`, `[labels]`, `[live]` and `[runtime]` cannot change under
+//! a running daemon: an edit to them is refused with a message asking for a restart.
 
 mod build;
 pub mod shadow;
 
 use crate::model::Loaded;
 use build::{Outcome, Pending, Refused, Worker};
-use reflex_config::{Config, LabelsConfig, OutputKind, SafetyConfig, SinkConfig, SourceConfig, WindowConfig};
+use reflex_config::{
+    Config, LabelsConfig, LiveConfig, OutputKind, RuntimeConfig, SafetyConfig, SinkConfig, SourceConfig, WindowConfig,
+};
 use reflex_graph::{Graph, Origin};
 use reflex_io::queue::DropOldest;
-use shadow::Tap;
+use shadow::ShadowFeed;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -58,7 +60,8 @@ pub fn log_plugins(graph: &Graph, generation: u64) {
     }
 }
 
-/// What a running daemon cannot change.
+/// What a running daemon cannot change: the input and its cut, where records go, how faults
+/// are met, and the listeners and threads it set up at start.
 #[derive(Clone, PartialEq)]
 struct Fixed {
     source: SourceConfig,
@@ -66,6 +69,8 @@ struct Fixed {
     sinks: Vec<SinkConfig>,
     safety: SafetyConfig,
     labels: Option<LabelsConfig>,
+    live: Option<LiveConfig>,
+    runtime: RuntimeConfig,
 }
 
 impl Fixed {
@@ -76,27 +81,22 @@ impl Fixed {
             sinks: c.sinks.clone(),
             safety: c.safety.clone(),
             labels: c.labels.clone(),
+            live: c.live.clone(),
+            runtime: c.runtime.clone(),
         }
     }
 
     fn differences(&self, other: &Fixed) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.source != other.source {
-            v.push("[source]");
-        }
-        if self.window != other.window {
-            v.push("[window]");
-        }
-        if self.sinks != other.sinks {
-            v.push("[[sinks]]");
-        }
-        if self.safety != other.safety {
-            v.push("[safety]");
-        }
-        if self.labels != other.labels {
-            v.push("[labels]");
-        }
-        v
+        let sections = [
+            ("[source]", self.source != other.source),
+            ("[window]", self.window != other.window),
+            ("[[sinks]]", self.sinks != other.sinks),
+            ("[safety]", self.safety != other.safety),
+            ("[labels]", self.labels != other.labels),
+            ("[live]", self.live != other.live),
+            ("[runtime]", self.runtime != other.runtime),
+        ];
+        sections.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name).collect()
     }
 }
 
@@ -107,7 +107,7 @@ pub struct Reloader {
     /// The files whose change triggers a reload: the config and its weights.
     files: Vec<PathBuf>,
     swaps: DropOldest<Swap>,
-    tap: Arc<Tap>,
+    shadow: Arc<ShadowFeed>,
     /// The build thread; `None` after it was left behind stuck, until the next change.
     worker: Option<Worker>,
     /// The watched files as they were when the running graph was loaded: a change made
@@ -158,9 +158,9 @@ struct Triggers {
 }
 
 impl Reloader {
-    /// `swaps` holds at most the newest graph not yet adopted; `tap` is where the inference
+    /// `swaps` holds at most the newest graph not yet adopted; `shadow` is where the inference
     /// thread offers live windows to a graph in shadow.
-    pub fn new(loaded: &Loaded, swaps: DropOldest<Swap>, tap: Arc<Tap>) -> Reloader {
+    pub fn new(loaded: &Loaded, swaps: DropOldest<Swap>, shadow: Arc<ShadowFeed>) -> Reloader {
         let files = watched_files(&loaded.config);
         Reloader {
             path: loaded.config.path.clone(),
@@ -168,7 +168,7 @@ impl Reloader {
             loaded_stamp: stamp(&files),
             files,
             swaps,
-            tap,
+            shadow,
             worker: None,
         }
     }
@@ -249,7 +249,7 @@ impl Reloader {
     /// Hands the change to the build thread, starting one if needed.
     fn submit(&mut self) -> Option<Pending> {
         if self.worker.is_none() {
-            match Worker::spawn(self.tap.clone()) {
+            match Worker::spawn(self.shadow.clone()) {
                 Ok(w) => self.worker = Some(w),
                 Err(e) => {
                     tracing::error!(error = %e, "config change refused, the running graph keeps going: cannot start a thread to build the graph");
@@ -263,7 +263,7 @@ impl Reloader {
     /// A plugin call on the build thread has not returned: the change is refused and the
     /// thread left behind (it cannot be cancelled); the next change gets a new one.
     fn abandon(&mut self) {
-        self.tap.close();
+        self.shadow.close();
         self.worker = None;
         tracing::error!(
             limit_s = build::BUILD_LIMIT.as_secs(),

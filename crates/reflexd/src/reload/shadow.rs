@@ -34,12 +34,12 @@ struct Session {
 /// Shared by the inference thread (which offers windows) and the build thread (which runs
 /// trials).
 #[derive(Default)]
-pub struct Tap {
+pub struct ShadowFeed {
     active: AtomicBool,
     session: Mutex<Option<Session>>,
 }
 
-impl Tap {
+impl ShadowFeed {
     /// On the inference thread, after each window: a copy for the trial, if one runs. Never
     /// blocks: a lock held by the other side, or no free buffer, skips this window.
     pub fn offer(&self, window: u64, data: &[f32], old: Option<&[f32]>) {
@@ -147,14 +147,16 @@ impl fmt::Display for Failed {
 /// windows may not come while the IMU is unplugged, and the trial then waits.
 pub fn trial(
     graph: &mut Graph,
-    tap: &Tap,
+    feed: &ShadowFeed,
     windows: u32,
     classify: bool,
     carry_on: &dyn Fn() -> bool,
 ) -> Result<Divergence, Failed> {
-    let (from_inference, give_back) = tap.open(graph.input_len(), graph.output_len());
+    let (from_inference, give_back) = feed.open(graph.input_len(), graph.output_len());
+    // Said once the feed is open: every window cut from now on is offered to the new graph.
+    tracing::info!(windows, "new graph built: running it in shadow on live windows before it drives the actuators");
     let result = run_trial(graph, &from_inference, &give_back, windows, classify, carry_on);
-    tap.close();
+    feed.close();
     result
 }
 
@@ -204,15 +206,15 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_tap_takes_nothing_and_a_closed_one_stops_copying() {
-        let tap = Tap::default();
-        tap.offer(0, &[1.0], None); // no trial: nothing happens
-        let (rx, _give_back) = tap.open(1, 1);
-        tap.offer(7, &[2.0], Some(&[3.0]));
+    fn an_idle_feed_takes_nothing_and_a_closed_one_stops_copying() {
+        let feed = ShadowFeed::default();
+        feed.offer(0, &[1.0], None); // no trial: nothing happens
+        let (rx, _give_back) = feed.open(1, 1);
+        feed.offer(7, &[2.0], Some(&[3.0]));
         let s = rx.try_recv().unwrap();
         assert_eq!((s.window, s.data.as_slice(), s.old.as_slice()), (7, &[2.0][..], &[3.0][..]));
-        tap.close();
-        tap.offer(8, &[2.0], None);
+        feed.close();
+        feed.offer(8, &[2.0], None);
         assert!(rx.try_recv().is_err());
     }
 }

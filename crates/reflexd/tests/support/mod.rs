@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod viewer;
+
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::pty::openpty;
 use nix::sys::signal::{kill, Signal};

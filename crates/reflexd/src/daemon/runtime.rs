@@ -1,0 +1,147 @@
+//! `[runtime]`: the reader and inference threads pinned to CPUs and run SCHED_FIFO, and the
+//! daemon's memory locked — for a control loop whose tail latency matters. Each setting that
+//! the OS does not permit (no CAP_SYS_NICE / RLIMIT_RTPRIO, no CAP_IPC_LOCK / RLIMIT_MEMLOCK,
+//! a CPU that is not there) is one warning, and the daemon runs on without it.
+
+use reflex_config::RuntimeConfig;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Which of the two threads is entering.
+#[derive(Clone, Copy, Debug)]
+pub enum Role {
+    Reader,
+    Inference,
+}
+
+/// How long the inference thread spins for the next window before it parks, when it has a CPU
+/// of its own: a parked thread is woken in tens of microseconds, a spinning one at once. Short
+/// enough that a loop between windows costs little; at 1 kHz and more the next window usually
+/// comes within it.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// The section, and which refusals were said already (one warning each, not one per thread).
+#[derive(Debug, Default)]
+pub struct Runtime {
+    config: RuntimeConfig,
+    said_affinity: AtomicBool,
+    said_priority: AtomicBool,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Runtime {
+        Runtime { config, ..Runtime::default() }
+    }
+
+    /// Applies the section to the calling thread, which is the `role` thread.
+    pub fn enter(&self, role: Role) {
+        let cpu = match role {
+            Role::Reader => self.config.reader_cpu,
+            Role::Inference => self.config.inference_cpu,
+        };
+        if let Some(cpu) = cpu {
+            if let Err(e) = os::pin(cpu) {
+                self.warn_once(
+                    &self.said_affinity,
+                    format_args!("[runtime] {role:?} thread not pinned to CPU {cpu}: {e}; it runs on any CPU"),
+                );
+            }
+        }
+        if let Some(priority) = self.config.realtime_priority {
+            if let Err(e) = os::fifo(priority) {
+                self.warn_once(&self.said_priority, format_args!("[runtime] realtime_priority = {priority} not applied: {e}; running at normal priority (grant CAP_SYS_NICE or LimitRTPRIO)"));
+            }
+        }
+    }
+
+    /// `lock_memory`: once everything is started (pools, queues, threads' stacks).
+    pub fn lock_memory(&self) {
+        if !self.config.lock_memory {
+            return;
+        }
+        match os::lock_all() {
+            Ok(()) => tracing::info!("[runtime] memory locked"),
+            Err(e) => tracing::warn!("[runtime] lock_memory not applied: {e}; memory may be paged (grant CAP_IPC_LOCK or LimitMEMLOCK=infinity)"),
+        }
+    }
+
+    /// How long the inference thread spins before it parks: only when it is pinned to a CPU
+    /// other than the reader's, where spinning takes nothing from the reader.
+    pub fn spin(&self) -> Duration {
+        match (self.config.reader_cpu, self.config.inference_cpu) {
+            (Some(r), Some(i)) if r != i => SPIN,
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn warn_once(&self, said: &AtomicBool, line: std::fmt::Arguments<'_>) {
+        if !said.swap(true, Ordering::Relaxed) {
+            tracing::warn!("{line}");
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod os {
+    use std::io;
+
+    /// Pins the calling thread to `cpu`.
+    pub fn pin(cpu: usize) -> io::Result<()> {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: an all-zero cpu_set_t is a valid, empty set (it is a plain bit array).
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `cpu` < CPU_SETSIZE (checked above), so the bit is inside `set`.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+        // SAFETY: pid 0 is the calling thread; `set` is a valid cpu_set_t of the size passed.
+        let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// SCHED_FIFO at `priority` for the calling thread.
+    pub fn fifo(priority: u8) -> io::Result<()> {
+        let param = libc::sched_param { sched_priority: i32::from(priority) };
+        // SAFETY: pthread_self() is the calling thread, alive for the call; `param` is a valid
+        // sched_param it only reads.
+        let r = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(r))
+        }
+    }
+
+    /// `mlockall(MCL_CURRENT | MCL_FUTURE)`.
+    pub fn lock_all() -> io::Result<()> {
+        // SAFETY: mlockall takes flags only and changes no memory Rust can see.
+        let r = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod os {
+    use std::io;
+
+    fn unsupported() -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "not supported on this OS"))
+    }
+    pub fn pin(_cpu: usize) -> io::Result<()> {
+        unsupported()
+    }
+    pub fn fifo(_priority: u8) -> io::Result<()> {
+        unsupported()
+    }
+    pub fn lock_all() -> io::Result<()> {
+        unsupported()
+    }
+}
