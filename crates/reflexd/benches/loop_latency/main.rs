@@ -61,6 +61,9 @@ const REL_TOL: f64 = 1e-4;
 /// Steps of one contender's rate search at most.
 const SEARCH_STEPS: usize = 12;
 
+/// The search goes no lower than a rate that makes this many windows in a run.
+const SEARCH_MIN_WINDOWS: usize = 100;
+
 fn main() {
     if let Err(e) = bench() {
         eprintln!("error: {e:#}");
@@ -212,12 +215,23 @@ struct Search {
     rate: f64,
     good: f64,
     bad: f64,
+    /// The lowest rate worth a run (see [`SEARCH_MIN_WINDOWS`]).
+    floor: f64,
     steps: Vec<Value>,
 }
 
 impl Search {
     fn done(&self) -> bool {
-        (self.good > 0.0 && self.bad / self.good < 1.1) || self.steps.len() >= SEARCH_STEPS
+        (self.good > 0.0 && self.bad / self.good < 1.1) || self.rate < self.floor || self.steps.len() >= SEARCH_STEPS
+    }
+
+    /// The result: the highest rate sustained, or what none was sustained above.
+    fn said(&self) -> String {
+        if self.good > 0.0 {
+            format!("{:.0} Hz", self.good)
+        } else {
+            format!("none: not sustained at {:.0} Hz or any rate tried", self.bad)
+        }
     }
 
     fn next(&mut self, ok: bool) {
@@ -261,8 +275,11 @@ fn find_max(a: &args::Args, setup: &Setup, out: &Out, seconds: f64, pooled: &mut
          contenders alternating:",
         a.late_ms
     ));
-    let mut searches: Vec<Search> =
-        pooled.iter().map(|_| Search { rate: a.rate, good: 0.0, bad: f64::INFINITY, steps: Vec::new() }).collect();
+    let floor = ((setup.length + (SEARCH_MIN_WINDOWS - 1) * setup.hop) as f64 / seconds).ceil();
+    let mut searches: Vec<Search> = pooled
+        .iter()
+        .map(|_| Search { rate: a.rate, good: 0.0, bad: f64::INFINITY, floor, steps: Vec::new() })
+        .collect();
     while searches.iter().any(|s| !s.done()) {
         for (p, s) in pooled.iter().zip(&mut searches).filter(|(_, s)| !s.done()) {
             let o = drive::run(setup, p.contender, s.rate, seconds, false)?;
@@ -279,7 +296,7 @@ fn find_max(a: &args::Args, setup: &Setup, out: &Out, seconds: f64, pooled: &mut
     let mut all = serde_json::Map::new();
     for (p, s) in pooled.iter_mut().zip(searches) {
         p.max_rate = Some(s.good);
-        out.say(&format!("  {:<9} {:.0} Hz", p.contender.name(), s.good));
+        out.say(&format!("  {:<9} {}", p.contender.name(), s.said()));
         all.insert(p.contender.name().to_string(), json!({"max_rate_hz": s.good, "steps": s.steps}));
     }
     Ok(Value::Object(all))

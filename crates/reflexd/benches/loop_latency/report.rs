@@ -142,7 +142,7 @@ impl Out {
                 self.say(&format!("            {k}={v}"));
             }
         }
-        for (k, stages) in o.stopped.breakdown() {
+        for (k, stages) in o.stopped.breakdown().filter(|_| o.received > 0) {
             let text: Vec<String> = stages.iter().map(|(s, v)| format!("{s} {v}")).collect();
             self.say(&format!("            {k}: {}", text.join("  ")));
         }
@@ -225,7 +225,7 @@ pub fn ratios(out: &Out, pooled: &[Pooled]) -> Value {
     };
     let mut all = serde_json::Map::new();
     for d in pooled.iter().filter(|p| p.contender != Contender::Python) {
-        let rate = d.max_rate.zip(py.max_rate).map(|(a, b)| a / b);
+        let rate = d.max_rate.zip(py.max_rate).map(|(a, b)| a / b).filter(|r| r.is_finite());
         let r = json!({
             "p50": d.p(0.5) / py.p(0.5), "p99": d.p(0.99) / py.p(0.99), "max": d.max() / py.max(),
             "max_rate": rate,
@@ -236,7 +236,7 @@ pub fn ratios(out: &Out, pooled: &[Pooled]) -> Value {
             d.p(0.5) / py.p(0.5),
             d.p(0.99) / py.p(0.99),
             d.max() / py.max(),
-            rate.map_or(String::new(), |r| format!("  highest rate {r:.2}"))
+            rate.filter(|r| r.is_finite()).map_or(String::new(), |r| format!("  highest rate {r:.2}"))
         ));
         all.insert(format!("{}/python", d.contender.name()), r);
     }
