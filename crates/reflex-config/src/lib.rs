@@ -15,6 +15,7 @@
 //! | `safety` | `[safety]`: fallback records |
 //! | `labels` | `[labels]`: where the daemon takes activity marks for its recording |
 //! | `live` | `[live]`: the Foxglove live view |
+//! | `metrics` | `[metrics]`: the Prometheus endpoint |
 //! | `error` | [`Error`], [`Place`], [`Errors`] |
 //!
 //! ```
@@ -39,6 +40,7 @@
 mod error;
 mod labels;
 mod live;
+mod metrics;
 mod model;
 mod output;
 mod runtime;
@@ -52,6 +54,7 @@ pub mod file;
 pub use error::{Error, Errors, Place};
 pub use labels::LabelsConfig;
 pub use live::LiveConfig;
+pub use metrics::MetricsConfig;
 pub use model::{LayerConfig, ModelConfig};
 pub use output::{OutputConfig, OutputKind};
 pub use reflex_codecs::Format;
@@ -92,10 +95,12 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// `[live]`, when the daemon serves a live view.
     pub live: Option<LiveConfig>,
+    /// `[metrics]`, when the file has it.
+    pub metrics: Option<MetricsConfig>,
 }
 
-const SECTIONS: [&str; 10] =
-    ["source", "window", "model", "output", "sinks", "safety", "swap", "labels", "runtime", "live"];
+const SECTIONS: [&str; 11] =
+    ["source", "window", "model", "output", "sinks", "safety", "swap", "labels", "runtime", "live", "metrics"];
 const ENV_PREFIX: &str = "REFLEX";
 
 /// Problems found so far in one file.
@@ -165,12 +170,14 @@ pub fn parse(path: &Path, text: &str, env: impl IntoIterator<Item = (String, Str
     let labels = setting::<Option<LabelsConfig>>("labels", &mut doc, &mut found);
     let runtime = setting::<RuntimeConfig>("runtime", &mut doc, &mut found);
     let live = setting::<Option<LiveConfig>>("live", &mut doc, &mut found);
+    let metrics = setting::<Option<MetricsConfig>>("metrics", &mut doc, &mut found);
     // Every section typed: a config, unless a problem was found on the way.
     let config = (|| {
         let (path, text) = (path.into(), text.into());
         let (source, window, model, output, sinks) = (source?, window?, model?, output?, sinks?);
-        let (safety, swap, labels, runtime, live) = (safety?, swap?, labels?, runtime?, live?);
-        Some(Config { path, text, source, window, model, output, sinks, safety, swap, labels, runtime, live })
+        let (safety, swap, labels, runtime) = (safety?, swap?, labels?, runtime?);
+        let (live, metrics) = (live?, metrics?);
+        Some(Config { path, text, source, window, model, output, sinks, safety, swap, labels, runtime, live, metrics })
     })();
     match config {
         Some(config) if found.errors.is_empty() => Ok(config.resolve_paths()),

@@ -77,7 +77,32 @@ impl Graph {
         registry: &mut Registry,
         plugin_dir: &Path,
     ) -> Result<Graph, BuildErrors> {
-        let mut b = Builder::new(model, input, registry, plugin_dir);
+        let mut errors = Vec::new();
+        let source = open_weights(model, &mut errors);
+        Self::build_from(model, source, errors, input, registry, plugin_dir)
+    }
+
+    /// Like [`Graph::build`] with the weights already read (`model.weights` is not opened):
+    /// what the weights fuzz target checks arbitrary bytes with.
+    pub fn build_with_weights(
+        model: &ModelConfig,
+        weights: Weights,
+        input: Shape,
+        registry: &mut Registry,
+        plugin_dir: &Path,
+    ) -> Result<Graph, BuildErrors> {
+        Self::build_from(model, classify(weights, model), Vec::new(), input, registry, plugin_dir)
+    }
+
+    fn build_from(
+        model: &ModelConfig,
+        source: Source,
+        errors: Vec<BuildError>,
+        input: Shape,
+        registry: &mut Registry,
+        plugin_dir: &Path,
+    ) -> Result<Graph, BuildErrors> {
+        let mut b = Builder::new(model, source, errors, input, registry, plugin_dir);
         for (i, layer) in model.layers.iter().enumerate() {
             b.layer(i, layer);
         }
@@ -111,9 +136,14 @@ impl Graph {
 }
 
 impl<'m> Builder<'m> {
-    fn new(model: &'m ModelConfig, input: Shape, registry: &'m mut Registry, plugin_dir: &'m Path) -> Self {
-        let mut errors = Vec::new();
-        let source = open_weights(model, &mut errors);
+    fn new(
+        model: &'m ModelConfig,
+        source: Source,
+        errors: Vec<BuildError>,
+        input: Shape,
+        registry: &'m mut Registry,
+        plugin_dir: &'m Path,
+    ) -> Self {
         let mut index = HashMap::new();
         index.insert(INPUT, (0, Some(Known { shape: input, rf: Some((1, 1)) })));
         Builder {
@@ -278,10 +308,15 @@ fn open_weights(model: &ModelConfig, errors: &mut Vec<BuildError>) -> Source {
             errors.push(e.into());
             Source::Unusable
         }
-        Ok(w) => match sequential_names(&w, model) {
-            Some(found) => Source::Sequential { file: w.path, found },
-            None => Source::File(w),
-        },
+        Ok(w) => classify(w, model),
+    }
+}
+
+/// Weights read: usable, or named like an unnamed `nn.Sequential`'s.
+fn classify(w: Weights, model: &ModelConfig) -> Source {
+    match sequential_names(&w, model) {
+        Some(found) => Source::Sequential { file: w.path, found },
+        None => Source::File(w),
     }
 }
 

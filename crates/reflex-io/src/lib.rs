@@ -19,6 +19,7 @@
 //! | [`labels`] | `[labels] listen`: the thread taking activity marks for the recording |
 //! | [`live`] | `[live]`: the Foxglove WebSocket server, the [`LiveView`](live::LiveView) |
 //! | [`mcap`] | the MCAP writer, and the one MCAP reader (replay and plot) |
+//! | [`info`] | what a recording holds, as `reflexd info` prints it |
 //! | [`stop`] | [`Stop`](stop::Stop): the one stop request |
 //! | [`error`] | [`Error`]: what went wrong, with the file or sink as data |
 //!
@@ -38,6 +39,7 @@
 //! ```
 
 pub mod error;
+pub mod info;
 pub mod labels;
 pub mod live;
 pub mod mcap;

@@ -64,3 +64,34 @@ fn the_packaged_config_is_the_default_config_with_its_weights_beside_it() {
     let config = reflex_config::load(&packaged).expect("the packaged config loads");
     assert!(config.model.plugin_dir.is_none(), "plugins are found by the search, not named");
 }
+
+/// The shipped unit (SPEC §7): systemd waits for `READY=1` and restarts a daemon whose
+/// watchdog goes hungry.
+#[test]
+fn the_unit_waits_for_ready_and_keeps_a_watchdog() {
+    let unit = std::fs::read_to_string(crate_dir().join("../../examples/systemd/reflexd.service")).unwrap();
+    let keys: Vec<&str> = unit.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
+    assert!(keys.contains(&"Type=notify"), "{unit}");
+    assert!(keys.contains(&"NotifyAccess=main"), "{unit}");
+    assert!(keys.contains(&"Restart=on-failure"), "{unit}");
+    let watchdog = keys.iter().find_map(|l| l.strip_prefix("WatchdogSec=")).expect("WatchdogSec=");
+    assert!(watchdog.trim_end_matches('s').parse::<u32>().is_ok_and(|s| s >= 1), "WatchdogSec={watchdog}");
+}
+
+/// `[runtime]` on the robot: the unit grants what SCHED_FIFO and locked memory need, and no
+/// other capability.
+#[test]
+fn the_unit_grants_what_runtime_needs_and_nothing_else() {
+    let unit = std::fs::read_to_string(crate_dir().join("../../examples/systemd/reflexd.service")).unwrap();
+    let keys: Vec<&str> = unit.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
+    for key in [
+        "AmbientCapabilities=CAP_SYS_NICE CAP_IPC_LOCK",
+        "CapabilityBoundingSet=CAP_SYS_NICE CAP_IPC_LOCK",
+        "LimitRTPRIO=99",
+        "LimitMEMLOCK=infinity",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(keys.contains(&key), "{key} missing:\n{unit}");
+    }
+    assert_eq!(keys.iter().filter(|k| k.starts_with("CapabilityBoundingSet=")).count(), 1, "{unit}");
+}

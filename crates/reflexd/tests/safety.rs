@@ -3,12 +3,15 @@
 
 mod support;
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{
-    actuator, exe_dir, one_line_error, output_within, pty, receive, reflexd, spawn, terminate, wait_log, Running,
+    actuator, exe_dir, one_line_error, output_within, pty, receive, reflexd, spawn, stopped, terminate, wait, wait_log,
+    Running,
 };
 
 const CHANNELS: usize = 2;
@@ -48,6 +51,11 @@ struct Live {
 }
 
 fn live(keys: &str, extra: &str) -> Live {
+    live_env(keys, extra, &[])
+}
+
+/// [`live`], with these environment variables for the daemon.
+fn live_env(keys: &str, extra: &str, env: &[(&str, std::ffi::OsString)]) -> Live {
     let dir = tempfile::tempdir().unwrap();
     let imu = pty();
     let (sock, port) = actuator();
@@ -55,7 +63,9 @@ fn live(keys: &str, extra: &str) -> Live {
     let text = std::fs::read_to_string(&config).unwrap() + extra;
     std::fs::write(&config, text).unwrap();
     let err = dir.path().join("err.log");
-    let child = spawn(reflexd(&["run", "--config", config.to_str().unwrap()]), &err);
+    let mut command = reflexd(&["run", "--config", config.to_str().unwrap()]);
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    let child = spawn(command, &err);
     wait_log(&err, "serial device open");
     Live { dir, imu, sock, port, config, err, child }
 }
@@ -593,4 +603,297 @@ fn a_panicking_plugin_is_one_throttled_line_not_a_flood() {
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains("plugin panicked")).collect();
     assert_eq!(warnings.len(), 1, "{log}");
     assert!(warnings[0].contains("plugin panicked at examples/plugin_slow/src/lib.rs:"), "{log}");
+}
+
+/// A notify socket as systemd binds it (`NOTIFY_SOCKET`): every datagram, with when it came.
+struct Systemd {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    messages: std::sync::mpsc::Receiver<(Instant, String)>,
+}
+
+fn systemd() -> Systemd {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let (tx, messages) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            if tx.send((Instant::now(), String::from_utf8_lossy(&buf[..n]).into_owned())).is_err() {
+                return;
+            }
+        }
+    });
+    Systemd { _dir: dir, path, messages }
+}
+
+impl Systemd {
+    /// `NOTIFY_SOCKET` and `WATCHDOG_USEC` for the daemon.
+    fn env(&self, watchdog: Duration) -> [(&'static str, std::ffi::OsString); 2] {
+        [("NOTIFY_SOCKET", self.path.clone().into()), ("WATCHDOG_USEC", watchdog.as_micros().to_string().into())]
+    }
+
+    /// The messages until (and with) the first that holds `what`, 10 s at most.
+    fn until(&self, what: &str) -> Vec<(Instant, String)> {
+        let mut seen = Vec::new();
+        loop {
+            let m =
+                self.messages.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("no {what}: {seen:?}"));
+            let done = m.1.lines().any(|l| l == what || l.starts_with(what));
+            seen.push(m);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Whether a message holding `what` has come (without waiting).
+    fn has_come(&self, what: &str) -> bool {
+        self.messages.try_iter().any(|(_, m)| m.lines().any(|l| l == what))
+    }
+
+    /// Every message that arrives within `d`.
+    fn during(&self, d: Duration) -> Vec<(Instant, String)> {
+        let end = Instant::now() + d;
+        let mut seen = Vec::new();
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.messages.recv_timeout(left) {
+                Ok(m) => seen.push(m),
+                Err(_) => break,
+            }
+        }
+        seen
+    }
+}
+
+fn pings(messages: &[(Instant, String)]) -> Vec<Instant> {
+    messages.iter().filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1")).map(|(at, _)| *at).collect()
+}
+
+/// systemd (SPEC §7): `READY=1` once the device is open, `WATCHDOG=1` every half of
+/// `WATCHDOG_USEC` while idle or predicting, `STATUS=` with the rates, `RELOADING=1` (with
+/// `MONOTONIC_USEC=`) … `READY=1` around the swap SIGHUP asks for — READY once the new graph
+/// has passed its shadow run and is handed over —, `STOPPING=1` on SIGTERM.
+#[test]
+fn systemd_hears_ready_watchdog_status_reloading_and_stopping() {
+    let sd = systemd();
+    // Pings every 750 ms; a gap is a failure only past the whole 1.5 s systemd would allow.
+    let watchdog = Duration::from_millis(1500);
+    let env = sd.env(watchdog);
+    let shadow = "[swap]\nshadow_windows = 3\n";
+    let Live { dir: _dir, mut imu, sock, err, mut child, .. } = live_env("", shadow, &env);
+    sd.until("READY=1");
+    let mut seen = Vec::new();
+    for _ in 0..16 {
+        imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+        assert_eq!(receive(&sock)["health"], "ok");
+        seen.extend(sd.during(Duration::from_millis(250)));
+    }
+    let status = seen.iter().find(|(_, m)| m.contains("STATUS=") && m.contains("samples/s")).map(|(_, m)| m);
+    assert!(status.is_some_and(|m| m.contains("windows/s")), "{seen:?}");
+    let pinged = pings(&seen);
+    assert!(pinged.len() >= 4, "{seen:?}");
+    for pair in pinged.windows(2) {
+        assert!(pair[1] - pair[0] < watchdog, "a ping {:?} after the one before: {seen:?}", pair[1] - pair[0]);
+    }
+
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).unwrap();
+    let reloading = sd.until("RELOADING=1");
+    let message = &reloading.last().unwrap().1;
+    assert!(message.lines().any(|l| l.starts_with("MONOTONIC_USEC=")), "{message}");
+    // The new graph runs in shadow on live windows: READY once it has passed and is handed over
+    // (the inference thread adopts it between two windows, maybe before READY is read here).
+    let mut generations = Vec::new();
+    while !sd.has_come("READY=1") {
+        assert!(generations.len() < 200, "no READY=1 after RELOADING=1: {}", std::fs::read_to_string(&err).unwrap());
+        imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+        generations.push(receive(&sock)["generation"].as_u64().unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let shadowed = generations.iter().take_while(|g| **g == 1).count();
+    assert!(shadowed >= 3 && generations[shadowed..].iter().all(|g| *g == 2), "{generations:?}");
+    imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+    assert_eq!(receive(&sock)["generation"], 2);
+
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    sd.until("STOPPING=1");
+    assert!(
+        wait(&mut child, Duration::from_secs(2)).is_some_and(|s| s.success()),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
+}
+
+/// The watchdog is fed only while inference makes progress: a plugin call that never returns
+/// stops the pings within two ping intervals, so systemd restarts the daemon.
+#[test]
+fn the_watchdog_goes_hungry_within_two_intervals_when_a_plugin_hangs() {
+    let sd = systemd();
+    let watchdog = Duration::from_millis(1000);
+    let interval = watchdog / 2;
+    let env = sd.env(watchdog);
+    let Live { dir: _dir, mut imu, sock, err, mut child, .. } = live_env("loop_above = 5.0", "", &env);
+    sd.until("READY=1");
+    imu.write(b"1,2\n1,2\n1,2\n1,2\n");
+    assert_eq!(receive(&sock)["health"], "ok");
+    sd.until("WATCHDOG=1");
+    imu.write(b"9,9\n9,9\n9,9\n9,9\n");
+    let hung = Instant::now();
+    let after = sd.during(4 * interval);
+    if let Some(last) = pings(&after).last() {
+        assert!(*last - hung <= 2 * interval, "a ping {:?} into the hang: {after:?}", *last - hung);
+    }
+    assert!(terminate(&mut child, &err).success());
+    assert!(sd.during(Duration::from_millis(200)).iter().chain(&after).any(|(_, m)| m.contains("STOPPING=1")));
+}
+
+/// `GET /metrics` over HTTP: the counters equal what the actuator got and what the `stopped`
+/// line says, per sink and per fallback reason; the histograms count every window.
+#[test]
+fn metrics_count_what_the_sinks_got_and_the_stopped_line_says() {
+    let extra = "[metrics]\nlisten = \"127.0.0.1:0\"\n[[sinks]]\nkind = \"file\"\npath = \"/dev/full\"\n";
+    let Live { dir: _dir, mut imu, sock, err, mut child, .. } = live("nan_above = 5.0", extra);
+    let log = std::fs::read_to_string(&err).unwrap();
+    let at = log.find("listen=127.0.0.1:").unwrap_or_else(|| panic!("{log}")) + "listen=127.0.0.1:".len();
+    let port: u16 = log[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+
+    // Five good windows with a malformed line (not the first: that one may be a header).
+    imu.write(format!("1,2\noops\n{}", "1,2\n".repeat(19)).as_bytes());
+    for _ in 0..5 {
+        assert_eq!(receive(&sock)["health"], "ok");
+    }
+    let m = scrape(port);
+    for (name, value) in [
+        ("reflex_samples_total", 20.0),
+        ("reflex_windows_total", 5.0),
+        ("reflex_decode_errors_total", 1.0),
+        ("reflex_latency_seconds_count", 5.0),
+        ("reflex_inference_seconds_count", 5.0),
+        ("reflex_generation", 1.0),
+    ] {
+        assert_eq!(m.value(name, None), value, "{name}: {}", m.text);
+    }
+
+    // Three windows whose outputs are not finite: fallback records.
+    imu.write("9,9\n".repeat(12).as_bytes());
+    for _ in 0..3 {
+        assert_eq!(receive(&sock)["health"], "nonfinite");
+    }
+    // The file sink on /dev/full loses every record: once it has tried all 8, nothing moves.
+    let file_sink = Some(("sink", "sinks[1] (file /dev/full)"));
+    let start = Instant::now();
+    let m = loop {
+        let m = scrape(port);
+        if m.value("reflex_sink_lost_total", file_sink) == 8.0 {
+            break m;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", m.text);
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (not_found, _) = get(port, "/");
+    assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
+
+    assert!(terminate(&mut child, &err).success());
+    let log = std::fs::read_to_string(&err).unwrap();
+    let udp_sink = Some(("sink", "sinks[0] (udp 127.0.0.1:"));
+    assert_eq!(m.value("reflex_sink_lost_total", udp_sink), 0.0, "{}", m.text);
+    assert_eq!(m.value("reflex_fallback_records_total", Some(("reason", "nonfinite"))), 3.0, "{}", m.text);
+    for reason in ["stale", "error", "late"] {
+        assert_eq!(m.value("reflex_fallback_records_total", Some(("reason", reason))), 0.0, "{}", m.text);
+    }
+    for (name, key) in [
+        ("reflex_samples_total", "samples"),
+        ("reflex_windows_total", "windows"),
+        ("reflex_dropped_windows_total", "dropped_windows"),
+        ("reflex_decode_errors_total", "decode_errors"),
+        ("reflex_lost_samples_total", "lost_samples"),
+        ("reflex_time_jumps_total", "time_jumps"),
+    ] {
+        assert_eq!(m.value(name, None), stopped(&log, key) as f64, "{name} and {key}: {}\n{log}", m.text);
+    }
+    assert_eq!(m.sum("reflex_fallback_records_total"), stopped(&log, "fallback_records") as f64, "{log}");
+    assert_eq!(m.sum("reflex_sink_lost_total"), stopped(&log, "sink_lost") as f64, "{log}");
+    assert_eq!(stopped(&log, "windows"), 8, "{log}");
+    for h in ["reflex_latency_seconds", "reflex_inference_seconds"] {
+        assert_eq!(m.value(&format!("{h}_count"), None), 8.0, "{}", m.text);
+        assert_eq!(m.bucket(h, f64::INFINITY), 8.0, "{}", m.text);
+    }
+}
+
+/// `[metrics] listen` on an address already taken: one line naming the key and the address,
+/// exit 1, before any sink opens.
+#[test]
+fn a_metrics_address_in_use_is_one_line_and_exit_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let imu = pty();
+    let c = config(dir.path(), &imu.path, 9, "", false);
+    let file = dir.path().join("records.jsonl");
+    let extra =
+        format!("[metrics]\nlisten = \"{address}\"\n[[sinks]]\nkind = \"file\"\npath = \"{}\"\n", file.display());
+    std::fs::write(&c, std::fs::read_to_string(&c).unwrap() + &extra).unwrap();
+    let o = output_within(reflexd(&["run", "--config", c.to_str().unwrap()]));
+    one_line_error(&o, &format!("[metrics] listen = \"{address}\": cannot listen there"));
+    assert!(!file.exists(), "a sink opened before the endpoint was bound");
+}
+
+/// `GET path`: the response's head and body.
+fn get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{text}"));
+    (head.to_string(), body.to_string())
+}
+
+/// One scrape, parsed.
+struct Scraped {
+    text: String,
+    parsed: prometheus_parse::Scrape,
+}
+
+fn scrape(port: u16) -> Scraped {
+    let (head, text) = get(port, "/metrics");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    Scraped { text, parsed }
+}
+
+impl Scraped {
+    /// The value of `name` (whose `label` starts with the given text, if any).
+    fn value(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
+        let matching = |s: &&prometheus_parse::Sample| {
+            s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k).is_some_and(|l| l.starts_with(v)))
+        };
+        let samples: Vec<_> = self.parsed.samples.iter().filter(matching).collect();
+        assert_eq!(samples.len(), 1, "{name} {label:?}: {}", self.text);
+        match samples[0].value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    /// The sum of `name` over its labels.
+    fn sum(&self, name: &str) -> f64 {
+        let values = self.parsed.samples.iter().filter(|s| s.metric == name).map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            ref other => panic!("{name}: {other:?}"),
+        });
+        values.sum()
+    }
+
+    /// Histogram `name`'s cumulative count up to `le`.
+    fn bucket(&self, name: &str, le: f64) -> f64 {
+        let h = self.parsed.samples.iter().find(|s| s.metric == name).unwrap_or_else(|| panic!("{}", self.text));
+        let prometheus_parse::Value::Histogram(buckets) = &h.value else { panic!("{name}: {:?}", h.value) };
+        buckets.iter().find(|b| b.less_than == le).unwrap_or_else(|| panic!("{name} le {le}: {}", self.text)).count
+    }
 }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::viewer::{address, Viewer, TOPICS};
-use support::{exe_dir, noise, pty, write_weights};
+use support::{exe_dir, noise, pty, stopped, write_weights};
 
 const CHANNELS: usize = 6;
 const LENGTH: usize = 16;
@@ -101,11 +101,17 @@ fn samples() -> Vec<Vec<f32>> {
     noise(SAMPLES * CHANNELS, 77).chunks(CHANNELS).map(|c| c.iter().map(|v| v * 8.0).collect()).collect()
 }
 
-/// `reflexd ARGS`, stdout and stderr to files in `out`.
-fn start(args: &[&std::ffi::OsStr], out: &Path, name: &str) -> (Child, PathBuf, PathBuf) {
+/// `reflexd ARGS` with `env` added to its environment, stdout and stderr to files in `out`.
+fn start(
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &std::ffi::OsStr)],
+    out: &Path,
+    name: &str,
+) -> (Child, PathBuf, PathBuf) {
     let (stdout, log) = (out.join(format!("{name}.stdout")), out.join(format!("{name}.log")));
     let child = Command::new(env!("CARGO_BIN_EXE_reflexd"))
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(File::create(&stdout).unwrap())
         .stderr(File::create(&log).unwrap())
@@ -129,13 +135,6 @@ fn finish(mut child: Child, log: &Path) -> String {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// `key=N` from the final `stopped` line.
-fn stopped(log: &str, key: &str) -> u64 {
-    let line = log.lines().rev().find(|l| l.contains(" stopped ")).unwrap_or_else(|| panic!("no summary:\n{log}"));
-    let at = line.find(&format!(" {key}=")).unwrap_or_else(|| panic!("no {key} in {line}"));
-    line[at + key.len() + 2..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
 }
 
 /// The steady state's windows and allocations, with the lines that report them.
@@ -193,13 +192,62 @@ fn lines(path: &Path) -> usize {
     BufReader::new(File::open(path).unwrap()).lines().count()
 }
 
+/// A notify socket as systemd binds it: the messages it gets until [`Notified::finish`].
+struct Notified {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Vec<String>>,
+}
+
+fn notified(dir: &Path) -> Notified {
+    let path = dir.join("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let (mut buf, mut all) = ([0u8; 4096], Vec::new());
+        while !s.load(Ordering::Relaxed) {
+            if let Ok(n) = sock.recv(&mut buf) {
+                all.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        all
+    });
+    Notified { path, stop, thread }
+}
+
+impl Notified {
+    fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// One `GET /metrics` from the endpoint the log at `stderr` names.
+fn scrape(stderr: &Path) -> String {
+    use std::io::Write;
+    wait_for(stderr, "metrics: serving");
+    let log = std::fs::read_to_string(stderr).unwrap();
+    let at = log.find("listen=127.0.0.1:").unwrap() + "listen=127.0.0.1:".len();
+    let port: u16 = log[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
 /// `run` replaying a csv log in real time through UDP, file (JSON) and stdout (CSV) sinks,
-/// recording to MCAP: every window reaches every sink, and none allocates.
+/// recording to MCAP, serving `[metrics]` and notifying systemd with a watchdog: every window
+/// reaches every sink, and none allocates (the metrics endpoint and the notifier included,
+/// the endpoint scraped once before the steady state).
 #[test]
 fn run_replaying_a_log_through_udp_file_and_stdout_while_recording() {
     let t = trial();
     let log = t.csv_log();
     let udp = actuator();
+    let systemd = notified(&t.out);
     let records = t.out.join("records.jsonl");
     let cfg = t.config(
         &format!(
@@ -209,7 +257,8 @@ fn run_replaying_a_log_through_udp_file_and_stdout_while_recording() {
         &format!(
             "[[sinks]]\nkind = \"udp\"\ntarget = \"127.0.0.1:{}\"\n\
              [[sinks]]\nkind = \"file\"\npath = \"{}\"\n\
-             [[sinks]]\nkind = \"stdout\"\nformat = \"csv\"\n",
+             [[sinks]]\nkind = \"stdout\"\nformat = \"csv\"\n\
+             [metrics]\nlisten = \"127.0.0.1:0\"\n",
             udp.port,
             records.display()
         ),
@@ -226,10 +275,17 @@ fn run_replaying_a_log_through_udp_file_and_stdout_while_recording() {
             "--compression".as_ref(),
             "lz4".as_ref(),
         ],
+        &[("NOTIFY_SOCKET", systemd.path.as_os_str()), ("WATCHDOG_USEC", "1000000".as_ref())],
         &t.out,
         "run",
     );
+    let metrics = scrape(&stderr);
+    assert!(metrics.starts_with("HTTP/1.1 200") && metrics.contains("\nreflex_samples_total "), "{metrics}");
     let text = finish(child, &stderr);
+    let notifications = systemd.finish();
+    assert!(notifications.first().is_some_and(|m| m.starts_with("READY=1")), "{notifications:?}");
+    let pings = notifications.iter().filter(|m| *m == "WATCHDOG=1\n").count();
+    assert!(pings >= SECONDS - 1, "{pings} pings in {SECONDS} s: {notifications:?}");
     let (datagrams, last) = udp.finish();
     // A replay loses no window; a sink of a loaded machine may drop a record (counted).
     assert_eq!(stopped(&text, "predictions"), WINDOWS as u64, "{text}");
@@ -299,6 +355,7 @@ fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
     let rec = t.out.join("live.mcap");
     let (child, stdout, stderr) = start(
         &["run".as_ref(), "--config".as_ref(), cfg.as_os_str(), "--record".as_ref(), rec.as_os_str()],
+        &[],
         &t.out,
         "live",
     );
@@ -349,6 +406,7 @@ fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
             replayed.as_os_str(),
             rec.as_os_str(),
         ],
+        &[],
         &t.out,
         "replay",
     );
@@ -385,6 +443,7 @@ fn replaying_a_csv_log_allocates_nothing() {
             "realtime".as_ref(),
             log.as_os_str(),
         ],
+        &[],
         &t.out,
         "replay",
     );

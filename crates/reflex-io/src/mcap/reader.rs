@@ -94,6 +94,11 @@ impl McapFile {
     pub fn open(path: &Path) -> Result<McapFile, Error> {
         let bytes = reflex_config::file::read_bounded(path, reflex_config::file::RECORDING_LIMIT)
             .map_err(|source| Error::ReadBounded { path: path.into(), source })?;
+        Self::from_bytes(path, bytes)
+    }
+
+    /// A file's bytes already read; `path` only names it in errors.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<McapFile, Error> {
         if !bytes.starts_with(MAGIC) {
             return Err(Error::NotMcap { path: path.into() });
         }

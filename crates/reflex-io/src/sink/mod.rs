@@ -67,8 +67,8 @@ pub enum Delivery {
 }
 
 impl SinkStats {
-    /// Dropped or failed so far.
-    fn lost(&self) -> u64 {
+    /// Dropped or failed so far (a running sink's loss; see [`Sinks::close`] for the final one).
+    pub fn lost(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
     }
 
@@ -91,6 +91,8 @@ impl SinkLoss {
 }
 
 struct Handle {
+    /// As logs and errors name it: `sinks[1] (udp 127.0.0.1:9000)`.
+    name: String,
     route: Route,
     stats: Arc<SinkStats>,
 }
@@ -198,6 +200,12 @@ impl Sinks {
         SinkLoss(self.handles.iter().map(|h| h.stats.clone()).collect())
     }
 
+    /// Each sink's name (`sinks[1] (udp 127.0.0.1:9000)`) and counters, in config order: for
+    /// whoever reports them while the sinks run.
+    pub fn stats(&self) -> Vec<(String, Arc<SinkStats>)> {
+        self.handles.iter().map(|h| (h.name.clone(), h.stats.clone())).collect()
+    }
+
     /// Lets every sink write what it has queued and flush, waiting until `deadline` at most
     /// (without limit for [`Delivery::Lossless`]: nothing queued may be left behind). Returns
     /// the records lost over all sinks, counted once the sinks are done (a record still queued
@@ -265,9 +273,10 @@ fn route(
 ) -> Result<Handle, SinkError> {
     let stats = Arc::new(SinkStats::default());
     let direct = delivery == Delivery::DropOldest && output.never_block();
+    let named = name.clone();
     let mut writer = Writer { name, formatter, output, buf: Vec::with_capacity(BUFFER), last_warning: None };
     if direct {
-        return Ok(Handle { route: Route::Direct(std::sync::Mutex::new(writer)), stats });
+        return Ok(Handle { name: named, route: Route::Direct(std::sync::Mutex::new(writer)), stats });
     }
     let (queue, rx) = drop_oldest::<Arc<Prediction>>(QUEUE);
     let counters = stats.clone();
@@ -282,5 +291,5 @@ fn route(
         }
     });
     let thread = thread.map_err(SinkError::Thread)?;
-    Ok(Handle { route: Route::Queued { queue, thread }, stats })
+    Ok(Handle { name: named, route: Route::Queued { queue, thread }, stats })
 }

@@ -17,7 +17,8 @@ use std::path::Path;
 pub struct McapRecording {
     file: McapFile,
     cursor: Cursor,
-    /// Raw messages fed, and the first and last receive times.
+    /// Raw messages fed, and the earliest and latest receive times (a damaged or edited file
+    /// may hold them out of order: a span from first to last could be negative).
     raw_messages: u64,
     span: Option<(u64, u64)>,
     fed: u64,
@@ -26,8 +27,12 @@ pub struct McapRecording {
 impl McapRecording {
     /// Reads the recording at `path`.
     pub fn open(path: &Path) -> Result<McapRecording, Error> {
-        let file = McapFile::open(path)?;
-        Ok(McapRecording { file, cursor: Cursor::default(), raw_messages: 0, span: None, fed: 0 })
+        Ok(Self::from_file(McapFile::open(path)?))
+    }
+
+    /// A recording already read.
+    pub fn from_file(file: McapFile) -> McapRecording {
+        McapRecording { file, cursor: Cursor::default(), raw_messages: 0, span: None, fed: 0 }
     }
 
     /// The `reflex` metadata record: the config text, the wire format, the hashes.
@@ -66,8 +71,8 @@ impl Source for McapRecording {
                 Some(RAW) => {
                     self.raw_messages += 1;
                     self.fed += m.data.len() as u64;
-                    let first = self.span.map_or(m.log_time, |s| s.0);
-                    self.span = Some((first, m.log_time));
+                    let (t, (first, last)) = (m.log_time, self.span.unwrap_or((m.log_time, m.log_time)));
+                    self.span = Some((first.min(t), last.max(t)));
                     buf.extend_from_slice(m.data);
                     return Ok(Chunk::Bytes(Received::Recorded(m.log_time)));
                 }
@@ -96,6 +101,29 @@ fn is_device_open(event: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::mcap::{Compression, McapWriter};
+
+    /// Fuzzing found it (fuzz/corpus/mcap/regression-log-time-backwards): the replay's span
+    /// was last − first, which overflowed when a later message had an earlier time.
+    #[test]
+    fn raw_messages_whose_times_go_backwards_replay_to_the_end() {
+        let mut w = McapWriter::new(Vec::new(), "", "test", 1 << 20, Compression::None).unwrap();
+        let raw = w.add_channel(0, RAW, "").unwrap();
+        for (i, ns) in [2_000_000_000u64, 3_000_000_000, 1_000_000_000].into_iter().enumerate() {
+            w.write_message(raw, i as u32, ns, b"1,2\n").unwrap();
+        }
+        let file = McapFile::from_bytes(Path::new("backwards.mcap"), w.finish().unwrap()).unwrap();
+        let mut recording = McapRecording::from_file(file);
+        let (mut buf, stop) = (BytesMut::new(), Stop::new());
+        let mut chunks = Vec::new();
+        while chunks.last() != Some(&Chunk::Stopped) {
+            chunks.push(recording.read(&mut buf, &stop).unwrap());
+        }
+        assert_eq!(chunks.len(), 4);
+        assert_eq!(recording.span, Some((1_000_000_000, 3_000_000_000)));
+    }
+
     #[test]
     fn only_device_open_restarts_the_decoder() {
         assert!(super::is_device_open(br#"{"event":"device_open"}"#));

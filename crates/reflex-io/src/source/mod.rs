@@ -129,6 +129,9 @@ pub struct Counters {
     pub time_jumps: AtomicU64,
     /// Entries the live view dropped, oldest first, because its viewers fell behind.
     pub live_dropped: AtomicU64,
+    /// Times the source was opened after its start: a device at its first read and whenever
+    /// it came back (a log is open from the start and never counts here).
+    pub opens: AtomicU64,
 }
 
 /// A csv time that moves on by more than this many sample periods is a jump.
@@ -312,6 +315,7 @@ impl<S: Source> Samples<S> {
                 self.tap.raw(ns, &self.buf[before..]);
             }
             Chunk::Restart => {
+                Counters::add(&self.counters.opens, 1);
                 self.decoder = self.decoding.decoder();
                 // A device plugged back in starts its own clock: no jump.
                 self.clock.last = None;

@@ -2,8 +2,10 @@
 //!
 //! A USB IMU that is unplugged shows up as end-of-file, a hang-up or EIO. The source logs it
 //! once and reopens the device with exponential backoff (100 ms doubling to 2 s) until it comes
-//! back; it never gives up on its own and never spins while it waits. Reads block in `poll`
-//! for at most 50 ms, so a stop is seen within that.
+//! back; it never gives up on its own and never spins while it waits. A read takes every byte
+//! the device holds, at once when there are some (the descriptor is non-blocking: one system
+//! call per read at high rates); only when there are none does it wait in `poll`, for at most
+//! 50 ms, so a stop is seen within that.
 
 use super::{Chunk, Received, Source};
 use crate::error::Error;
@@ -51,6 +53,9 @@ impl SerialDevice {
         loop {
             match serialport::new(self.path.to_string_lossy(), self.baud_rate).open_native() {
                 Ok(port) => {
+                    if let Err(e) = non_blocking(port.as_raw_fd()) {
+                        tracing::warn!(device = %self.path.display(), error = %e, "cannot read without blocking; reads wait in poll first");
+                    }
                     tracing::info!(device = %self.path.display(), baud_rate = self.baud_rate, "serial device open");
                     self.port = Some(port);
                     self.backoff = FIRST_RETRY;
@@ -97,8 +102,25 @@ impl Source for SerialDevice {
     }
 }
 
-/// Waits up to [`POLL`] for bytes and appends them to `buf`: `None` when none came.
+/// `O_NONBLOCK` on the device, so that a read of a device with nothing to give returns at once.
+fn non_blocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor this source owns, with flags only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Appends what the device holds to `buf`, waiting up to [`POLL`] only when it holds nothing:
+/// `None` when nothing came.
 fn read(fd: std::os::fd::RawFd, buf: &mut BytesMut) -> std::io::Result<Option<usize>> {
+    match read_now(fd, buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(e) => return interrupted(e),
+        Ok(n) => return Ok(Some(n)),
+    }
     let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     // SAFETY: `p` is one valid pollfd for the duration of the call.
     let ready = unsafe { libc::poll(&mut p, 1, POLL.as_millis() as libc::c_int) };
@@ -107,19 +129,24 @@ fn read(fd: std::os::fd::RawFd, buf: &mut BytesMut) -> std::io::Result<Option<us
         r if r < 0 => return interrupted(std::io::Error::last_os_error()),
         _ => {}
     }
+    read_now(fd, buf).map(Some).or_else(interrupted)
+}
+
+/// One `read` of up to [`READ`] bytes into `buf`'s spare room; 0 is the device's end (a
+/// hang-up with nothing left to read).
+fn read_now(fd: std::os::fd::RawFd, buf: &mut BytesMut) -> std::io::Result<usize> {
     buf.reserve(READ);
     let spare = buf.spare_capacity_mut();
     // SAFETY: `spare` is writable memory of `spare.len()` bytes owned by `buf`; `read` writes at
     // most that many.
     let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
     if n < 0 {
-        return interrupted(std::io::Error::last_os_error());
+        return Err(std::io::Error::last_os_error());
     }
-    // A hang-up with nothing left to read is the end of the device's stream.
     let n = n as usize;
     // SAFETY: `read` initialised the first `n` bytes of the spare capacity.
     unsafe { buf.set_len(buf.len() + n) };
-    Ok(Some(n))
+    Ok(n)
 }
 
 /// A signal or a spurious wake-up is not the device's end.

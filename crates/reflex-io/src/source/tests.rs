@@ -53,6 +53,7 @@ fn a_restart_drops_half_a_frame_and_numbering_goes_on() {
     let (got, counters) = samples(Format::Csv, chunks, Chunk::End);
     assert_eq!(got.iter().map(|s| (s.number, s.values[0])).collect::<Vec<_>>(), [(0, 1.0), (1, 5.0)]);
     assert_eq!(counters.decode_errors.load(Ordering::Relaxed), 1);
+    assert_eq!(counters.opens.load(Ordering::Relaxed), 1, "a restart is the source (re)opened");
 }
 
 /// Issue 15: a csv time of 1e30 or a factor of 1e-300 overflowed `Duration` (a panic).

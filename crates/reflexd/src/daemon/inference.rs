@@ -2,6 +2,7 @@
 //! windows, a new graph when the reloader has built one. Never on a tokio worker: a slow model
 //! delays windows, never the reader.
 
+use super::metrics::Tally;
 use super::runtime::{Role, Runtime};
 use super::stats::{Breakdown, Report, REPORT_EVERY};
 use super::supervisor::Watch;
@@ -46,6 +47,8 @@ pub struct Inference {
     pub shadow: Option<Arc<ShadowFeed>>,
     /// `[runtime]`: this thread's CPU and priority, and whether it spins before it parks.
     pub runtime: Arc<Runtime>,
+    /// What `/metrics` shows: atomic adds only.
+    pub tally: Arc<Tally>,
 }
 
 /// The last window cut: what a stale record says it follows.
@@ -194,6 +197,7 @@ impl Inference {
         let began = Instant::now();
         let result = self.graph.run(&w.data);
         let ran = Instant::now();
+        self.tally.inference.observe(ran - began);
         let finite = matches!(&result, Ok(v) if v.iter().all(|x| x.is_finite()));
         let good = result.as_ref().ok().filter(|_| finite).copied();
         if let Some(watch) = &self.watch {
@@ -231,6 +235,7 @@ impl Inference {
     /// One record to the sinks and the recorder: the graph's values (`ok`), or the fallback's.
     /// Returns whether one was sent (`silent`, or `hold` with nothing to hold, send none).
     fn publish(&mut self, state: &mut State, health: Health, last: Last, latency: Duration) -> bool {
+        self.tally.record(health, latency);
         if health != Health::Ok {
             state.summary.fallbacks += 1;
         }
@@ -264,6 +269,7 @@ impl Inference {
         let old = std::mem::replace(&mut self.graph, swap.graph);
         self.labels = swap.labels;
         state.generation += 1;
+        self.tally.swapped(state.generation);
         if self.graph.output_len() != old.output_len() {
             // Values of another shape are nothing to hold.
             state.good.clear();

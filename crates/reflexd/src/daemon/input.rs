@@ -19,6 +19,8 @@ pub struct Input {
     speed: Speed,
     /// A replay waits for inference rather than drop a window.
     pub lossless: bool,
+    /// A device, opened by the reader's first read (a log is open from the start).
+    pub device: bool,
     /// One name per channel: the config's, else a csv log's header or a recording's, else
     /// `ch0`, `ch1`, ….
     pub names: Vec<String>,
@@ -60,7 +62,8 @@ impl Input {
                 usable_device(path)?;
                 let source = Box::new(SerialDevice::new(path, s.baud_rate));
                 let (names, units) = channels(loaded, (None, None));
-                Ok(Input { source, decoding: Decoding::of(s), speed: Speed::Max, lossless: false, names, units })
+                let decoding = Decoding::of(s);
+                Ok(Input { source, decoding, speed: Speed::Max, lossless: false, device: true, names, units })
             }
             SourceKind::Replay => Input::log(loaded, path, s.speed),
         }
@@ -81,7 +84,7 @@ impl Input {
         let source = Box::new(LogFile::open(path)?);
         let header = (s.format == Format::Csv).then(|| csv_header(path, s.channels, s.time_column)).flatten();
         let (names, units) = channels(loaded, (header, None));
-        Ok(Input { source, decoding: Decoding::of(s), speed, lossless: true, names, units })
+        Ok(Input { source, decoding: Decoding::of(s), speed, lossless: true, device: false, names, units })
     }
 
     /// A recording made by `run --record`, decoded in the format it was recorded in. Warns
@@ -97,7 +100,7 @@ impl Input {
         provenance::compare(loaded, &metadata, path);
         let list = |key: &str| metadata.get(key).and_then(|v| serde_json::from_str::<Vec<String>>(v).ok());
         let (names, units) = channels(loaded, (list("channel_names"), list("units")));
-        Ok(Input { source: Box::new(recording), decoding, speed, lossless: true, names, units })
+        Ok(Input { source: Box::new(recording), decoding, speed, lossless: true, device: false, names, units })
     }
 
     /// The pipeline's first stage on this input.

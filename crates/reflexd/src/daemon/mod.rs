@@ -17,12 +17,17 @@
 //! | [`inference`] | the inference thread: graph → records → sinks, and graph swaps |
 //! | [`signals`] | the tokio thread: SIGINT/SIGTERM → stop, SIGHUP → reloader |
 //! | [`stats`] | the `stats` and `stopped` lines, the steady state |
+//! | [`supervisor`] | fallback records while a plugin call does not return |
+//! | [`metrics`] | what `/metrics` shows, and its endpoint |
+//! | [`notify`] | systemd's READY, WATCHDOG, RELOADING, STOPPING and STATUS |
 //! | [`provenance`] | what a recording remembers, and the replay's check of it |
 //! | [`live`] | `[live]`: the live view, started with the daemon's totals |
 
 pub mod inference;
 pub mod input;
 pub mod live;
+pub mod metrics;
+pub mod notify;
 pub mod provenance;
 pub mod reader;
 pub mod runtime;
@@ -67,6 +72,10 @@ pub struct Options {
     pub labels: Option<reflex_io::labels::Bound>,
     /// Serve the live view (`run` with `[live]`).
     pub live: Option<reflex_config::LiveConfig>,
+    /// What the pipeline counts: `run` shares it with its metrics endpoint.
+    pub telemetry: metrics::Telemetry,
+    /// Notify systemd, when `NOTIFY_SOCKET` is set (`run`: the daemon).
+    pub notify: bool,
 }
 
 /// Totals at the end of a run.
@@ -95,8 +104,9 @@ pub struct Summary {
 pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyhow::Result<Summary> {
     let (swaps_tx, swaps) = drop_oldest::<Swap>(1);
     let shadow = options.reload.then(|| Arc::new(reload::shadow::ShadowFeed::default()));
-    let reloader = shadow.clone().map(|shadow| Reloader::new(&loaded, swaps_tx, shadow));
-    let counters = Arc::new(Counters::default());
+    let reloads = Arc::new(notify::Reloads::default());
+    let reloader = shadow.clone().map(|shadow| Reloader::new(&loaded, swaps_tx, shadow, reloads.clone()));
+    let metrics::Telemetry { counters, tally } = options.telemetry.clone();
     let sinks = Arc::new(sinks);
     let live = options.live.as_ref().map(|l| live::start(l, &loaded.config.path, &input, &counters, &sinks));
     let live = live.transpose()?;
@@ -106,7 +116,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     let tap = Tap::new(recorder.as_ref(), live.as_ref());
 
     // source → decoder → windower → queue → graph → sinks
-    let lossless = input.lossless;
+    let (lossless, device) = (input.lossless, input.device);
     let mut samples = input.samples(counters.clone());
     let pool = WindowPool::new(config.window.queue, graph.input_len());
     let (queue, windows) = WindowQueue::new(config.window.queue, lossless, &pool);
@@ -118,7 +128,8 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     let safety = config.safety.clone();
     let runtime = Arc::new(runtime::Runtime::new(config.runtime.clone()));
     let watch = Arc::new(supervisor::Watch::default());
-    let supervisor = supervisor::spawn(watch.clone(), sinks.clone(), &safety, labels.clone(), graph.output_len())?;
+    let outputs = graph.output_len();
+    let supervisor = supervisor::spawn(watch.clone(), sinks.clone(), &safety, labels.clone(), outputs, tally.clone())?;
     let inference = Inference {
         graph,
         labels,
@@ -132,12 +143,19 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
         watch: supervisor.is_some().then(|| watch.clone()),
         shadow,
         runtime: runtime.clone(),
+        tally,
     };
     let inference = inference.spawn()?;
     let progress = Progress::new(options.progress);
     let reader = Reader { samples, windower, queue, counters: counters.clone(), progress, runtime: runtime.clone() };
+    let stop = Stop::new();
+    let watched = notify::Watched { counters: counters.clone(), reloads, stop: stop.clone(), device };
+    let notifier = options.notify.then(|| notify::start(watched)).flatten();
     runtime.lock_memory();
-    let (at_last_window, input_error) = signals::serve(move |stop: &Stop| reader.run(stop), Stop::new(), reloader)?;
+    let (at_last_window, input_error) = signals::serve(move |stop: &Stop| reader.run(stop), stop, reloader)?;
+    if let Some(n) = notifier {
+        n.finish();
+    }
     // No mark after the last sample; and the recorder finishes only once every handle is gone.
     if let Some(marks) = marks {
         marks.stop();

@@ -4,6 +4,7 @@
 //! plugin never silences the robot. It reads two atomics per check and takes the shared
 //! `Held` lock only to publish; it allocates nothing after its start.
 
+use super::metrics::Tally;
 use reflex_config::{Fallback, SafetyConfig};
 use reflex_io::record::{argmax, Health, RecordPool};
 use reflex_io::sink::Sinks;
@@ -69,6 +70,7 @@ pub fn spawn(
     safety: &SafetyConfig,
     labels: Option<Vec<Arc<str>>>,
     outputs: usize,
+    tally: Arc<Tally>,
 ) -> anyhow::Result<Option<std::thread::JoinHandle<u64>>> {
     let Some(deadline) = safety.deadline_ms.map(|ms| ms.saturating_mul(1_000_000)) else { return Ok(None) };
     let stale = safety.stale_after_ms.map_or(deadline, |ms| ms.saturating_mul(1_000_000));
@@ -76,8 +78,8 @@ pub fn spawn(
     let thread = std::thread::Builder::new()
         .name("supervisor".into())
         .spawn(move || {
-            let mut s =
-                Supervisor { watch, sinks, safety, labels, records: RecordPool::new(RECORDS, RECORDS, outputs) };
+            let records = RecordPool::new(RECORDS, RECORDS, outputs);
+            let mut s = Supervisor { watch, sinks, safety, labels, records, tally };
             s.run(deadline, stale)
         })
         .map_err(|e| anyhow::anyhow!("cannot start the supervisor thread: {e}"))?;
@@ -90,6 +92,7 @@ struct Supervisor {
     safety: SafetyConfig,
     labels: Option<Vec<Arc<str>>>,
     records: RecordPool,
+    tally: Arc<Tally>,
 }
 
 impl Supervisor {
@@ -122,6 +125,7 @@ impl Supervisor {
             last_sent = now;
             if self.publish(health) {
                 sent += 1;
+                self.tally.fallback(health);
             }
         }
         sent

@@ -15,10 +15,12 @@
 mod build;
 pub mod shadow;
 
+use crate::daemon::notify::{Reloading, Reloads};
 use crate::model::Loaded;
 use build::{Outcome, Pending, Refused, Worker};
 use reflex_config::{
-    Config, LabelsConfig, LiveConfig, OutputKind, RuntimeConfig, SafetyConfig, SinkConfig, SourceConfig, WindowConfig,
+    Config, LabelsConfig, LiveConfig, MetricsConfig, OutputKind, RuntimeConfig, SafetyConfig, SinkConfig, SourceConfig,
+    WindowConfig,
 };
 use reflex_graph::{Graph, Origin};
 use reflex_io::queue::DropOldest;
@@ -71,6 +73,7 @@ struct Fixed {
     labels: Option<LabelsConfig>,
     live: Option<LiveConfig>,
     runtime: RuntimeConfig,
+    metrics: Option<MetricsConfig>,
 }
 
 impl Fixed {
@@ -83,6 +86,7 @@ impl Fixed {
             labels: c.labels.clone(),
             live: c.live.clone(),
             runtime: c.runtime.clone(),
+            metrics: c.metrics.clone(),
         }
     }
 
@@ -95,6 +99,7 @@ impl Fixed {
             ("[labels]", self.labels != other.labels),
             ("[live]", self.live != other.live),
             ("[runtime]", self.runtime != other.runtime),
+            ("[metrics]", self.metrics != other.metrics),
         ];
         sections.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name).collect()
     }
@@ -113,6 +118,8 @@ pub struct Reloader {
     /// The watched files as they were when the running graph was loaded: a change made
     /// before the watcher is set up is seen by the first poll.
     loaded_stamp: Stamp,
+    /// Told when a rebuild begins and ends (systemd's RELOADING=1 … READY=1).
+    reloads: Arc<Reloads>,
 }
 
 /// size, mtime and inode: enough to see any write or rename-over.
@@ -159,8 +166,8 @@ struct Triggers {
 
 impl Reloader {
     /// `swaps` holds at most the newest graph not yet adopted; `shadow` is where the inference
-    /// thread offers live windows to a graph in shadow.
-    pub fn new(loaded: &Loaded, swaps: DropOldest<Swap>, shadow: Arc<ShadowFeed>) -> Reloader {
+    /// thread offers live windows to a graph in shadow; `reloads` hears of each rebuild.
+    pub fn new(loaded: &Loaded, swaps: DropOldest<Swap>, shadow: Arc<ShadowFeed>, reloads: Arc<Reloads>) -> Reloader {
         let files = watched_files(&loaded.config);
         Reloader {
             path: loaded.config.path.clone(),
@@ -170,6 +177,7 @@ impl Reloader {
             swaps,
             shadow,
             worker: None,
+            reloads,
         }
     }
 
@@ -181,21 +189,22 @@ impl Reloader {
         let check = tokio::time::interval(Duration::from_millis(500));
         let mut t = Triggers { hup, events_tx, events, poll, check, last: self.loaded_stamp };
         t.poll.tick().await;
-        let mut pending: Option<(Pending, Instant)> = None;
+        // The build under way, when its change was noticed, and its end for systemd (when dropped).
+        let mut pending: Option<(Pending, Instant, Reloading)> = None;
         loop {
             // Keeps the current watcher alive; replaced when the watched files change.
             let _watching = &watcher;
-            match self.wake(&mut t, pending.as_mut().map(|(p, _)| p)).await {
+            match self.wake(&mut t, pending.as_mut().map(|(p, ..)| p)).await {
                 Wake::Change(noticed) => {
                     t.last = stamp(&self.files);
-                    if let Some((p, _)) = pending.take() {
+                    if let Some((p, ..)) = pending.take() {
                         p.cancel();
                         tracing::info!("a newer change supersedes the graph in shadow");
                     }
-                    pending = self.submit().map(|p| (p, noticed));
+                    pending = self.submit().map(|p| (p, noticed, self.reloads.begin()));
                 }
                 Wake::Built(outcome) => {
-                    let Some((_, noticed)) = pending.take() else { continue };
+                    let Some((_, noticed, _reloading)) = pending.take() else { continue };
                     let Some(config) = self.adopt(*outcome, noticed) else { continue };
                     if config != self.files {
                         self.files = config;

@@ -182,3 +182,10 @@ pub fn receive(sock: &UdpSocket) -> Value {
     let len = sock.recv(&mut buf).unwrap();
     serde_json::from_slice(&buf[..len]).unwrap()
 }
+
+/// `key=N` from the final `stopped` line of a daemon's log.
+pub fn stopped(log: &str, key: &str) -> u64 {
+    let line = log.lines().rev().find(|l| l.contains(" stopped ")).unwrap_or_else(|| panic!("no summary:\n{log}"));
+    let at = line.find(&format!(" {key}=")).unwrap_or_else(|| panic!("no {key} in {line}"));
+    line[at + key.len() + 2..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
