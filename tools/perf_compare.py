@@ -3,6 +3,7 @@
 
     cargo build --release --workspace
     python tools/perf_compare.py [--rounds 2] [--iters 3000] [--json] [--only standard ...]
+    python tools/perf_compare.py --export-onnx examples/bench/standard/reflex.toml OUT.onnx
 
 Models: the five bench models examples/bench/<variant>/ and the five trained models
 examples/models/<variant>/. Each is built from its reflex.toml with reflex.torch_ref, checked
@@ -28,6 +29,9 @@ Physical limit per window = 2 * MACs / peak FLOP/s, with the peak from
 `cargo run --release -p reflex-kernels --example fma_peak` (one core, f32 FMA, run once at
 the start; --peak-gflops skips it). MACs and parameters are counted as `reflexd inspect` does.
 On a shared machine absolute numbers are noisy; the ratios of the same run are what to read.
+
+--export-onnx CONFIG OUT only exports one model as above (checked against io.safetensors and
+onnxruntime against PyTorch) and exits: the loop latency harness's Python contender runs it.
 """
 
 from __future__ import annotations
@@ -168,8 +172,13 @@ def explicit_same_pads(m: onnx.ModelProto) -> int:
     return changed
 
 
-def prepare(cfg: Path, tmp: Path, tag: str) -> dict:
-    """PyTorch model (checked), its ONNX export (checked), the window to time."""
+def export_checked(cfg: Path, path: Path, tag: str) -> dict:
+    """The model of cfg, checked against its io.safetensors, exported to ONNX at path.
+
+    onnxruntime's output is checked against PyTorch's on every io window (one per call):
+    AssertionError beyond REL_TOL. Also used by the loop latency harness
+    (`python tools/perf_compare.py --export-onnx CONFIG OUT.onnx`, tools/README.md).
+    """
     model = rt.load_model(cfg)
     io = load_file(str(cfg.parent / "io.safetensors"))
     with torch.no_grad():
@@ -177,7 +186,6 @@ def prepare(cfg: Path, tmp: Path, tag: str) -> dict:
     rt.check_close(ref, io["output"], f"{tag}: PyTorch vs io.safetensors")
 
     x = io["input"][:1].contiguous()  # [1, 6, 128]
-    path = tmp / f"{tag.replace('/', '_')}.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but needs no onnxscript
         torch.onnx.export(model, (x,), str(path), opset_version=OPSET, dynamo=False,
@@ -198,6 +206,13 @@ def prepare(cfg: Path, tmp: Path, tag: str) -> dict:
         worst = max(worst, rel)
     if worst > REL_TOL:
         raise AssertionError(f"{tag}: onnxruntime vs PyTorch rel. diff {worst:.2e} > {REL_TOL:g}")
+    return {"model": model, "ref": ref, "x": x, "proto": proto, "sess": sess, "ort_rel_diff": worst}
+
+
+def prepare(cfg: Path, tmp: Path, tag: str) -> dict:
+    """PyTorch model (checked), its ONNX export (checked), the window to time."""
+    e = export_checked(cfg, tmp / f"{tag.replace('/', '_')}.onnx", tag)
+    model, ref, x, proto, sess, worst = e["model"], e["ref"], e["x"], e["proto"], e["sess"], e["ort_rel_diff"]
 
     run_ort, _ = ort_runner(sess, x.numpy(), tuple(ref[:1].shape))
     ops: dict[str, int] = {}
@@ -292,7 +307,14 @@ def main():
     ap.add_argument("--json", action="store_true", help="one JSON object instead of Markdown")
     ap.add_argument("--hops", nargs="*", type=int, default=[1, 4, 16, 64, 128],
                     help="streaming: reflexd bench --hop for each (a hop >= the window is a whole window)")
+    ap.add_argument("--export-onnx", nargs=2, metavar=("CONFIG", "OUT"),
+                    help="only export CONFIG's model to OUT.onnx, checked as above, and exit")
     args = ap.parse_args()
+    if args.export_onnx:
+        cfg, out = (Path(p) for p in args.export_onnx)
+        e = export_checked(cfg, out, str(cfg.parent))
+        print(f"exported {out}: onnxruntime vs PyTorch rel. diff {e['ort_rel_diff']:.2e}")
+        return
     if args.iters < 2000:
         ap.error("--iters must be at least 2000")
     if not os.access(args.reflexd, os.X_OK):

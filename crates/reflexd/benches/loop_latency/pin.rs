@@ -1,0 +1,68 @@
+//! CPU pinning and the receive buffer: the driver's threads share one CPU, each contender's
+//! whole process (every thread it ever starts) gets another.
+
+use anyhow::Context;
+use std::io;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Pins the calling thread (threads it starts later inherit the set).
+///
+/// Also runs in a forked child before exec: it allocates nothing and takes no lock.
+fn pin(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE (checked above), so its bit lies inside `set`.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Pins the driver. Called first in `main`, before any thread exists, so the receiver thread
+/// inherits it.
+pub fn this_thread(cpu: usize) -> anyhow::Result<()> {
+    pin(cpu).with_context(|| format!("cannot pin the driver to CPU {cpu}"))
+}
+
+/// Makes `cmd`'s process start on `cpu` alone: set between fork and exec, so no thread of the
+/// contender (a daemon's reader, inference and sink threads; Python's, numpy's and
+/// onnxruntime's) ever runs elsewhere.
+pub fn child(cmd: &mut Command, cpu: usize) {
+    // SAFETY: the hook runs in the forked child before exec and only calls `pin`, which fills a
+    // stack-local set and makes one system call: no allocation, no lock.
+    unsafe {
+        cmd.pre_exec(move || pin(cpu));
+    }
+}
+
+/// Asks for a 4 MiB receive buffer (the kernel caps it at `net.core.rmem_max`): the receiver
+/// shares its CPU with the writer, and a burst of datagrams must wait in the socket, not be
+/// lost there and blamed on the contender.
+pub fn big_receive_buffer(sock: &UdpSocket) -> io::Result<()> {
+    let size: libc::c_int = 4 << 20;
+    // SAFETY: a valid socket descriptor, and a pointer to a c_int with its exact length.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::from_ref(&size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
