@@ -9,11 +9,10 @@ use nix::unistd::Pid;
 use reflex_codecs::encode;
 use reflex_plugin_sdk::Shape;
 use serde_json::Value;
-use std::fs::File;
 use std::io::Write;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 use support::{exe_dir, noise, pty, write_weights};
 
@@ -33,16 +32,7 @@ impl Daemon {
 
     fn start_with(config: &Path, dir: &Path, extra: &[&str]) -> Daemon {
         let log = dir.join("reflexd.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_reflexd"))
-            .args(["run", "--config"])
-            .arg(config)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon { child, log }
+        Daemon { child: support::start_run(config, extra, &log), log }
     }
 
     fn log(&self) -> String {

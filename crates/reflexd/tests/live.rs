@@ -9,10 +9,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::viewer::{address, Received, Viewer, TOPICS};
 use support::{exe_dir, pty};
@@ -70,16 +69,7 @@ struct Daemon {
 impl Daemon {
     fn start(config: &Path, extra: &[&str]) -> Daemon {
         let log = config.with_file_name("reflexd.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_reflexd"))
-            .args(["run", "--config"])
-            .arg(config)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let d = Daemon { child, log };
+        let d = Daemon { child: support::start_run(config, extra, &log), log };
         d.wait_log("serial device open");
         d
     }

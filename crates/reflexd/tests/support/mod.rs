@@ -118,6 +118,13 @@ impl Drop for Running {
     }
 }
 
+/// `reflexd run --config CONFIG EXTRA…`, its stderr to `log`: the daemon as the tests start it.
+pub fn start_run(config: &Path, extra: &[&str], log: &Path) -> Child {
+    let mut c = reflexd(&["run", "--config"]);
+    c.arg(config).args(extra);
+    c.stdout(Stdio::null()).stderr(File::create(log).unwrap()).spawn().unwrap()
+}
+
 pub fn spawn(mut c: Command, log: &Path) -> Running {
     Running(c.stdout(Stdio::null()).stderr(File::create(log).unwrap()).spawn().unwrap())
 }
