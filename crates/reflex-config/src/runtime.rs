@@ -6,6 +6,9 @@ use serde::Deserialize;
 /// The highest CPU number a CPU set can name (glibc's `CPU_SETSIZE`).
 const MAX_CPU: usize = 1023;
 
+/// The largest wake-up latency the kernel takes (its default: 2000 s, meaning no limit).
+const MAX_WAKE_US: u32 = 2_000_000_000;
+
 /// `[runtime]`; without it the threads run wherever and however the OS schedules them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +28,13 @@ pub struct RuntimeConfig {
     /// swapped out or faulted in late. Where not permitted: one warning, and the daemon runs on.
     #[serde(default)]
     pub lock_memory: bool,
+    /// The longest an idle CPU may take to wake, µs, asked of the kernel (Linux PM QoS,
+    /// `/dev/cpu_dma_latency`) for as long as the daemon runs. `0` keeps idle CPUs polling
+    /// instead of halting, so that a byte on the serial line or a datagram sent wakes its
+    /// thread at once; it costs power on every CPU. Where not permitted: one warning, and the
+    /// daemon runs on.
+    #[serde(default)]
+    pub wake_latency_us: Option<u32>,
 }
 
 impl crate::Setting for RuntimeConfig {
@@ -37,6 +47,9 @@ impl crate::Setting for RuntimeConfig {
         }
         if let Some(prio) = self.realtime_priority.filter(|p| !(1..=99).contains(p)) {
             p.push(format!("realtime_priority = {prio}: SCHED_FIFO priorities are 1 to 99"));
+        }
+        if let Some(us) = self.wake_latency_us.filter(|us| *us > MAX_WAKE_US) {
+            p.push(format!("wake_latency_us = {us}: at most {MAX_WAKE_US} (the kernel's default, no limit)"));
         }
         p
     }

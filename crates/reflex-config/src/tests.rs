@@ -234,15 +234,23 @@ fn labels_listen_is_an_ip_and_a_port_other_than_0() {
 #[test]
 fn runtime_pins_threads_and_checks_its_priority() {
     assert_eq!(parse_str(GOOD).unwrap().runtime, RuntimeConfig::default());
-    let text = "[runtime]\nreader_cpu = 1\ninference_cpu = 1\nrealtime_priority = 80\nlock_memory = true\n";
+    let text = "[runtime]\nreader_cpu = 1\ninference_cpu = 1\nrealtime_priority = 80\nlock_memory = true\n\
+                wake_latency_us = 0\n";
     let c = parse_str(&(GOOD.to_string() + text)).unwrap();
-    let want =
-        RuntimeConfig { reader_cpu: Some(1), inference_cpu: Some(1), realtime_priority: Some(80), lock_memory: true };
+    let want = RuntimeConfig {
+        reader_cpu: Some(1),
+        inference_cpu: Some(1),
+        realtime_priority: Some(80),
+        lock_memory: true,
+        wake_latency_us: Some(0),
+    };
     assert_eq!(c.runtime, want);
     for (section, message) in [
         ("[runtime]\nrealtime_priority = 0\n", "[runtime] realtime_priority = 0: SCHED_FIFO priorities are 1 to 99"),
         ("[runtime]\nrealtime_priority = 100\n", "SCHED_FIFO priorities are 1 to 99"),
         ("[runtime]\nreader_cpu = 5000\n", "reader_cpu = 5000: at most 1023"),
+        ("[runtime]\nwake_latency_us = 3000000000\n", "wake_latency_us = 3000000000: at most 2000000000"),
+        ("[runtime]\nwake_latency_us = -1\n", "wake_latency_us"),
         ("[runtime]\npriority = 5\n", "unknown field `priority`"),
     ] {
         let p = parse_str(&(GOOD.to_string() + section)).unwrap_err();

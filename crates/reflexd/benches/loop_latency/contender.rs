@@ -24,7 +24,8 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 pub enum Contender {
     /// `reflexd run`, the process pinned to the contender CPU.
     Daemon,
-    /// The same plus `[runtime]`: both threads pinned there, SCHED_FIFO, mlockall.
+    /// The same plus `[runtime]`: both threads pinned there, SCHED_FIFO, mlockall, idle CPUs
+    /// polling (`wake_latency_us = 0`).
     DaemonRt,
     /// `tools/loop_python.py`.
     Python,
@@ -192,7 +193,7 @@ impl Setup {
         if c == Contender::DaemonRt {
             out.push_str(&format!(
                 "\n[runtime]\nreader_cpu = {cpu}\ninference_cpu = {cpu}\nrealtime_priority = {REALTIME_PRIORITY}\n\
-                 lock_memory = true\n",
+                 lock_memory = true\nwake_latency_us = 0\n",
                 cpu = self.cpu
             ));
         }

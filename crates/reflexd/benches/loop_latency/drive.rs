@@ -1,8 +1,10 @@
 //! One run of one contender: the writer (this thread) paces the frames into a pseudo-terminal,
-//! the receiver thread stamps every datagram, both on the driver CPU.
+//! the receiver thread collects every datagram with the kernel's arrival stamp, both on the
+//! driver CPU.
 
 use crate::contender::{self, Contender, Setup};
 use crate::pin;
+use crate::stamp;
 use crate::report::Stopped;
 use crate::stream::Frames;
 use crate::support;
@@ -30,7 +32,7 @@ pub struct Outcome {
     pub received: usize,
     /// The contender's `stopped` line.
     pub stopped: Stopped,
-    /// Last byte of a window's last sample written → its datagram received, sorted, µs.
+    /// A window's last sample written → its datagram at the receiving socket, sorted, µs.
     pub latencies_us: Vec<f64>,
     /// How far the writer fell behind its schedule at worst, µs: a contender that stops
     /// reading fills the pty and blocks the writer (a real UART would lose the bytes instead).
@@ -59,17 +61,17 @@ impl Outcome {
     }
 }
 
-/// Datagrams as received: arrival stamps and the bytes back to back, parsed after the run so
-/// that the receiver does no more than the contender's peer must.
+/// Datagrams as received: the kernel's arrival stamps ([`stamp`]) and the bytes back to back,
+/// parsed after the run so that the receiver does no more than the contender's peer must.
 #[derive(Default)]
 struct Datagrams {
-    at: Vec<Instant>,
+    at: Vec<u64>,
     ends: Vec<usize>,
     bytes: Vec<u8>,
 }
 
 impl Datagrams {
-    fn iter(&self) -> impl Iterator<Item = (Instant, &[u8])> {
+    fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         self.at.iter().zip(starts.zip(&self.ends)).map(|(at, (s, e))| (*at, &self.bytes[s..*e]))
     }
@@ -82,6 +84,7 @@ pub fn run(setup: &Setup, c: Contender, rate: f64, seconds: f64, keep_values: bo
     let imu = support::pty();
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     pin::big_receive_buffer(&sock).context("SO_RCVBUF")?;
+    stamp::enable(&sock).context("SO_TIMESTAMPNS")?;
     let port = sock.local_addr()?.port();
     let log = setup.dir.path().join(format!("{}.log", c.name()));
     let child = setup.start(c, &imu.path, port, &log)?;
@@ -117,7 +120,7 @@ pub fn run(setup: &Setup, c: Contender, rate: f64, seconds: f64, keep_values: bo
         })?;
         let w = v["window"].as_u64().with_context(|| format!("{}: a datagram without `window`: {v}", c.name()))?;
         if let Some(s) = sent_at.get(w as usize * setup.hop + setup.length - 1) {
-            o.latencies_us.push(at.duration_since(*s).as_secs_f64() * 1e6);
+            o.latencies_us.push(at.saturating_sub(*s) as f64 / 1e3);
         }
         if let Some(first) = seen.get_mut(w as usize).filter(|s| !**s) {
             *first = true;
@@ -132,8 +135,9 @@ pub fn run(setup: &Setup, c: Contender, rate: f64, seconds: f64, keep_values: bo
     Ok(o)
 }
 
-/// Writes frame i at `start + i / rate`; returns when each was written and the worst lag.
-fn write(master: &mut File, frames: &Frames, rate: f64) -> std::io::Result<(Vec<Instant>, f64)> {
+/// Writes frame i at `start + i / rate`; returns when each was written ([`stamp::now_ns`]) and
+/// the worst lag.
+fn write(master: &mut File, frames: &Frames, rate: f64) -> std::io::Result<(Vec<u64>, f64)> {
     let mut sent_at = Vec::with_capacity(frames.count());
     let mut lag = Duration::ZERO;
     let start = Instant::now();
@@ -150,9 +154,8 @@ fn write(master: &mut File, frames: &Frames, rate: f64) -> std::io::Result<(Vec<
         }
         // Stamped before the write: the contender's reader, woken by it, may preempt this
         // thread before write_all returns, and a later stamp would hide that time.
-        let now = Instant::now();
-        lag = lag.max(now.saturating_duration_since(due));
-        sent_at.push(now);
+        sent_at.push(stamp::now_ns());
+        lag = lag.max(Instant::now().saturating_duration_since(due));
         master.write_all(f)?;
     }
     Ok((sent_at, lag.as_secs_f64() * 1e6))
@@ -172,10 +175,10 @@ fn receive(sock: UdpSocket, windows: usize, done: Arc<AtomicBool>) -> JoinHandle
         let mut last = Instant::now();
         let mut done_at = None;
         loop {
-            match sock.recv(&mut buf) {
-                Ok(len) => {
+            match stamp::recv(&sock, &mut buf) {
+                Ok((len, at)) => {
                     last = Instant::now();
-                    got.at.push(last);
+                    got.at.push(at);
                     got.bytes.extend_from_slice(&buf[..len]);
                     got.ends.push(got.bytes.len());
                 }

@@ -1,5 +1,6 @@
-//! The whole loop, side by side, measured from outside: the last byte of a sample written into
-//! a pseudo-terminal → a contender → the UDP datagram of that window received on 127.0.0.1.
+//! The whole loop, side by side, measured from outside: the last sample of a window written into
+//! a pseudo-terminal → a contender → that window's UDP datagram at a socket on 127.0.0.1 (the
+//! kernel's arrival stamp, so the driver's own wake-up is not counted).
 //! Not a test: a benchmark, run by hand (tools/README.md, "Loop latency: the daemon against a
 //! Python loop").
 //!
@@ -14,13 +15,13 @@
 //!
 //! The driver — this process: the writer (main thread) and the receiver thread — runs on
 //! `--driver-cpu`. It writes the recording's samples as binary frames, rate-paced, into a fresh
-//! pty for each run and stamps every datagram. The contenders take turns (`--rounds`
+//! pty for each run and collects every datagram with the kernel's arrival stamp. The contenders take turns (`--rounds`
 //! alternations of `--seconds` each), each process pinned whole to `--contender-cpu`:
 //!
 //! - `daemon`: `reflexd run` on the model's config (binary source on the pty, the hop, a UDP
 //!   sink);
 //! - `daemon-rt`: the same with `[runtime]` (both threads on the contender CPU, SCHED_FIFO 80,
-//!   `lock_memory`); left out, with a note, while this reflexd does not take `[runtime]`;
+//!   `lock_memory`, `wake_latency_us = 0`); left out, with a note, while this reflexd does not take `[runtime]`;
 //! - `python`: `tools/loop_python.py` (pyserial, numpy ring buffer, one onnxruntime thread,
 //!   JSON over UDP) on the model exported to ONNX by `tools/perf_compare.py --export-onnx`.
 //!
@@ -43,6 +44,7 @@ mod drive;
 mod pin;
 mod report;
 mod stream;
+mod stamp;
 
 #[path = "../../tests/support/mod.rs"]
 mod support;

@@ -152,6 +152,7 @@ pub fn run(loaded: Loaded, input: Input, sinks: Sinks, options: Options) -> anyh
     let watched = notify::Watched { counters: counters.clone(), reloads, stop: stop.clone(), device };
     let notifier = options.notify.then(|| notify::start(watched)).flatten();
     runtime.lock_memory();
+    let _wake_latency = runtime.hold_wake_latency();
     let (at_last_window, input_error) = signals::serve(move |stop: &Stop| reader.run(stop), stop, reloader)?;
     if let Some(n) = notifier {
         n.finish();

@@ -1,7 +1,8 @@
-//! `[runtime]`: the reader and inference threads pinned to CPUs and run SCHED_FIFO, and the
-//! daemon's memory locked — for a control loop whose tail latency matters. Each setting that
-//! the OS does not permit (no CAP_SYS_NICE / RLIMIT_RTPRIO, no CAP_IPC_LOCK / RLIMIT_MEMLOCK,
-//! a CPU that is not there) is one warning, and the daemon runs on without it.
+//! `[runtime]`: the reader and inference threads pinned to CPUs and run SCHED_FIFO, the
+//! daemon's memory locked, and idle CPUs kept quick to wake — for a control loop whose tail
+//! latency matters. Each setting that the OS does not permit (no CAP_SYS_NICE /
+//! RLIMIT_RTPRIO, no CAP_IPC_LOCK / RLIMIT_MEMLOCK, a CPU that is not there, no write access
+//! to `/dev/cpu_dma_latency`) is one warning, and the daemon runs on without it.
 
 use reflex_config::RuntimeConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +66,22 @@ impl Runtime {
         }
     }
 
+    /// `wake_latency_us`: the kernel's PM QoS request, held for as long as the returned handle
+    /// lives (the kernel drops the request when the file is closed).
+    pub fn hold_wake_latency(&self) -> Option<std::fs::File> {
+        let us = self.config.wake_latency_us?;
+        match os::wake_latency(us) {
+            Ok(held) => {
+                tracing::info!("[runtime] idle CPUs wake within {us} µs");
+                Some(held)
+            }
+            Err(e) => {
+                tracing::warn!("[runtime] wake_latency_us = {us} not applied: {e}; idle CPUs may sleep deeply between samples (grant write access to /dev/cpu_dma_latency)");
+                None
+            }
+        }
+    }
+
     /// How long the inference thread spins before it parks: only when it is pinned to a CPU
     /// other than the reader's, where spinning takes nothing from the reader.
     pub fn spin(&self) -> Duration {
@@ -116,6 +133,20 @@ mod os {
         }
     }
 
+    /// Asks that no CPU take longer than `us` to leave an idle state, until the file is closed.
+    pub fn wake_latency(us: u32) -> io::Result<std::fs::File> {
+        use std::io::Write;
+        let path = "/dev/cpu_dma_latency";
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
+        // The device takes the value as a binary s32 in native byte order.
+        let value = i32::try_from(us).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        f.write_all(&value.to_ne_bytes()).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
+        Ok(f)
+    }
+
     /// `mlockall(MCL_CURRENT | MCL_FUTURE)`.
     pub fn lock_all() -> io::Result<()> {
         // SAFETY: mlockall takes flags only and changes no memory Rust can see.
@@ -143,5 +174,8 @@ mod os {
     }
     pub fn lock_all() -> io::Result<()> {
         unsupported()
+    }
+    pub fn wake_latency(_us: u32) -> io::Result<std::fs::File> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "not supported on this OS"))
     }
 }
