@@ -95,3 +95,19 @@ fn the_unit_grants_what_runtime_needs_and_nothing_else() {
     }
     assert_eq!(keys.iter().filter(|k| k.starts_with("CapabilityBoundingSet=")).count(), 1, "{unit}");
 }
+
+/// `wake_latency_us` on the robot: the package's udev rule lets the unit's group, and only it,
+/// write the kernel's PM QoS device.
+#[test]
+fn the_package_lets_the_units_group_ask_for_quick_wake_ups() {
+    let unit = std::fs::read_to_string(crate_dir().join("../../examples/systemd/reflexd.service")).unwrap();
+    let group = unit.lines().find_map(|l| l.strip_prefix("Group=")).expect("the unit names its Group=");
+    let rules = "examples/systemd/60-reflex-wake-latency.rules";
+    let rule = std::fs::read_to_string(crate_dir().join("../..").join(rules)).unwrap();
+    let rule: Vec<&str> = rule.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).collect();
+    assert_eq!(
+        rule,
+        [format!("KERNEL==\"cpu_dma_latency\", SUBSYSTEM==\"misc\", GROUP=\"{group}\", MODE=\"0660\"")]
+    );
+    assert!(deb_metadata().contains(&format!("[\"../../{rules}\", \"usr/lib/udev/rules.d/")));
+}

@@ -1,5 +1,5 @@
 //! Issue 14, `[runtime]`: the reader and inference threads pinned and SCHED_FIFO, memory
-//! locked — and, where the OS does not permit it, one warning per setting and the daemon runs
+//! locked, idle CPUs kept quick to wake — and, where the OS does not permit it, one warning per setting and the daemon runs
 //! on. Against the real binary on a pseudo-terminal, its threads read from /proc.
 
 mod support;
@@ -43,14 +43,23 @@ fn locked_kb(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Where permitted (CI runs as root, as here): both threads on CPU 0, SCHED_FIFO (1),
-/// and the daemon's memory locked.
+/// The wake-up latency the kernel now grants idle CPUs (the strictest request held), µs.
+fn wake_latency_us() -> i32 {
+    let bytes = std::fs::read("/dev/cpu_dma_latency").unwrap();
+    i32::from_ne_bytes(bytes[..4].try_into().unwrap())
+}
+
+/// Where permitted (CI runs as root, as here): both threads on CPU 0, SCHED_FIFO (1), the
+/// daemon's memory locked, and idle CPUs asked to wake at once while it runs (not after).
 #[test]
 fn runtime_pins_the_two_threads_runs_them_fifo_and_locks_memory() {
     let dir = tempfile::tempdir().unwrap();
     let mut imu = pty();
     let (sock, port) = actuator();
-    let runtime = "[runtime]\nreader_cpu = 0\ninference_cpu = 0\nrealtime_priority = 10\nlock_memory = true\n";
+    let runtime = "[runtime]\nreader_cpu = 0\ninference_cpu = 0\nrealtime_priority = 10\nlock_memory = true\n\
+                   wake_latency_us = 0\n";
+    let before = wake_latency_us();
+    assert_ne!(before, 0, "another process already keeps idle CPUs polling: nothing to see here");
     let c = config(dir.path(), &imu.path, port, runtime);
     let err = dir.path().join("err.log");
     let mut child = spawn(reflexd(&["run", "--config", c.to_str().unwrap()]), &err);
@@ -61,7 +70,9 @@ fn runtime_pins_the_two_threads_runs_them_fifo_and_locks_memory() {
     assert_eq!(thread(pid, "reader"), ("0".to_string(), 1), "reader: CPU 0, SCHED_FIFO");
     assert_eq!(thread(pid, "inference"), ("0".to_string(), 1), "inference: CPU 0, SCHED_FIFO");
     assert!(locked_kb(pid) > 0, "memory locked");
+    assert_eq!(wake_latency_us(), 0, "idle CPUs poll while reflexd runs");
     assert!(terminate(&mut child, &err).success());
+    assert_eq!(wake_latency_us(), before, "the request is released when reflexd exits");
     let log = std::fs::read_to_string(&err).unwrap();
     assert!(!log.contains("WARN"), "{log}");
 }
@@ -78,7 +89,8 @@ fn runtime_settings_not_permitted_are_one_warning_each_and_the_daemon_runs_on() 
     let mut imu = pty();
     std::fs::set_permissions(&imu.path, std::fs::Permissions::from_mode(0o666)).unwrap();
     let (sock, port) = actuator();
-    let runtime = "[runtime]\nreader_cpu = 0\ninference_cpu = 0\nrealtime_priority = 80\nlock_memory = true\n";
+    let runtime = "[runtime]\nreader_cpu = 0\ninference_cpu = 0\nrealtime_priority = 80\nlock_memory = true\n\
+                   wake_latency_us = 0\n";
     let c = config(dir.path(), &imu.path, port, runtime);
     let err = dir.path().join("err.log");
     let mut cmd = reflexd(&["run", "--config", c.to_str().unwrap()]);
@@ -107,7 +119,9 @@ fn runtime_settings_not_permitted_are_one_warning_each_and_the_daemon_runs_on() 
     assert!(terminate(&mut child, &err).success());
     let log = std::fs::read_to_string(&err).unwrap();
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
-    assert_eq!(warnings.len(), 2, "{log}");
+    assert_eq!(warnings.len(), 3, "{log}");
     assert!(warnings.iter().any(|w| w.contains("[runtime] realtime_priority = 80 not applied")), "{log}");
     assert!(warnings.iter().any(|w| w.contains("[runtime] lock_memory not applied")), "{log}");
+    let wake = "[runtime] wake_latency_us = 0 not applied: /dev/cpu_dma_latency: Permission denied";
+    assert!(warnings.iter().any(|w| w.contains(wake)), "{log}");
 }
