@@ -24,6 +24,8 @@ pub struct Args {
     /// Serve the daemons' live view (`[live]`) to a Foxglove viewer that subscribes to every
     /// topic and never reads again.
     pub stalled_viewer: bool,
+    /// Move unbound workqueues and movable interrupts off the contender CPU for the runs.
+    pub isolate: bool,
     pub json: bool,
 }
 
@@ -48,6 +50,7 @@ pub fn parse() -> anyhow::Result<Args> {
         contender_cpu: 1,
         late_ms: 100.0,
         stalled_viewer: false,
+        isolate: false,
         json: false,
     };
     let mut it = std::env::args().skip(1);
@@ -71,6 +74,7 @@ pub fn parse() -> anyhow::Result<Args> {
             "--late-ms" => a.late_ms = value(key, it.next())?,
             "--json" => a.json = true,
             "--stalled-viewer" => a.stalled_viewer = true,
+            "--isolate" => a.isolate = true,
             "--bench" => {} // cargo bench passes it
             _ => bail!("unknown option `{key}` (the options are in crates/reflexd/benches/loop_latency/main.rs)"),
         }

@@ -10,7 +10,7 @@
 //!     [--rate 1000] [--hop 1] [--seconds 20] [--rounds 2] [--find-max 60] [--json]
 //!     [--contenders daemon,daemon-rt,python] [--model examples/bench/standard]
 //!     [--recording examples/data/gaitmap/healthy_2x20m_left.csv]
-//!     [--driver-cpu 0] [--contender-cpu 1] [--late-ms 100] [--stalled-viewer]
+//!     [--driver-cpu 0] [--contender-cpu 1] [--late-ms 100] [--stalled-viewer] [--isolate]
 //! ```
 //!
 //! The driver — this process: the writer (main thread) and the receiver thread — runs on
@@ -35,12 +35,16 @@
 //! never drops, its backlog grows instead (first in the pty's buffer, up to about 2000 frames,
 //! then by holding the writer up, where a real serial port would lose the bytes).
 //!
+//! `--isolate` (root) moves unbound workqueues and every movable interrupt to the driver CPU
+//! for the runs, as a robot host's kernel line would for its control core, and puts them back.
+//!
 //! `--stalled-viewer` has the daemons serve the live view (`[live]`) to a Foxglove viewer that
 //! subscribes to every topic and never reads again (the Python loop has no live view).
 
 mod args;
 mod contender;
 mod drive;
+mod isolate;
 mod pin;
 mod report;
 mod stream;
@@ -79,8 +83,18 @@ fn bench() -> anyhow::Result<()> {
     pin::this_thread(a.driver_cpu)?;
     let out = Out { json: a.json, late_us: a.late_ms * 1000.0 };
     let setup = Setup::new(&a)?;
+    let isolated = a.isolate.then(|| isolate::apply(a.driver_cpu)).transpose()?;
     let load_before = load();
     header(&out, &a, &setup, &load_before);
+    if let Some(i) = &isolated {
+        out.say(&format!(
+            "isolated CPU {}: unbound workqueues and {} interrupts moved to CPU {} ({} would not move), put back at the end",
+            a.contender_cpu,
+            i.moved_irqs(),
+            a.driver_cpu,
+            i.kept_irqs
+        ));
+    }
     let mut runs: Vec<(Contender, Vec<Outcome>)> = setup.contenders.iter().map(|c| (*c, Vec::new())).collect();
     for round in 0..a.rounds {
         out.say(&format!("round {} of {} ({} s each)", round + 1, a.rounds, a.seconds));
@@ -114,7 +128,7 @@ fn bench() -> anyhow::Result<()> {
         let doc = json!({
             "model": setup.model, "recording": setup.recording.path, "rate_hz": a.rate, "hop": a.hop,
             "seconds": a.seconds, "rounds": a.rounds, "driver_cpu": a.driver_cpu,
-            "contender_cpu": a.contender_cpu, "load_before": load_before, "load_after": load_after,
+            "contender_cpu": a.contender_cpu, "isolated": a.isolate, "load_before": load_before, "load_after": load_after,
             "notes": setup.notes, "contenders": contenders, "ratios": ratios, "find_max": searched,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
