@@ -21,6 +21,8 @@ pub struct Args {
     /// A datagram later than this (ms) after its window's last sample, or a writer further
     /// behind its schedule, means the contender did not keep up.
     pub late_ms: f64,
+    /// The daemons' `[window] queue`: how many windows may wait before the oldest is dropped.
+    pub queue: usize,
     /// Serve the daemons' live view (`[live]`) to a Foxglove viewer that subscribes to every
     /// topic and never reads again.
     pub stalled_viewer: bool,
@@ -49,6 +51,7 @@ pub fn parse() -> anyhow::Result<Args> {
         driver_cpu: 0,
         contender_cpu: 1,
         late_ms: 100.0,
+        queue: 64,
         stalled_viewer: false,
         isolate: false,
         json: false,
@@ -72,6 +75,7 @@ pub fn parse() -> anyhow::Result<Args> {
             "--driver-cpu" => a.driver_cpu = value(key, it.next())?,
             "--contender-cpu" => a.contender_cpu = value(key, it.next())?,
             "--late-ms" => a.late_ms = value(key, it.next())?,
+            "--queue" => a.queue = value(key, it.next())?,
             "--json" => a.json = true,
             "--stalled-viewer" => a.stalled_viewer = true,
             "--isolate" => a.isolate = true,
@@ -79,8 +83,8 @@ pub fn parse() -> anyhow::Result<Args> {
             _ => bail!("unknown option `{key}` (the options are in crates/reflexd/benches/loop_latency/main.rs)"),
         }
     }
-    if a.rate <= 0.0 || a.seconds <= 0.0 || a.hop == 0 || a.rounds == 0 {
-        bail!("--rate, --seconds, --hop and --rounds must be positive");
+    if a.rate <= 0.0 || a.seconds <= 0.0 || a.hop == 0 || a.rounds == 0 || a.queue == 0 {
+        bail!("--rate, --seconds, --hop, --rounds and --queue must be positive");
     }
     if a.driver_cpu == a.contender_cpu {
         bail!("--driver-cpu and --contender-cpu must differ: the driver and the contender get one CPU each");

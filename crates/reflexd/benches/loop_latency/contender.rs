@@ -72,6 +72,8 @@ pub struct Setup {
     pub python: String,
     pub onnx: PathBuf,
     pub cpu: usize,
+    /// `--queue`: the daemons' `[window] queue`, windows.
+    pub queue: usize,
     /// `--stalled-viewer`: the daemons serve `[live]` to a viewer that never reads.
     pub stalled_viewer: bool,
     /// Said once at the start: a skipped contender and why.
@@ -104,6 +106,7 @@ impl Setup {
             python: a.python.clone(),
             onnx: PathBuf::new(),
             cpu: a.contender_cpu,
+            queue: a.queue,
             stalled_viewer: a.stalled_viewer,
             notes: Vec::new(),
         };
@@ -176,7 +179,7 @@ impl Setup {
                     weights.display(),
                     plugins.display()
                 )),
-                "hop" => out.push_str(&format!("hop = {}\nqueue = 64\n", self.hop)),
+                "hop" => out.push_str(&format!("hop = {}\nqueue = {}\n", self.hop, self.queue)),
                 _ if line.trim() == "[source]" => {
                     out.push_str(&format!("[source]\npath = \"{}\"\nformat = \"binary\"\n", pty.display()))
                 }

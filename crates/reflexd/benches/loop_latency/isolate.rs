@@ -20,6 +20,11 @@ impl Isolated {
     pub fn moved_irqs(&self) -> usize {
         self.restore.len() - 1
     }
+
+    /// What puts the workqueues back by hand, should the bench be killed before it does.
+    pub fn undo_hint(&self) -> String {
+        self.restore.first().map_or(String::new(), |(p, old)| format!("echo {old} > {}", p.display()))
+    }
 }
 
 /// Moves unbound workqueues and movable interrupts to `driver_cpu` alone.

@@ -10,7 +10,7 @@
 //!     [--rate 1000] [--hop 1] [--seconds 20] [--rounds 2] [--find-max 60] [--json]
 //!     [--contenders daemon,daemon-rt,python] [--model examples/bench/standard]
 //!     [--recording examples/data/gaitmap/healthy_2x20m_left.csv]
-//!     [--driver-cpu 0] [--contender-cpu 1] [--late-ms 100] [--stalled-viewer] [--isolate]
+//!     [--driver-cpu 0] [--contender-cpu 1] [--late-ms 100] [--queue 64] [--stalled-viewer] [--isolate]
 //! ```
 //!
 //! The driver — this process: the writer (main thread) and the receiver thread — runs on
@@ -19,7 +19,8 @@
 //! alternations of `--seconds` each), each process pinned whole to `--contender-cpu`:
 //!
 //! - `daemon`: `reflexd run` on the model's config (binary source on the pty, the hop, a UDP
-//!   sink);
+//!   sink, `[window] queue` = `--queue`: the windows that may wait before the oldest is
+//!   dropped);
 //! - `daemon-rt`: the same with `[runtime]` (both threads on the contender CPU, SCHED_FIFO 80,
 //!   `lock_memory`, `wake_latency_us = 0`); left out, with a note, while this reflexd does not take `[runtime]`;
 //! - `python`: `tools/loop_python.py` (pyserial, numpy ring buffer, one onnxruntime thread,
@@ -88,11 +89,13 @@ fn bench() -> anyhow::Result<()> {
     header(&out, &a, &setup, &load_before);
     if let Some(i) = &isolated {
         out.say(&format!(
-            "isolated CPU {}: unbound workqueues and {} interrupts moved to CPU {} ({} would not move), put back at the end",
+            "isolated CPU {}: unbound workqueues and {} interrupts moved to CPU {} ({} would not move), put back at the end \
+             (if killed: `{}` and the same for /proc/irq/*/smp_affinity)",
             a.contender_cpu,
             i.moved_irqs(),
             a.driver_cpu,
-            i.kept_irqs
+            i.kept_irqs,
+            i.undo_hint()
         ));
     }
     let mut runs: Vec<(Contender, Vec<Outcome>)> = setup.contenders.iter().map(|c| (*c, Vec::new())).collect();
@@ -128,7 +131,7 @@ fn bench() -> anyhow::Result<()> {
         let doc = json!({
             "model": setup.model, "recording": setup.recording.path, "rate_hz": a.rate, "hop": a.hop,
             "seconds": a.seconds, "rounds": a.rounds, "driver_cpu": a.driver_cpu,
-            "contender_cpu": a.contender_cpu, "isolated": a.isolate, "load_before": load_before, "load_after": load_after,
+            "contender_cpu": a.contender_cpu, "isolated": a.isolate, "queue": a.queue, "load_before": load_before, "load_after": load_after,
             "notes": setup.notes, "contenders": contenders, "ratios": ratios, "find_max": searched,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -153,10 +156,11 @@ fn header(out: &Out, a: &args::Args, s: &Setup, load: &str) {
         a.rate
     ));
     out.say(&format!(
-        "driver (writer, receiver) on CPU {}, each contender on CPU {}; contenders {}; load average {load}",
+        "driver (writer, receiver) on CPU {}, each contender on CPU {}; contenders {}; the daemons' queue {} windows; load average {load}",
         a.driver_cpu,
         a.contender_cpu,
-        s.contenders.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+        s.contenders.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "),
+        a.queue
     ));
     for n in &s.notes {
         out.say(n);

@@ -1,4 +1,4 @@
-//! CPU pinning and the receive buffer: the driver's threads share one CPU, each contender's
+//! CPU pinning and socket options: the driver's threads share one CPU, each contender's
 //! whole process (every thread it ever starts) gets another.
 
 use anyhow::Context;
@@ -49,14 +49,18 @@ pub fn child(cmd: &mut Command, cpu: usize) {
 /// shares its CPU with the writer, and a burst of datagrams must wait in the socket, not be
 /// lost there and blamed on the contender.
 pub fn big_receive_buffer(sock: &UdpSocket) -> io::Result<()> {
-    let size: libc::c_int = 4 << 20;
+    socket_option(sock, libc::SO_RCVBUF, 4 << 20)
+}
+
+/// Sets the `SOL_SOCKET` option `option` of `sock` to `value`.
+pub fn socket_option(sock: &UdpSocket, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: a valid socket descriptor, and a pointer to a c_int with its exact length.
     let rc = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            std::ptr::from_ref(&size).cast(),
+            option,
+            std::ptr::from_ref(&value).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };

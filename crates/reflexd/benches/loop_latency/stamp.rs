@@ -24,22 +24,7 @@ fn ns(t: &libc::timespec) -> u64 {
 
 /// Asks the kernel to stamp every datagram `sock` receives.
 pub fn enable(sock: &UdpSocket) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket descriptor, and a pointer to a c_int with its exact length.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            std::ptr::from_ref(&on).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::pin::socket_option(sock, libc::SO_TIMESTAMPNS, 1)
 }
 
 /// One datagram into `buf`: its length and the kernel's stamp (now, if it came without one).
