@@ -105,9 +105,6 @@ fn the_package_lets_the_units_group_ask_for_quick_wake_ups() {
     let rules = "examples/systemd/60-reflex-wake-latency.rules";
     let rule = std::fs::read_to_string(crate_dir().join("../..").join(rules)).unwrap();
     let rule: Vec<&str> = rule.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).collect();
-    assert_eq!(
-        rule,
-        [format!("KERNEL==\"cpu_dma_latency\", SUBSYSTEM==\"misc\", GROUP=\"{group}\", MODE=\"0660\"")]
-    );
+    assert_eq!(rule, [format!("KERNEL==\"cpu_dma_latency\", SUBSYSTEM==\"misc\", GROUP=\"{group}\", MODE=\"0660\"")]);
     assert!(deb_metadata().contains(&format!("[\"../../{rules}\", \"usr/lib/udev/rules.d/")));
 }

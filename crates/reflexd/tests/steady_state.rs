@@ -343,7 +343,7 @@ fn run_on_a_pty_with_every_sink_kind_then_replay_its_recording() {
              [[sinks]]\nkind = \"serial\"\npath = \"{}\"\nformat = \"template\"\ntemplate = \"T {{index}} {{values[0]:.3}}\\n\"\n\
              [labels]\nlisten = \"127.0.0.1:{}\"\n\
              [live]\nlisten = \"127.0.0.1:0\"\n\
-             [runtime]\nreader_cpu = 0\ninference_cpu = 1\nrealtime_priority = 10\nlock_memory = true\n",
+             [runtime]\nreader_cpu = 0\ninference_cpu = 1\nrealtime_priority = 10\nlock_memory = true\nwake_latency_us = 0\n",
             udp.port,
             t.out.join("records.csv").display(),
             actuator_line.path.display(),

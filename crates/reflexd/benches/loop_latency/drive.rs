@@ -4,8 +4,8 @@
 
 use crate::contender::{self, Contender, Setup};
 use crate::pin;
-use crate::stamp;
 use crate::report::Stopped;
+use crate::stamp;
 use crate::stream::Frames;
 use crate::support;
 use anyhow::Context;

@@ -48,8 +48,8 @@ mod drive;
 mod isolate;
 mod pin;
 mod report;
-mod stream;
 mod stamp;
+mod stream;
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
