@@ -149,7 +149,10 @@ def test_interrupt_leaves_only_complete_models(tmp_path: Path, reflexd):
     proc = subprocess.Popen([sys.executable, "-m", "reflex", "compare", str(MINI), "--out", str(out),
                              "--window", "32", "--hop", "16", "--epochs", "200", "--seeds", "1",
                              "--test-subjects", "3,6", "--width", "8", "--kernel", "3", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            # A shell's background job starts with SIGINT ignored, and Python then
+                            # leaves it so: the Ctrl-C below must reach `reflex compare` as one.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not list((out / ".work").glob("*")) and time.time() < deadline:
         time.sleep(0.05)
