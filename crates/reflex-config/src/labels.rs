@@ -14,6 +14,7 @@ pub struct LabelsConfig {
     /// The UDP address (`IP:PORT`) the daemon binds to receive marks and `reflexd label`
     /// sends to. An IP, not a host name: the daemon binds it as written. `0.0.0.0` takes marks
     /// from other hosts too (`reflexd label` then sends to 127.0.0.1).
+    #[serde(deserialize_with = "crate::address::socket_addr")]
     pub listen: SocketAddr,
 }
 

@@ -218,8 +218,11 @@ fn labels_listen_is_an_ip_and_a_port_other_than_0() {
     let c = parse(Path::new("r.toml"), GOOD, env).unwrap();
     assert_eq!(c.labels.unwrap().listen, "[::1]:9101".parse().unwrap());
     for (section, want) in [
-        ("[labels]\nlisten = \"localhost:9100\"\n", "[labels] listen: invalid socket address"),
-        ("[labels]\nlisten = \"127.0.0.1\"\n", "[labels] listen: invalid socket address"),
+        (
+            "[labels]\nlisten = \"localhost:9100\"\n",
+            "[labels] listen: \"localhost:9100\" is not an IP address and port",
+        ),
+        ("[labels]\nlisten = \"127.0.0.1\"\n", "[labels] listen: \"127.0.0.1\" is not an IP address and port"),
         ("[labels]\nlisten = \"127.0.0.1:0\"\n", "[labels] listen = \"127.0.0.1:0\": the port must not be 0"),
         ("[labels]\n", "[labels] missing field `listen`"),
         ("[labels]\nlisten = \"127.0.0.1:9100\"\nport = 3\n", "[labels] port: unknown field `port`"),
@@ -256,6 +259,15 @@ fn runtime_pins_threads_and_checks_its_priority() {
         let p = parse_str(&(GOOD.to_string() + section)).unwrap_err();
         assert!(p.to_string().contains(message), "{section}: {p}");
     }
+}
+
+#[test]
+fn metrics_takes_an_address_and_port_and_names_the_key_when_wrong() {
+    let c = parse_str(&(GOOD.to_string() + "[metrics]\nlisten = \"[::1]:9187\"\n")).unwrap();
+    assert_eq!(c.metrics.map(|m| m.listen), Some("[::1]:9187".parse().unwrap()));
+    let p = parse_str(&(GOOD.to_string() + "[metrics]\nlisten = \"localhost:9187\"\n")).unwrap_err();
+    assert_eq!(p.0.len(), 1, "{p}");
+    assert!(p.to_string().contains("[metrics] listen: \"localhost:9187\" is not an IP address and port"), "{p}");
 }
 
 #[test]

@@ -197,9 +197,8 @@ pub struct Bound(TcpListener);
 /// address cannot be had.
 pub fn bind(config: &MetricsConfig, file: &Path) -> anyhow::Result<Bound> {
     let refused = || format!("{}: [metrics] listen = \"{}\"", file.display(), config.listen);
-    let address = config.address().map_err(|e| anyhow::anyhow!("{}: {e}", refused()))?;
     let listener =
-        TcpListener::bind(address).map_err(|e| anyhow::anyhow!("{}: cannot listen there: {e}", refused()))?;
+        TcpListener::bind(config.listen).map_err(|e| anyhow::anyhow!("{}: cannot listen there: {e}", refused()))?;
     Ok(Bound(listener))
 }
 
@@ -330,8 +329,8 @@ mod tests {
     #[test]
     fn a_bound_address_in_use_is_one_line_naming_the_key_and_address() {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-        let listen = taken.local_addr().unwrap().to_string();
-        let config = MetricsConfig { listen: listen.clone() };
+        let listen = taken.local_addr().unwrap();
+        let config = MetricsConfig { listen };
         let e = bind(&config, Path::new("/etc/reflex/reflex.toml")).err().unwrap().to_string();
         assert!(
             e.starts_with(&format!("/etc/reflex/reflex.toml: [metrics] listen = \"{listen}\": cannot listen there: ")),
