@@ -8,25 +8,13 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// Pins the calling thread (threads it starts later inherit the set).
-///
-/// Also runs in a forked child before exec: it allocates nothing and takes no lock.
-fn pin(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE (checked above), so its bit lies inside `set`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the calling thread.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
+/// The daemon's own system calls (`[runtime]`): `pin` pins the calling thread, and threads it
+/// starts later inherit the set. It allocates nothing and takes no lock, so it may also run in
+/// a forked child before exec.
+#[path = "../../src/daemon/os.rs"]
+#[allow(dead_code)] // the bench pins; it needs none of the other calls
+mod os;
+use os::pin;
 
 /// Pins the driver. Called first in `main`, before any thread exists, so the receiver thread
 /// inherits it.

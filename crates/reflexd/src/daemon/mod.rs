@@ -28,6 +28,7 @@ pub mod input;
 pub mod live;
 pub mod metrics;
 pub mod notify;
+mod os;
 pub mod provenance;
 pub mod reader;
 pub mod runtime;
